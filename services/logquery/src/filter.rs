@@ -1,0 +1,177 @@
+//! Query checks and matching: a `LogFilter` is checked once (each problem
+//! naming its field) and then matches records with every set field ANDed.
+
+use wxpush_proto::Timestamp;
+use wxpush_proto::v1::{DeliveryStatus, LogFilter, LogRecord, QueryLogsRequest};
+use wxpush_server::status::Violation;
+use wxpush_server::trace_context::is_trace_id;
+
+/// Page size when the request leaves it 0.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// Largest page a query may ask for.
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// Position after the last record of a page: (accepted_at in µs, message id).
+pub type Cursor = (i64, String);
+
+/// A checked query.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub filter: LogFilter,
+    pub page_size: usize,
+    pub after: Option<Cursor>,
+}
+
+/// Microseconds since the epoch; the store's sort key.
+pub fn micros(t: Option<&Timestamp>) -> i64 {
+    t.map_or(0, |t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
+}
+
+/// Encodes a cursor as an opaque page token.
+pub fn encode_cursor(c: &Cursor) -> String {
+    format!("v1.{}.{}", c.0, c.1)
+}
+
+fn decode_cursor(token: &str) -> Option<Cursor> {
+    let rest = token.strip_prefix("v1.")?;
+    let (micros, id) = rest.split_once('.')?;
+    if id.is_empty() {
+        return None;
+    }
+    Some((micros.parse().ok()?, id.to_string()))
+}
+
+/// Checks a `QueryLogs` request.
+pub fn check_query(req: QueryLogsRequest) -> Result<Query, Vec<Violation>> {
+    let mut v = Vec::new();
+    let filter = req.filter.unwrap_or_default();
+    check_filter(&filter, "filter.", &mut v);
+    let page_size = match req.page_size as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n > MAX_PAGE_SIZE => {
+            v.push(Violation::new(
+                "page_size",
+                format!("is {n}, at most {MAX_PAGE_SIZE} allowed"),
+            ));
+            0
+        }
+        n => n,
+    };
+    let after = if req.page_token.is_empty() {
+        None
+    } else {
+        let c = decode_cursor(&req.page_token);
+        if c.is_none() {
+            v.push(Violation::new(
+                "page_token",
+                "is not a token returned by QueryLogs",
+            ));
+        }
+        c
+    };
+    if v.is_empty() {
+        Ok(Query {
+            filter,
+            page_size,
+            after,
+        })
+    } else {
+        Err(v)
+    }
+}
+
+/// Checks a filter's fields; `prefix` is the path of the filter in its request.
+pub fn check_filter(f: &LogFilter, prefix: &str, v: &mut Vec<Violation>) {
+    if !f.trace_id.is_empty() && !is_trace_id(&f.trace_id) {
+        v.push(Violation::new(
+            format!("{prefix}trace_id"),
+            "must be 32 hex digits",
+        ));
+    }
+    if DeliveryStatus::try_from(f.status).is_err() {
+        v.push(Violation::new(
+            format!("{prefix}status"),
+            format!("unknown status {}", f.status),
+        ));
+    }
+    if let Some(r) = &f.time_range
+        && r.start.is_some()
+        && r.end.is_some()
+        && micros(r.start.as_ref()) >= micros(r.end.as_ref())
+    {
+        v.push(Violation::new(
+            format!("{prefix}time_range"),
+            "start must be before end",
+        ));
+    }
+}
+
+/// Whether a record matches every set field of the filter.
+pub fn matches(f: &LogFilter, r: &LogRecord) -> bool {
+    let eq = |want: &str, have: &str| want.is_empty() || want == have;
+    let in_range = f.time_range.as_ref().is_none_or(|range| {
+        let t = micros(r.accepted_at.as_ref());
+        range.start.as_ref().is_none_or(|s| t >= micros(Some(s)))
+            && range.end.as_ref().is_none_or(|e| t < micros(Some(e)))
+    });
+    eq(&f.message_id, &r.message_id)
+        && eq(&f.trace_id.to_ascii_lowercase(), &r.trace_id)
+        && eq(&f.openid, &r.openid)
+        && eq(&f.app_id, &r.app_id)
+        && eq(&f.template_key, &r.template_key)
+        && eq(&f.template_id, &r.template_id)
+        && (f.status == 0 || f.status == r.status)
+        && (!f.has_errcode || f.errcode == r.errcode)
+        && in_range
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wxpush_proto::v1::TimeRange;
+
+    fn fields(r: Result<Query, Vec<Violation>>) -> Vec<String> {
+        r.unwrap_err().into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn bad_queries_name_their_field() {
+        let big = QueryLogsRequest {
+            page_size: 10_000,
+            ..Default::default()
+        };
+        assert_eq!(fields(check_query(big)), ["page_size"]);
+        let token = QueryLogsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        };
+        assert_eq!(fields(check_query(token)), ["page_token"]);
+        let inverted = QueryLogsRequest {
+            filter: Some(LogFilter {
+                time_range: Some(TimeRange {
+                    start: Some(Timestamp {
+                        seconds: 20,
+                        nanos: 0,
+                    }),
+                    end: Some(Timestamp {
+                        seconds: 10,
+                        nanos: 0,
+                    }),
+                }),
+                trace_id: "xyz".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(check_query(inverted)),
+            ["filter.trace_id", "filter.time_range"]
+        );
+    }
+
+    #[test]
+    fn cursor_round_trips() {
+        let c = (1_700_000_000_000_000, "0190abc".to_string());
+        assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
+    }
+}

@@ -1,0 +1,122 @@
+//! One record per message, built from its delivery events. Applying the same
+//! event twice changes nothing, so a replayed stream never duplicates an
+//! attempt.
+
+use wxpush_proto::v1::{Attempt, DeliveryEvent, DeliveryStatus, LogRecord};
+
+/// A record plus the ids of the events already folded into it.
+#[derive(Debug, Clone, Default)]
+pub struct StoredRecord {
+    pub record: LogRecord,
+    pub event_ids: Vec<String>,
+}
+
+impl StoredRecord {
+    /// A record for the first event seen of a message.
+    pub fn new(e: &DeliveryEvent) -> Self {
+        Self {
+            record: LogRecord {
+                message_id: e.message_id.clone(),
+                trace_id: e.trace_id.clone(),
+                app_id: e.app_id.clone(),
+                openid: e.openid.clone(),
+                template_key: e.template_key.clone(),
+                template_id: e.template_id.clone(),
+                kind: e.kind,
+                accepted_at: e.accepted_at,
+                ..Default::default()
+            },
+            event_ids: Vec::new(),
+        }
+    }
+
+    /// Folds one event in; returns false if it was already applied.
+    pub fn apply(&mut self, e: &DeliveryEvent) -> bool {
+        if self.event_ids.iter().any(|id| id == &e.event_id) {
+            return false;
+        }
+        self.event_ids.push(e.event_id.clone());
+        let r = &mut self.record;
+        if e.attempt > 0 {
+            let attempt = Attempt {
+                attempt: e.attempt,
+                status: e.status,
+                errcode: e.errcode,
+                errmsg: e.errmsg.clone(),
+                wechat_msgid: e.wechat_msgid.clone(),
+                latency_ms: e.latency_ms,
+                occurred_at: e.occurred_at,
+            };
+            let at = r.history.partition_point(|a| a.attempt <= e.attempt);
+            r.history.insert(at, attempt);
+        }
+        // The newest event decides the current state; attempts arrive in
+        // order from one sender, but a replay may bring an old one late.
+        let newest = r.updated_at.is_none_or(|u| {
+            e.occurred_at
+                .is_some_and(|o| (o.seconds, o.nanos) >= (u.seconds, u.nanos))
+        });
+        if newest {
+            r.status = e.status;
+            r.updated_at = e.occurred_at;
+            if e.attempt > 0 {
+                r.errcode = e.errcode;
+                r.errmsg = e.errmsg.clone();
+                r.latency_ms = e.latency_ms;
+            }
+        }
+        if !e.data_json.is_empty() {
+            r.data_json = e.data_json.clone();
+        }
+        if e.status == DeliveryStatus::Sent as i32 {
+            r.wechat_msgid = e.wechat_msgid.clone();
+            r.sent_at = e.occurred_at;
+        }
+        r.attempts = r.history.iter().map(|a| a.attempt).max().unwrap_or(0);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(seconds: i64) -> Option<wxpush_proto::Timestamp> {
+        Some(wxpush_proto::Timestamp { seconds, nanos: 0 })
+    }
+
+    fn ev(attempt: u32, status: DeliveryStatus, errcode: i64, at: i64) -> DeliveryEvent {
+        DeliveryEvent {
+            event_id: format!("m1/{attempt}"),
+            message_id: "m1".into(),
+            attempt,
+            status: status as i32,
+            errcode,
+            occurred_at: ts(at),
+            accepted_at: ts(0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn replays_do_not_duplicate_and_late_events_do_not_regress() {
+        let first = ev(1, DeliveryStatus::Retrying, -1, 10);
+        let second = ev(2, DeliveryStatus::Sent, 0, 20);
+        let mut r = StoredRecord::new(&first);
+        assert!(r.apply(&second));
+        assert!(r.apply(&first));
+        assert!(!r.apply(&first));
+        assert!(!r.apply(&second));
+        assert_eq!(r.record.attempts, 2);
+        assert_eq!(
+            r.record
+                .history
+                .iter()
+                .map(|a| a.attempt)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(r.record.status, DeliveryStatus::Sent as i32);
+        assert_eq!(r.record.errcode, 0);
+    }
+}

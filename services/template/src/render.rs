@@ -1,0 +1,298 @@
+//! Rendering: business variables into the exact WeChat request body and a
+//! preview of what the user will read.
+//!
+//! Field expressions are literal text with `{{variable}}` references, e.g.
+//! `"{{amount}}元"`. Every problem is reported at once, one violation per
+//! missing variable or bad input, so a caller fixes them in one round.
+
+use crate::error::TemplateError;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeSet, HashMap};
+use wxpush_proto::v1::{MessageKind, MiniProgramTarget, Template};
+use wxpush_server::status::Violation;
+
+/// Most variables one render call may carry.
+pub const MAX_VARIABLES: usize = 100;
+/// Longest variable name, in characters.
+pub const MAX_VARIABLE_NAME_CHARS: usize = 64;
+/// Longest variable value, in characters.
+pub const MAX_VARIABLE_VALUE_CHARS: usize = 1000;
+
+/// What a caller adds to a template for one message.
+#[derive(Debug, Clone)]
+pub struct RenderInput<'a> {
+    pub variables: &'a HashMap<String, String>,
+    pub openid: &'a str,
+    pub client_msg_id: &'a str,
+    pub url: &'a str,
+    pub miniprogram: Option<&'a MiniProgramTarget>,
+    pub page: &'a str,
+}
+
+impl<'a> RenderInput<'a> {
+    /// Only variables: no recipient, no overrides (previews, validation).
+    pub fn new(variables: &'a HashMap<String, String>) -> Self {
+        Self {
+            variables,
+            openid: "",
+            client_msg_id: "",
+            url: "",
+            miniprogram: None,
+            page: "",
+        }
+    }
+}
+
+/// A rendered message.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The JSON body to POST (the token goes in the URL).
+    pub body_json: String,
+    /// The `data` object alone, for the delivery log.
+    pub data_json: String,
+    pub preview: String,
+    pub api_path: &'static str,
+}
+
+/// The `{{name.DATA}}` placeholder names of a WeChat template content, in
+/// order of appearance, without duplicates.
+pub fn placeholders(content: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = content;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let inner = after[..end].trim();
+        if let Some(name) = inner.strip_suffix(".DATA")
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !out.iter().any(|n| n == name)
+        {
+            out.push(name.to_string());
+        }
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+/// Expands `{{variable}}` references; collects the names that are missing.
+fn expand(expr: &str, vars: &HashMap<String, String>, missing: &mut BTreeSet<String>) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let mut rest = expr;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = after[..end].trim();
+        match vars.get(name) {
+            Some(v) => out.push_str(v),
+            None => {
+                missing.insert(name.to_string());
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn check_variables(vars: &HashMap<String, String>, v: &mut Vec<Violation>) {
+    if vars.len() > MAX_VARIABLES {
+        v.push(Violation::new(
+            "variables",
+            format!("{} variables, at most {MAX_VARIABLES} allowed", vars.len()),
+        ));
+    }
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        if name.chars().count() > MAX_VARIABLE_NAME_CHARS {
+            v.push(Violation::new(
+                "variables",
+                format!("variable name longer than {MAX_VARIABLE_NAME_CHARS} characters"),
+            ));
+        }
+        let n = vars[name].chars().count();
+        if n > MAX_VARIABLE_VALUE_CHARS {
+            v.push(Violation::new(
+                format!("variables.{name}"),
+                format!("is {n} characters, at most {MAX_VARIABLE_VALUE_CHARS} allowed"),
+            ));
+        }
+    }
+}
+
+/// Renders a template for one recipient.
+pub fn render(t: &Template, input: &RenderInput<'_>) -> Result<Rendered, TemplateError> {
+    let mut violations = Vec::new();
+    check_variables(input.variables, &mut violations);
+    let mut missing = BTreeSet::new();
+    let known: Vec<String> = placeholders(&t.wechat_content);
+
+    let mut fields: Vec<(&String, &String)> = t.fields.iter().collect();
+    fields.sort();
+    let mut data = Map::new();
+    let mut values = HashMap::new();
+    for (name, expr) in fields {
+        if !known.is_empty() && !known.contains(name) {
+            violations.push(Violation::new(
+                format!("template.fields.{name}"),
+                format!("is not a field of WeChat template {}", t.template_id),
+            ));
+        }
+        let value = expand(expr, input.variables, &mut missing);
+        data.insert(name.clone(), json!({ "value": value }));
+        values.insert(name.clone(), value);
+    }
+
+    let mut body = Map::new();
+    body.insert("touser".into(), json!(input.openid));
+    body.insert("template_id".into(), json!(t.template_id));
+    let kind = MessageKind::try_from(t.kind).unwrap_or(MessageKind::Unspecified);
+    let api_path = match kind {
+        MessageKind::Subscribe => {
+            let page = if input.page.is_empty() {
+                &t.page
+            } else {
+                input.page
+            };
+            let page = expand(page, input.variables, &mut missing);
+            if !page.is_empty() {
+                body.insert("page".into(), json!(page));
+            }
+            if !t.miniprogram_state.is_empty() {
+                body.insert("miniprogram_state".into(), json!(t.miniprogram_state));
+            }
+            if !t.lang.is_empty() {
+                body.insert("lang".into(), json!(t.lang));
+            }
+            "/cgi-bin/message/subscribe/send"
+        }
+        _ => {
+            let url = if input.url.is_empty() {
+                &t.url
+            } else {
+                input.url
+            };
+            let url = expand(url, input.variables, &mut missing);
+            if !url.is_empty() {
+                body.insert("url".into(), json!(url));
+            }
+            if let Some(mp) = input.miniprogram.or(t.miniprogram.as_ref()) {
+                let pagepath = expand(&mp.pagepath, input.variables, &mut missing);
+                body.insert(
+                    "miniprogram".into(),
+                    json!({"appid": mp.appid, "pagepath": pagepath}),
+                );
+            }
+            if !input.client_msg_id.is_empty() {
+                body.insert("client_msg_id".into(), json!(input.client_msg_id));
+            }
+            "/cgi-bin/message/template/send"
+        }
+    };
+    for name in &missing {
+        violations.push(Violation::new(
+            format!("variables.{name}"),
+            format!("is required by template {}", t.key),
+        ));
+    }
+    if !violations.is_empty() {
+        return Err(TemplateError::InvalidArgument(violations));
+    }
+    let data = Value::Object(data);
+    let data_json = data.to_string();
+    body.insert("data".into(), data);
+    Ok(Rendered {
+        body_json: Value::Object(body).to_string(),
+        data_json,
+        preview: preview(t, &values),
+        api_path,
+    })
+}
+
+/// The WeChat content with its placeholders filled, or `field: value`
+/// lines when the content is not known.
+fn preview(t: &Template, values: &HashMap<String, String>) -> String {
+    if t.wechat_content.is_empty() {
+        let mut names: Vec<&String> = values.keys().collect();
+        names.sort();
+        return names
+            .into_iter()
+            .map(|n| format!("{n}: {}", values[n]))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let mut out = t.wechat_content.clone();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{{{name}.DATA}}}}"), value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Template {
+        Template {
+            key: "order_shipped".into(),
+            app_id: "wx1".into(),
+            kind: MessageKind::Template as i32,
+            template_id: "T1".into(),
+            fields: [
+                ("character_string1".to_string(), "{{order_id}}".to_string()),
+                ("thing3".to_string(), "{{ carrier }}快递".to_string()),
+            ]
+            .into(),
+            url: "https://e.com/o/{{order_id}}".into(),
+            wechat_content: "单号:{{character_string1.DATA}}\n物流:{{thing3.DATA}}".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn renders_body_and_preview() {
+        let vars: HashMap<String, String> = [("order_id", "SF1"), ("carrier", "顺丰")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let r = render(
+            &shipped(),
+            &RenderInput {
+                openid: "o1",
+                client_msg_id: "m1",
+                ..RenderInput::new(&vars)
+            },
+        )
+        .unwrap();
+        let body: Value = serde_json::from_str(&r.body_json).unwrap();
+        assert_eq!(body["touser"], "o1");
+        assert_eq!(body["client_msg_id"], "m1");
+        assert_eq!(body["url"], "https://e.com/o/SF1");
+        assert_eq!(body["data"]["thing3"]["value"], "顺丰快递");
+        assert_eq!(r.preview, "单号:SF1\n物流:顺丰快递");
+        assert_eq!(r.api_path, "/cgi-bin/message/template/send");
+    }
+
+    #[test]
+    fn reports_each_missing_variable_by_name() {
+        let vars = HashMap::new();
+        let err = render(&shipped(), &RenderInput::new(&vars)).unwrap_err();
+        let TemplateError::InvalidArgument(v) = err else {
+            panic!()
+        };
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["variables.carrier", "variables.order_id"]);
+    }
+
+    #[test]
+    fn finds_placeholders_in_order() {
+        assert_eq!(
+            placeholders("a{{x1.DATA}} {{ y_2.DATA }}{{x1.DATA}}{{bad}} {{z.DATA"),
+            ["x1", "y_2"]
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Templates as operators write them (YAML, e.g. mounted from a ConfigMap),
+//! and the checks every stored template passes.
+//!
+//! ```yaml
+//! templates:
+//!   - key: order_shipped
+//!     app_id: wx_demo_oa
+//!     kind: template            # or: subscribe
+//!     template_id: OA_ORDER_SHIPPED_k3J9
+//!     content: "订单编号:{{character_string1.DATA}}\n发货时间:{{time2.DATA}}"
+//!     fields:
+//!       character_string1: "{{order_id}}"
+//!       time2: "{{ship_time}}"
+//!     url: "https://example.com/orders/{{order_id}}"
+//! ```
+
+use crate::error::TemplateError;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use wxpush_proto::v1::{MessageKind, MiniProgramTarget, QuietHours, Template};
+use wxpush_server::status::{Violation, max_chars, require};
+
+/// Longest template key.
+pub const MAX_KEY_CHARS: usize = 64;
+
+/// The templates file.
+#[derive(Debug, Deserialize, Default)]
+pub struct TemplatesFile {
+    #[serde(default)]
+    pub templates: Vec<TemplateSpec>,
+}
+
+/// One template in the file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct TemplateSpec {
+    pub key: String,
+    pub app_id: String,
+    /// `template` (Official Account) or `subscribe` (Mini Program).
+    pub kind: String,
+    pub template_id: String,
+    pub title: String,
+    /// The WeChat template content with `{{name.DATA}}` placeholders.
+    pub content: String,
+    pub fields: BTreeMap<String, String>,
+    pub url: String,
+    pub miniprogram: Option<MiniProgramSpec>,
+    pub page: String,
+    pub miniprogram_state: String,
+    pub lang: String,
+    pub quiet_hours: Option<QuietHoursSpec>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct MiniProgramSpec {
+    pub appid: String,
+    pub pagepath: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct QuietHoursSpec {
+    pub start: String,
+    pub end: String,
+    pub time_zone: String,
+}
+
+impl TemplateSpec {
+    /// The API form of this template (version 0: not stored yet).
+    pub fn into_template(self) -> Result<Template, TemplateError> {
+        let kind = match self.kind.as_str() {
+            "template" => MessageKind::Template,
+            "subscribe" => MessageKind::Subscribe,
+            other => {
+                return Err(TemplateError::InvalidArgument(vec![Violation::new(
+                    format!("templates[{}].kind", self.key),
+                    format!("must be `template` or `subscribe`, got {other:?}"),
+                )]));
+            }
+        };
+        Ok(Template {
+            key: self.key,
+            app_id: self.app_id,
+            kind: kind as i32,
+            template_id: self.template_id,
+            fields: self.fields.into_iter().collect(),
+            url: self.url,
+            miniprogram: self.miniprogram.map(|m| MiniProgramTarget {
+                appid: m.appid,
+                pagepath: m.pagepath,
+            }),
+            page: self.page,
+            miniprogram_state: self.miniprogram_state,
+            lang: self.lang,
+            quiet_hours: self.quiet_hours.map(|q| QuietHours {
+                start: q.start,
+                end: q.end,
+                time_zone: q.time_zone,
+            }),
+            version: 0,
+            wechat_content: self.content,
+            title: self.title,
+            wechat_template_missing: false,
+            updated_at: None,
+        })
+    }
+}
+
+/// Reads and checks a templates file.
+pub fn load_file(path: &Path) -> Result<Vec<Template>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read templates file {}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("templates file {}: {e}", path.display()))
+}
+
+/// Parses and checks templates YAML.
+pub fn parse(text: &str) -> Result<Vec<Template>, String> {
+    let file: TemplatesFile = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for spec in file.templates {
+        let t = spec.into_template().map_err(describe)?;
+        check(&t).map_err(describe)?;
+        out.push(t);
+    }
+    Ok(out)
+}
+
+fn describe(e: TemplateError) -> String {
+    match e {
+        TemplateError::InvalidArgument(v) => v
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+/// The checks every stored template passes; field paths are relative to
+/// `template.` as in `UpsertTemplateRequest`.
+pub fn check(t: &Template) -> Result<(), TemplateError> {
+    let mut v = Vec::new();
+    require(&mut v, "template.key", &t.key);
+    max_chars(&mut v, "template.key", &t.key, MAX_KEY_CHARS);
+    if !t
+        .key
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+    {
+        v.push(Violation::new(
+            "template.key",
+            "may contain only a-z, 0-9, `_`, `.` and `-`",
+        ));
+    }
+    require(&mut v, "template.app_id", &t.app_id);
+    require(&mut v, "template.template_id", &t.template_id);
+    match MessageKind::try_from(t.kind) {
+        Ok(MessageKind::Template | MessageKind::Subscribe) => {}
+        _ => v.push(Violation::new(
+            "template.kind",
+            "must be TEMPLATE or SUBSCRIBE",
+        )),
+    }
+    if t.fields.is_empty() {
+        v.push(Violation::new(
+            "template.fields",
+            "at least one WeChat field is required",
+        ));
+    }
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(TemplateError::InvalidArgument(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_file_and_rejects_a_bad_kind() {
+        let ok = parse(
+            "templates:\n  - key: a\n    app_id: wx1\n    kind: subscribe\n    template_id: T\n    fields: {thing1: \"{{x}}\"}\n",
+        )
+        .unwrap();
+        assert_eq!(ok[0].kind, MessageKind::Subscribe as i32);
+        let err =
+            parse("templates:\n  - key: a\n    app_id: wx1\n    kind: sms\n    template_id: T\n")
+                .unwrap_err();
+        assert!(err.contains("templates[a].kind"), "{err}");
+    }
+
+    #[test]
+    fn check_names_every_bad_field() {
+        let t = Template {
+            key: "Bad Key".into(),
+            kind: MessageKind::Template as i32,
+            ..Default::default()
+        };
+        let TemplateError::InvalidArgument(v) = check(&t).unwrap_err() else {
+            panic!("expected InvalidArgument")
+        };
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "template.key",
+                "template.app_id",
+                "template.template_id",
+                "template.fields"
+            ]
+        );
+    }
+}

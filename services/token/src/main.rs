@@ -1,0 +1,40 @@
+//! `wxpush-token`: the token service as its own process.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+use wxpush_token::{TokenCache, TokenConfig, TokenGrpc};
+use wxpush_wechat::WechatClient;
+
+/// Owns every app's WeChat access_token.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// YAML config file; `WXPUSH_TOKEN__KEY=value` overrides any setting.
+    #[arg(long, env = "WXPUSH_TOKEN_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    wxpush_server::logging::init();
+    let args = Args::parse();
+    let config: TokenConfig = wxpush_server::config::load(args.config.as_deref(), "WXPUSH_TOKEN")?;
+    let wechat = WechatClient::new(&config.wechat)?;
+    let cache = TokenCache::new(
+        &config.apps,
+        wechat,
+        Duration::from_secs(config.refresh_margin_secs),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let listener = wxpush_server::grpc::bind(config.listen.parse()?).await?;
+    let routes = tonic::service::Routes::new(TokenGrpc::new(cache).into_server());
+    wxpush_server::grpc::serve(
+        routes,
+        &[wxpush_proto::v1::token_service_server::SERVICE_NAME],
+        listener,
+        wxpush_server::shutdown::signal(),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `wxpush send` and `wxpush logs`: the README walkthrough without grpcurl.
+
+use crate::output;
+use std::collections::HashMap;
+use tonic::transport::Channel;
+use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
+use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
+use wxpush_proto::v1::*;
+
+/// Exit code when the RPC worked but the message was not delivered.
+pub const EXIT_NOT_DELIVERED: i32 = 3;
+/// Exit code when the RPC itself failed (bad input, server down).
+pub const EXIT_RPC_ERROR: i32 = 2;
+
+/// `--var key=value` into a map; the error names the bad argument.
+pub fn parse_vars(vars: &[String]) -> Result<HashMap<String, String>, String> {
+    vars.iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("--var {kv:?}: expected key=value"))
+        })
+        .collect()
+}
+
+/// Parses a status name (`sent`, `FAILED`) for `--status`.
+pub fn parse_status(name: &str) -> Result<DeliveryStatus, String> {
+    DeliveryStatus::from_str_name(&format!("DELIVERY_STATUS_{}", name.to_ascii_uppercase()))
+        .ok_or_else(|| {
+            format!("unknown status {name:?} (SENT, FAILED, QUEUED, DEFERRED, RETRYING, DEAD, ...)")
+        })
+}
+
+async fn connect(addr: &str) -> Result<Channel, String> {
+    Channel::from_shared(addr.to_string())
+        .map_err(|e| format!("bad --addr {addr:?}: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+}
+
+/// Sends one message; prints the result; returns the exit code.
+pub async fn send(addr: &str, req: SendRequest, json: bool) -> i32 {
+    let channel = match connect(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_RPC_ERROR;
+        }
+    };
+    match DeliveryServiceClient::new(channel).send(req).await {
+        Ok(resp) => {
+            let r = resp.into_inner();
+            if json {
+                println!("{}", output::result_json(&r));
+            } else {
+                println!("{}", output::result_text(&r));
+            }
+            if r.status == DeliveryStatus::Sent as i32 {
+                0
+            } else {
+                EXIT_NOT_DELIVERED
+            }
+        }
+        Err(status) => {
+            eprintln!("{}", output::status_text(&status));
+            EXIT_RPC_ERROR
+        }
+    }
+}
+
+/// Queries the delivery log; prints matching records; returns the exit code.
+pub async fn logs(addr: &str, filter: LogFilter, limit: u32, json: bool) -> i32 {
+    let channel = match connect(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_RPC_ERROR;
+        }
+    };
+    let req = QueryLogsRequest {
+        filter: Some(filter),
+        page_size: limit,
+        page_token: String::new(),
+    };
+    match LogQueryServiceClient::new(channel).query_logs(req).await {
+        Ok(resp) => {
+            let page = resp.into_inner();
+            if json {
+                let records: Vec<_> = page.records.iter().map(output::record_json).collect();
+                println!("{}", serde_json::Value::Array(records));
+            } else if page.records.is_empty() {
+                println!("no matching records");
+            } else {
+                for r in &page.records {
+                    println!("{}", output::record_line(r));
+                }
+            }
+            0
+        }
+        Err(status) => {
+            eprintln!("{}", output::status_text(&status));
+            EXIT_RPC_ERROR
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_and_statuses_parse_with_clear_errors() {
+        let v = parse_vars(&["a=1".into(), "b=x=y".into()]).unwrap();
+        assert_eq!(v["b"], "x=y");
+        assert!(parse_vars(&["nokey".into()]).unwrap_err().contains("nokey"));
+        assert_eq!(parse_status("sent").unwrap(), DeliveryStatus::Sent);
+        assert!(parse_status("lost").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! The `wxpush` binary's parts: the whole suite in one process for
+//! development and tests, and the operators' command-line client.
+//!
+//! - [`suite`]: starts token, template, delivery and logquery on one gRPC
+//!   port, on in-memory backends, with an embedded WeChat sandbox.
+//! - [`demo`]: the demo apps and templates `wxpush dev` is preloaded with.
+//! - [`cli`]: `wxpush send` and `wxpush logs`.
+//! - [`output`]: human-readable and JSON rendering of results.
+
+pub mod cli;
+pub mod demo;
+pub mod output;
+pub mod suite;
+
+pub use suite::{Suite, SuiteOptions};

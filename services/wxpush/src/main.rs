@@ -1,0 +1,200 @@
+//! `wxpush`: run the whole suite locally (`wxpush dev`) or talk to a running
+//! one (`wxpush send`, `wxpush logs`).
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use wxpush::cli;
+use wxpush::{Suite, SuiteOptions};
+use wxpush_proto::v1::{LogFilter, SendRequest};
+
+#[derive(Parser)]
+#[command(version, about = "WeChat message delivery for internal systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(ClapArgs)]
+struct Target {
+    /// gRPC address of the suite (or its delivery / logquery service).
+    #[arg(
+        long,
+        env = "WXPUSH_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    addr: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the four services and a local WeChat sandbox in one process, on
+    /// in-memory backends, preloaded with demo apps, templates and users.
+    Dev {
+        /// gRPC address serving all four services.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// The sandbox's WeChat API address.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        sandbox_listen: SocketAddr,
+        /// The sandbox's admin API address (faults, received messages).
+        #[arg(long, default_value = "127.0.0.1:9101")]
+        sandbox_admin_listen: SocketAddr,
+        /// Write the bound addresses as JSON to this file once serving
+        /// (useful with port 0).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Send one message now and print the outcome (exit 3 if not SENT).
+    Send {
+        /// Business template key, e.g. order_shipped.
+        #[arg(long = "template")]
+        template_key: String,
+        /// Recipient openid.
+        #[arg(long)]
+        openid: String,
+        /// Template variable, repeatable: --var order_id=SF123
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        vars: Vec<String>,
+        /// Must match the template's app when given.
+        #[arg(long, default_value = "")]
+        app_id: String,
+        /// The same key never sends twice.
+        #[arg(long, default_value = "")]
+        idempotency_key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Query the delivery log, newest first.
+    Logs {
+        #[arg(long, default_value = "")]
+        message_id: String,
+        #[arg(long, default_value = "")]
+        openid: String,
+        #[arg(long, default_value = "")]
+        trace_id: String,
+        #[arg(long, default_value = "")]
+        app_id: String,
+        #[arg(long = "template", default_value = "")]
+        template_key: String,
+        /// SENT, FAILED, QUEUED, ...
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many records (1..500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Dev {
+            listen,
+            sandbox_listen,
+            sandbox_admin_listen,
+            ready_file,
+        } => {
+            wxpush_server::logging::init();
+            run_dev(
+                SuiteOptions::demo(listen, sandbox_listen, sandbox_admin_listen),
+                ready_file,
+            )
+            .await?;
+            0
+        }
+        Command::Send {
+            template_key,
+            openid,
+            vars,
+            app_id,
+            idempotency_key,
+            target,
+        } => {
+            let variables = match cli::parse_vars(&vars) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(cli::EXIT_RPC_ERROR);
+                }
+            };
+            let req = SendRequest {
+                app_id,
+                template_key,
+                openid,
+                variables,
+                idempotency_key,
+                ..Default::default()
+            };
+            cli::send(&target.addr, req, target.json).await
+        }
+        Command::Logs {
+            message_id,
+            openid,
+            trace_id,
+            app_id,
+            template_key,
+            status,
+            limit,
+            target,
+        } => {
+            let status = match status.as_deref().map(cli::parse_status).transpose() {
+                Ok(s) => s.map_or(0, |s| s as i32),
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(cli::EXIT_RPC_ERROR);
+                }
+            };
+            let filter = LogFilter {
+                message_id,
+                trace_id,
+                openid,
+                app_id,
+                template_key,
+                status,
+                ..Default::default()
+            };
+            cli::logs(&target.addr, filter, limit, target.json).await
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn run_dev(opts: SuiteOptions, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let suite = Suite::start(opts).await?;
+    let (api, admin) = suite
+        .sandbox
+        .as_ref()
+        .map(|s| (s.api_url(), s.admin_url()))
+        .unwrap_or_default();
+    println!(
+        "wxpush dev is running\n\
+         \n  gRPC (token, template, delivery, logquery, health, reflection): {grpc}\n\
+         \x20 WeChat sandbox API:   {api}\n\
+         \x20 WeChat sandbox admin: {admin}\n\
+         \nTry:\n\
+         \x20 wxpush send --addr {grpc} --template order_shipped --openid o_demo_follower \\\n\
+         \x20     --var order_id=SF1234567 --var ship_time='2026-11-23 10:00' --var carrier=顺丰速运\n\
+         \x20 wxpush logs --addr {grpc} --openid o_demo_follower\n\
+         \x20 grpcurl -plaintext {addr} list\n\
+         \nDemo users: o_demo_follower, o_demo_unfollowed (official account wx_demo_oa);\n\
+         \x20           o_demo_subscriber, o_demo_no_consent (mini program wx_demo_mp).\n\
+         Ctrl-C to stop.",
+        grpc = suite.grpc_url(),
+        addr = suite.grpc_addr,
+    );
+    if let Some(path) = ready_file {
+        let ready = serde_json::json!({"grpc": suite.grpc_addr.to_string(), "grpc_url": suite.grpc_url(), "sandbox_api": api, "sandbox_admin": admin});
+        std::fs::write(&path, ready.to_string())?;
+    }
+    wxpush_server::shutdown::signal().await;
+    suite.shutdown().await;
+    Ok(())
+}

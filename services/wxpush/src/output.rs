@@ -1,0 +1,141 @@
+//! How results look on a terminal (one line per fact) and as `--json`
+//! (stable keys, status names instead of numbers, RFC 3339 times).
+
+use serde_json::{Value, json};
+use wxpush_proto::Timestamp;
+use wxpush_proto::v1::{Attempt, DeliveryResult, DeliveryStatus, LogRecord};
+
+/// A status number as its short name (`SENT`).
+pub fn status_name(status: i32) -> &'static str {
+    DeliveryStatus::try_from(status)
+        .map(|s| s.as_str_name().trim_start_matches("DELIVERY_STATUS_"))
+        .unwrap_or("UNKNOWN")
+}
+
+/// RFC 3339 in UTC, or empty.
+pub fn time(t: Option<&Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// A delivery result as JSON.
+pub fn result_json(r: &DeliveryResult) -> Value {
+    json!({
+        "message_id": r.message_id,
+        "trace_id": r.trace_id,
+        "status": status_name(r.status),
+        "errcode": r.errcode,
+        "errmsg": r.errmsg,
+        "wechat_msgid": r.wechat_msgid,
+        "attempts": r.attempts,
+        "app_id": r.app_id,
+        "template_key": r.template_key,
+        "accepted_at": time(r.accepted_at.as_ref()),
+    })
+}
+
+/// A delivery result for people.
+pub fn result_text(r: &DeliveryResult) -> String {
+    let mut out = format!(
+        "status:      {}\nmessage_id:  {}\ntrace_id:    {}\n",
+        status_name(r.status),
+        r.message_id,
+        r.trace_id
+    );
+    if !r.wechat_msgid.is_empty() {
+        out += &format!("wechat_msgid: {}\n", r.wechat_msgid);
+    }
+    if r.errcode != 0 {
+        out += &format!("errcode:     {}\nerrmsg:      {}\n", r.errcode, r.errmsg);
+    }
+    out += &format!("attempts:    {}", r.attempts);
+    out
+}
+
+fn attempt_json(a: &Attempt) -> Value {
+    json!({
+        "attempt": a.attempt,
+        "status": status_name(a.status),
+        "errcode": a.errcode,
+        "errmsg": a.errmsg,
+        "wechat_msgid": a.wechat_msgid,
+        "latency_ms": a.latency_ms,
+        "occurred_at": time(a.occurred_at.as_ref()),
+    })
+}
+
+/// A log record as JSON.
+pub fn record_json(r: &LogRecord) -> Value {
+    json!({
+        "message_id": r.message_id,
+        "trace_id": r.trace_id,
+        "app_id": r.app_id,
+        "openid": r.openid,
+        "template_key": r.template_key,
+        "template_id": r.template_id,
+        "status": status_name(r.status),
+        "errcode": r.errcode,
+        "errmsg": r.errmsg,
+        "wechat_msgid": r.wechat_msgid,
+        "attempts": r.attempts,
+        "latency_ms": r.latency_ms,
+        "accepted_at": time(r.accepted_at.as_ref()),
+        "sent_at": time(r.sent_at.as_ref()),
+        "data": serde_json::from_str::<Value>(&r.data_json).unwrap_or(Value::Null),
+        "history": r.history.iter().map(attempt_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A log record as one line for people.
+pub fn record_line(r: &LogRecord) -> String {
+    let mut line = format!(
+        "{}  {:<7} {}  {}  {}  openid={}  trace_id={}",
+        time(r.accepted_at.as_ref()),
+        status_name(r.status),
+        r.message_id,
+        r.app_id,
+        r.template_key,
+        r.openid,
+        r.trace_id
+    );
+    if r.errcode != 0 {
+        line += &format!("  errcode={} errmsg={:?}", r.errcode, r.errmsg);
+    }
+    line
+}
+
+/// A gRPC error for people: code, message and each field violation.
+pub fn status_text(s: &tonic::Status) -> String {
+    let mut out = format!("error: {:?}: {}", s.code(), s.message());
+    for v in wxpush_server::status::field_violations(s) {
+        out += &format!("\n  {}: {}", v.field, v.description);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_times() {
+        assert_eq!(status_name(DeliveryStatus::Sent as i32), "SENT");
+        assert_eq!(status_name(99), "UNKNOWN");
+        assert_eq!(
+            time(Some(&Timestamp {
+                seconds: 0,
+                nanos: 0
+            })),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let r = DeliveryResult {
+            status: DeliveryStatus::Failed as i32,
+            errcode: 43004,
+            errmsg: "require subscribe".into(),
+            ..Default::default()
+        };
+        assert!(result_text(&r).contains("errcode:     43004"));
+        assert_eq!(result_json(&r)["status"], "FAILED");
+    }
+}

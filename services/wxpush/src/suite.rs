@@ -1,0 +1,173 @@
+//! The whole suite in one process: the four services on one gRPC port, on
+//! in-memory backends, and (optionally) an embedded WeChat sandbox. This is
+//! `wxpush dev`, and what the integration tests start.
+//!
+//! Delivery reaches template and token over real gRPC on the same port, just
+//! as it would across pods; its events reach logquery over an in-process bus.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wechat_sandbox::{Sandbox, SandboxConfig};
+use wxpush_delivery::pipeline::lazy_channel;
+use wxpush_delivery::{DeliveryGrpc, Pipeline};
+use wxpush_events::MemoryBus;
+use wxpush_logquery::{LogQueryGrpc, MemoryLogStore};
+use wxpush_proto::v1::Template;
+use wxpush_proto::v1::{
+    delivery_service_server, log_query_service_server, template_service_server,
+    token_service_server,
+};
+use wxpush_template::{TemplateGrpc, TemplateRegistry};
+use wxpush_token::{AppSpec, TokenCache, TokenGrpc};
+use wxpush_wechat::{ClientSettings, WechatClient};
+
+/// An embedded sandbox: its config and where to listen.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSandbox {
+    pub config: SandboxConfig,
+    pub api_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// The one gRPC port serving all four services (port 0: any free port).
+    pub grpc_listen: SocketAddr,
+    /// Start a sandbox and point the suite's WeChat client at it.
+    pub sandbox: Option<EmbeddedSandbox>,
+    /// WeChat client settings; `base_url` is replaced by the embedded
+    /// sandbox's when there is one.
+    pub wechat: ClientSettings,
+    /// Apps for the token service; empty with a sandbox means its demo apps.
+    pub apps: Vec<AppSpec>,
+    pub templates: Vec<Template>,
+    pub refresh_margin_secs: u64,
+    pub max_log_records: usize,
+}
+
+impl SuiteOptions {
+    /// The demo suite: sandbox with demo apps and users, demo templates.
+    pub fn demo(
+        grpc_listen: SocketAddr,
+        sandbox_api: SocketAddr,
+        sandbox_admin: SocketAddr,
+    ) -> Self {
+        Self {
+            grpc_listen,
+            sandbox: Some(EmbeddedSandbox {
+                config: wechat_sandbox::demo_config(),
+                api_listen: sandbox_api,
+                admin_listen: sandbox_admin,
+            }),
+            wechat: ClientSettings::default(),
+            apps: Vec::new(),
+            templates: crate::demo::templates(),
+            refresh_margin_secs: 300,
+            max_log_records: 100_000,
+        }
+    }
+
+    /// The demo suite on free loopback ports (tests).
+    pub fn demo_on_free_ports() -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        Self::demo(any, any, any)
+    }
+}
+
+/// A running suite.
+pub struct Suite {
+    /// Where the four services answer.
+    pub grpc_addr: SocketAddr,
+    /// The embedded sandbox, if any.
+    pub sandbox: Option<Sandbox>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    ingest: JoinHandle<()>,
+}
+
+impl Suite {
+    /// Starts everything and returns once the gRPC port is bound.
+    pub async fn start(mut opts: SuiteOptions) -> anyhow::Result<Self> {
+        let sandbox = match &opts.sandbox {
+            Some(s) => Some(Sandbox::start(s.config.clone(), s.api_listen, s.admin_listen).await?),
+            None => None,
+        };
+        if let Some(sb) = &sandbox {
+            opts.wechat.base_url = sb.api_url();
+            if opts.apps.is_empty() {
+                opts.apps =
+                    crate::demo::apps(&opts.sandbox.as_ref().expect("sandbox options").config);
+            }
+        }
+        let listener = wxpush_server::grpc::bind(opts.grpc_listen).await?;
+        let grpc_addr = listener.local_addr()?;
+        let self_url = format!("http://{grpc_addr}");
+
+        let wechat = WechatClient::new(&opts.wechat)?;
+        let tokens = TokenCache::new(
+            &opts.apps,
+            wechat.clone(),
+            Duration::from_secs(opts.refresh_margin_secs),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let registry = TemplateRegistry::new();
+        registry
+            .seed(opts.templates.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("demo templates: {e}"))?;
+        let bus = MemoryBus::new(10_000);
+        let store = MemoryLogStore::new(opts.max_log_records);
+        let ingest = wxpush_logquery::ingest::spawn(Arc::new(bus.clone()), store.clone());
+        let pipeline = Pipeline::new(
+            lazy_channel(&self_url)?,
+            lazy_channel(&self_url)?,
+            wechat,
+            Arc::new(bus),
+        );
+
+        let routes = tonic::service::Routes::new(TokenGrpc::new(tokens).into_server())
+            .add_service(TemplateGrpc::new(registry).into_server())
+            .add_service(DeliveryGrpc::new(pipeline).into_server())
+            .add_service(LogQueryGrpc::new(store).into_server());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(wxpush_server::grpc::serve(
+            routes,
+            &[
+                token_service_server::SERVICE_NAME,
+                template_service_server::SERVICE_NAME,
+                delivery_service_server::SERVICE_NAME,
+                log_query_service_server::SERVICE_NAME,
+            ],
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            grpc_addr,
+            sandbox,
+            stop,
+            server,
+            ingest,
+        })
+    }
+
+    /// `http://host:port` of the gRPC server, for clients.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Stops the server (letting in-flight calls finish) and the sandbox.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        self.ingest.abort();
+        if let Some(sb) = self.sandbox {
+            sb.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Helpers shared by the suite's integration tests: start the demo suite on
+//! free loopback ports and talk to it over real gRPC and HTTP.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::transport::Channel;
+use wechat_sandbox::AdminClient;
+use wxpush::{Suite, SuiteOptions};
+use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
+use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
+use wxpush_proto::v1::*;
+
+pub struct Harness {
+    pub suite: Suite,
+    pub channel: Channel,
+    pub admin: AdminClient,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(SuiteOptions::demo_on_free_ports()).await
+    }
+
+    pub async fn start_with(opts: SuiteOptions) -> Self {
+        let suite = Suite::start(opts).await.expect("suite starts");
+        let channel = Channel::from_shared(suite.grpc_url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects");
+        let admin = AdminClient::new(
+            suite
+                .sandbox
+                .as_ref()
+                .expect("embedded sandbox")
+                .admin_url(),
+        );
+        Self {
+            suite,
+            channel,
+            admin,
+        }
+    }
+
+    pub fn delivery(&self) -> DeliveryServiceClient<Channel> {
+        DeliveryServiceClient::new(self.channel.clone())
+    }
+
+    pub fn logs(&self) -> LogQueryServiceClient<Channel> {
+        LogQueryServiceClient::new(self.channel.clone())
+    }
+
+    /// Polls QueryLogs until exactly one record matches (ingestion is async).
+    pub async fn find_one(&self, filter: LogFilter) -> LogRecord {
+        for _ in 0..100 {
+            let page = self
+                .logs()
+                .query_logs(QueryLogsRequest {
+                    filter: Some(filter.clone()),
+                    page_size: 10,
+                    page_token: String::new(),
+                })
+                .await
+                .expect("QueryLogs")
+                .into_inner();
+            match page.records.len() {
+                0 => tokio::time::sleep(Duration::from_millis(50)).await,
+                1 => return page.records.into_iter().next().unwrap(),
+                n => panic!("expected one record for {filter:?}, found {n}"),
+            }
+        }
+        panic!("no record for {filter:?} within 5 s")
+    }
+}
+
+pub fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A valid order_shipped request to `openid`.
+pub fn shipped_to(openid: &str) -> SendRequest {
+    SendRequest {
+        template_key: "order_shipped".into(),
+        openid: openid.into(),
+        variables: vars(&[
+            ("order_id", "SF1234567"),
+            ("ship_time", "2026-11-23 10:00"),
+            ("carrier", "顺丰速运"),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// A valid order_status (subscribe) request to `openid`.
+pub fn status_to(openid: &str) -> SendRequest {
+    SendRequest {
+        template_key: "order_status".into(),
+        openid: openid.into(),
+        variables: vars(&[
+            ("order_id", "SF1234567"),
+            ("status", "已发货"),
+            ("amount", "128.50"),
+        ]),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,34 @@
+//! Compiles `proto/wxpush/v1/*.proto` with protox (pure Rust, no protoc on the
+//! machine) and writes the encoded descriptor set for server reflection.
+
+use std::path::PathBuf;
+
+const FILES: &[&str] = &[
+    "wxpush/v1/common.proto",
+    "wxpush/v1/token.proto",
+    "wxpush/v1/template.proto",
+    "wxpush/v1/delivery.proto",
+    "wxpush/v1/logquery.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+
+    let mut compiler = protox::Compiler::new([&root])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(FILES)?;
+    let fds = compiler.file_descriptor_set();
+
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("wxpush_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

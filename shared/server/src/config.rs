@@ -1,0 +1,192 @@
+//! Configuration: a YAML file plus environment overrides.
+//!
+//! Every setting has a default (the structs use `#[serde(default)]`), a file
+//! may set any of them, and an environment variable named
+//! `PREFIX__SECTION__KEY` overrides one value, e.g.
+//! `WXPUSH_DELIVERY__WECHAT__BASE_URL=http://127.0.0.1:9100`. Values are parsed
+//! as YAML scalars, so numbers and booleans work as expected. This is what a
+//! Kubernetes ConfigMap (the file) plus Deployment env (the overrides) needs.
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::{Mapping, Value};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// Loads `T` from an optional YAML file, then applies `prefix__...`
+/// environment overrides from the process environment.
+pub fn load<T: DeserializeOwned>(path: Option<&Path>, prefix: &str) -> Result<T, ConfigError> {
+    load_with_env(path, prefix, std::env::vars())
+}
+
+/// [`load`] with an explicit environment, so tests do not touch the process's.
+pub fn load_with_env<T: DeserializeOwned>(
+    path: Option<&Path>,
+    prefix: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigError> {
+    let (mut root, origin) = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let value: Value =
+                serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Invalid {
+                    origin: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            (value, p.display().to_string())
+        }
+        None => (Value::Mapping(Mapping::new()), "(defaults)".to_string()),
+    };
+    if root.is_null() {
+        root = Value::Mapping(Mapping::new());
+    }
+    let marker = format!("{prefix}__");
+    for (key, raw) in env {
+        let Some(rest) = key.strip_prefix(&marker) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        set_path(&mut root, &path, parse_scalar(&raw)).map_err(|message| ConfigError::Invalid {
+            origin: format!("environment variable {key}"),
+            message,
+        })?;
+    }
+    serde_yaml_ng::from_value(root).map_err(|e| ConfigError::Invalid {
+        origin,
+        message: e.to_string(),
+    })
+}
+
+fn parse_scalar(raw: &str) -> Value {
+    match serde_yaml_ng::from_str::<Value>(raw) {
+        Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
+        _ => Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("empty key".into());
+    };
+    let mut node = root;
+    for part in parents {
+        let map = node
+            .as_mapping_mut()
+            .ok_or_else(|| format!("`{part}` is inside a value that is not a mapping"))?;
+        node = map
+            .entry(Value::String(part.clone()))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if node.is_null() {
+            *node = Value::Mapping(Mapping::new());
+        }
+    }
+    let map = node
+        .as_mapping_mut()
+        .ok_or_else(|| format!("`{last}` is inside a value that is not a mapping"))?;
+    map.insert(Value::String(last.clone()), value);
+    Ok(())
+}
+
+/// A credential (app secret, access token) that must never reach a log line,
+/// an error message or a span: its `Debug` and `Display` print `REDACTED`.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The credential itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("REDACTED")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("REDACTED")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Inner {
+        base_url: String,
+        timeout_ms: u64,
+    }
+
+    #[derive(Debug, serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Cfg {
+        listen: String,
+        wechat: Inner,
+        verbose: bool,
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_with_typed_scalars() {
+        let env = [
+            ("X__WECHAT__BASE_URL".to_string(), "http://a:1".to_string()),
+            ("X__WECHAT__TIMEOUT_MS".to_string(), "250".to_string()),
+            ("X__VERBOSE".to_string(), "true".to_string()),
+            ("OTHER__LISTEN".to_string(), "ignored".to_string()),
+        ];
+        let cfg: Cfg = load_with_env(None, "X", env).unwrap();
+        assert_eq!(cfg.wechat.base_url, "http://a:1");
+        assert_eq!(cfg.wechat.timeout_ms, 250);
+        assert!(cfg.verbose);
+        assert_eq!(cfg.listen, "");
+    }
+
+    #[test]
+    fn file_values_are_overridden_by_env() {
+        let dir = std::env::temp_dir().join(format!("wxpush-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yaml");
+        std::fs::write(&file, "listen: 0.0.0.0:1\nwechat:\n  timeout_ms: 9\n").unwrap();
+        let env = [("X__LISTEN".to_string(), "127.0.0.1:2".to_string())];
+        let cfg: Cfg = load_with_env(Some(&file), "X", env).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:2");
+        assert_eq!(cfg.wechat.timeout_ms, 9);
+    }
+
+    #[test]
+    fn a_bad_file_names_itself() {
+        let err =
+            load_with_env::<Cfg>(Some(Path::new("/nonexistent/x.yaml")), "X", []).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.yaml"), "{err}");
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "REDACTED REDACTED");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

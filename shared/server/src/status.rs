@@ -1,0 +1,117 @@
+//! Building blocks for the one place per service that maps its error enum to
+//! `tonic::Status`, so every bad input gets the same shape of answer:
+//! INVALID_ARGUMENT with a `BadRequest` detail naming each field, and
+//! RESOURCE_EXHAUSTED / UNAVAILABLE with a `RetryInfo` delay.
+
+use std::time::Duration;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// One bad field in a request: its path (`recipients[3].openid`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub description: String,
+}
+
+impl Violation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// INVALID_ARGUMENT whose message lists every violation and whose details
+/// carry them as `google.rpc.BadRequest` field violations.
+pub fn invalid_argument(violations: &[Violation]) -> Status {
+    let message = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let details = ErrorDetails::with_bad_request(
+        violations
+            .iter()
+            .map(|v| FieldViolation::new(v.field.clone(), v.description.clone()))
+            .collect::<Vec<_>>(),
+    );
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// A status that tells the caller when to try again (`google.rpc.RetryInfo`).
+pub fn with_retry_delay(code: Code, message: impl Into<String>, delay: Duration) -> Status {
+    Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(delay)))
+}
+
+/// Checks that a required string field is present, trimmed of nothing: an
+/// all-whitespace value counts as missing.
+pub fn require(violations: &mut Vec<Violation>, field: &str, value: &str) {
+    if value.trim().is_empty() {
+        violations.push(Violation::new(field, "is required"));
+    }
+}
+
+/// Checks a field's length in characters (not bytes).
+pub fn max_chars(violations: &mut Vec<Violation>, field: &str, value: &str, max: usize) {
+    let n = value.chars().count();
+    if n > max {
+        violations.push(Violation::new(
+            field,
+            format!("is {n} characters, at most {max} allowed"),
+        ));
+    }
+}
+
+/// Turns collected violations into an error, or `Ok` when there are none.
+pub fn check(violations: Vec<Violation>) -> Result<(), Status> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_argument(&violations))
+    }
+}
+
+/// The field violations a status carries, for clients and tests.
+pub fn field_violations(status: &Status) -> Vec<Violation> {
+    status
+        .get_details_bad_request()
+        .map(|br| {
+            br.field_violations
+                .into_iter()
+                .map(|v| Violation::new(v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The retry delay a status carries, if any.
+pub fn retry_delay(status: &Status) -> Option<Duration> {
+    status.get_details_retry_info().and_then(|r| r.retry_delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_round_trip_through_details() {
+        let mut v = Vec::new();
+        require(&mut v, "openid", " ");
+        max_chars(&mut v, "key", "订单订单订", 4);
+        let status = check(v).unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("openid: is required"));
+        let got = field_violations(&status);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].field, "key");
+        assert!(got[1].description.contains("5 characters"));
+    }
+
+    #[test]
+    fn retry_delay_round_trips() {
+        let s = with_retry_delay(Code::Unavailable, "open", Duration::from_secs(3));
+        assert_eq!(retry_delay(&s), Some(Duration::from_secs(3)));
+    }
+}

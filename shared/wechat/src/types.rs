@@ -1,0 +1,125 @@
+//! Request and response shapes of the WeChat APIs wxpush calls.
+
+use serde::{Deserialize, Serialize};
+
+/// Which message API a rendered body goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageApi {
+    /// Official Account template message.
+    Template,
+    /// Mini Program subscribe message.
+    Subscribe,
+}
+
+impl MessageApi {
+    /// The API path under the base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            MessageApi::Template => "/cgi-bin/message/template/send",
+            MessageApi::Subscribe => "/cgi-bin/message/subscribe/send",
+        }
+    }
+    /// Short name for logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageApi::Template => "template_send",
+            MessageApi::Subscribe => "subscribe_send",
+        }
+    }
+}
+
+/// A token WeChat issued. Never log `access_token`.
+#[derive(Clone, Deserialize)]
+pub struct TokenGrant {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("access_token", &"REDACTED")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// WeChat's answer to a successful message send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    /// WeChat's message id, as a string (it is a number, sometimes beyond i64).
+    pub msgid: String,
+}
+
+/// One template of an Official Account (`get_all_private_template`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct PrivateTemplate {
+    pub template_id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub primary_industry: String,
+    #[serde(default)]
+    pub deputy_industry: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub example: String,
+}
+
+/// One subscribe-message template of a Mini Program (`newtmpl/gettemplate`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct SubscribeTemplate {
+    #[serde(rename = "priTmplId")]
+    pub pri_tmpl_id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub example: String,
+    /// 2 one-time, 3 long-term.
+    #[serde(default, rename = "type")]
+    pub template_type: u32,
+}
+
+/// Why a WeChat call did not succeed. Display never contains a token or a
+/// secret: transport errors are stripped of their URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WechatError {
+    /// WeChat answered with a non-zero errcode.
+    #[error("wechat errcode {errcode}: {errmsg}")]
+    Api { errcode: i64, errmsg: String },
+    /// HTTP status other than 200 (5xx in outages).
+    #[error("wechat answered HTTP {0}")]
+    HttpStatus(u16),
+    /// Connection refused or reset, DNS, TLS.
+    #[error("cannot reach wechat: {0}")]
+    Transport(String),
+    /// No answer within the client timeout.
+    #[error("wechat did not answer within the timeout")]
+    Timeout,
+    /// A 200 whose body was not the JSON we expect.
+    #[error("unexpected wechat response: {0}")]
+    Decode(String),
+}
+
+impl WechatError {
+    /// The errcode to record: WeChat's own, or -1 (system busy, transient)
+    /// for transport failures, timeouts and HTTP 5xx, which WeChat never
+    /// numbers itself.
+    pub fn errcode(&self) -> i64 {
+        match self {
+            WechatError::Api { errcode, .. } => *errcode,
+            _ => -1,
+        }
+    }
+
+    /// The message to record next to the errcode.
+    pub fn errmsg(&self) -> String {
+        match self {
+            WechatError::Api { errmsg, .. } => errmsg.clone(),
+            other => other.to_string(),
+        }
+    }
+}
