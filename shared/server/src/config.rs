@@ -101,6 +101,40 @@ fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), Strin
     Ok(())
 }
 
+/// Which storage backend a service keeps its state in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// In-process, single replica (`wxpush dev`, tests): lost on restart.
+    #[default]
+    Memory,
+    /// Shared by replicas, survives restarts.
+    Redis,
+}
+
+/// The `backend:` section every stateful service has, so operators switch
+/// backends the same way everywhere (`WXPUSH_TOKEN__BACKEND__KIND=redis`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct BackendSettings {
+    pub kind: BackendKind,
+    /// `redis://host:port/db`; used when `kind` is `redis`.
+    pub redis_url: String,
+    /// Prefix of every key this service owns (DESIGN: `wxpush:`), so several
+    /// suites or tests can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        Self {
+            kind: BackendKind::Memory,
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            key_prefix: "wxpush:".into(),
+        }
+    }
+}
+
 /// A credential (app secret, access token) that must never reach a log line,
 /// an error message or a span: its `Debug` and `Display` print `REDACTED`.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
