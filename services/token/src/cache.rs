@@ -1,34 +1,29 @@
-//! The per-app token cache.
+//! The token cache every gRPC call goes through.
 //!
-//! Reads take a shared lock and return at once while the cached token has
-//! more than the refresh margin left. Fetches are single-flight per app: one
-//! caller fetches while the others wait on the same lock and then find the
-//! new token. Invalidation is compare-and-swap: only a report naming the
-//! token that is still cached causes a refresh.
+//! Each replica keeps an in-process copy per app and answers from it while
+//! it is valid, so a caller never waits for a refresh and a Redis outage
+//! does not stop sends. Fetches are single-flight in the process (a mutex per
+//! app) and across replicas (the store's lock; see [`crate::refresh`]).
+//! Invalidation is compare-and-swap: only a report naming the token that is
+//! still current causes a refresh.
 
-use crate::config::{AppSpec, TokenMode};
+use crate::clock::{beijing_day, now_ms, to_system_time};
+use crate::config::{AppKindConfig, AppSpec, RefreshSettings, TokenMode};
 use crate::error::TokenError;
-use chrono::{Datelike, FixedOffset, Utc};
+use crate::store::{StoredToken, TokenStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{Mutex, RwLock};
 use wxpush_server::config::Secret;
 use wxpush_server::status::Violation;
-use wxpush_wechat::{ErrClass, TokenGrant, WechatClient, WechatError, classify};
-
-/// A token and when WeChat stops accepting it.
-#[derive(Clone)]
-pub struct CachedToken {
-    pub access_token: String,
-    pub expires_at: SystemTime,
-}
+use wxpush_wechat::WechatClient;
 
 /// What operators may see about an app's token (never the token).
 #[derive(Debug, Clone, Default)]
 pub struct TokenStatusView {
     pub app_id: String,
-    pub kind: crate::config::AppKindConfig,
+    pub kind: AppKindConfig,
     pub token_mode: TokenMode,
     pub expires_at: Option<SystemTime>,
     pub last_refresh_at: Option<SystemTime>,
@@ -36,214 +31,175 @@ pub struct TokenStatusView {
     pub last_error: String,
 }
 
+/// The in-process side of one app.
 #[derive(Default)]
-struct AppState {
-    token: Option<CachedToken>,
-    last_refresh_at: Option<SystemTime>,
-    /// (Beijing day number, fetches that day)
-    fetches: (i64, u32),
-    last_error: String,
+pub(crate) struct Local {
+    pub token: Option<StoredToken>,
+    pub last_error: String,
+    /// (Beijing day, fetches that day) as last seen.
+    pub fetches: (i64, u32),
+    /// The background refresher leaves the app alone until then (ms).
+    pub next_background_ms: i64,
+    /// Consecutive background failures, for the backoff.
+    pub background_failures: u32,
 }
 
-struct AppEntry {
-    spec: AppSpec,
-    secret: Secret,
-    state: RwLock<AppState>,
-    fetch_lock: Mutex<()>,
+pub(crate) struct AppEntry {
+    pub spec: AppSpec,
+    pub secret: Secret,
+    pub local: RwLock<Local>,
+    /// Held by whoever fetches for this app in this process.
+    pub flight: Mutex<()>,
 }
 
-/// Every configured app's token, shared by the gRPC handlers.
+pub(crate) struct Inner {
+    pub apps: BTreeMap<String, AppEntry>,
+    pub store: Arc<dyn TokenStore>,
+    pub wechat: WechatClient,
+    pub settings: RefreshSettings,
+    /// This replica's id, the owner value of the refresh lock.
+    pub owner: String,
+}
+
+/// Every configured app's token; cheap to clone.
 #[derive(Clone)]
 pub struct TokenCache {
-    apps: Arc<BTreeMap<String, AppEntry>>,
-    wechat: WechatClient,
-    margin: Duration,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl TokenCache {
     /// Resolves every app's secret up front so a misconfigured app fails at
     /// start-up, not at the first send.
-    pub fn new(apps: &[AppSpec], wechat: WechatClient, margin: Duration) -> Result<Self, String> {
+    pub fn new(
+        apps: &[AppSpec],
+        wechat: WechatClient,
+        store: Arc<dyn TokenStore>,
+        settings: RefreshSettings,
+    ) -> Result<Self, String> {
         let mut map = BTreeMap::new();
         for spec in apps {
             if spec.app_id.trim().is_empty() {
                 return Err("an app has an empty app_id".into());
             }
-            let secret = spec.resolve_secret()?;
             let entry = AppEntry {
                 spec: spec.clone(),
-                secret,
-                state: RwLock::new(AppState::default()),
-                fetch_lock: Mutex::new(()),
+                secret: spec.resolve_secret()?,
+                local: RwLock::new(Local::default()),
+                flight: Mutex::new(()),
             };
             if map.insert(spec.app_id.clone(), entry).is_some() {
                 return Err(format!("app {} is configured twice", spec.app_id));
             }
         }
         Ok(Self {
-            apps: Arc::new(map),
-            wechat,
-            margin,
+            inner: Arc::new(Inner {
+                apps: map,
+                store,
+                wechat,
+                settings,
+                owner: uuid::Uuid::new_v4().simple().to_string(),
+            }),
         })
     }
 
-    /// The app's token: the cached one while it has more than the margin
-    /// left, else a fresh one (one fetch for all concurrent callers). When a
-    /// fetch fails transiently, a cached token that has not expired is served.
-    pub async fn get(&self, app_id: &str) -> Result<CachedToken, TokenError> {
+    /// The app's token: the in-process copy while it has at least
+    /// `min_validity` left, else a fetch (one for all concurrent callers,
+    /// one across replicas). If that fails, a copy that has not yet expired
+    /// is still served.
+    pub async fn get(&self, app_id: &str) -> Result<StoredToken, TokenError> {
         let entry = self.entry(app_id)?;
-        if let Some(t) = self.fresh(entry).await {
+        let min_left = Duration::from_secs(self.inner.settings.min_validity_secs);
+        if let Some(t) = local_with(entry, min_left).await {
             return Ok(t);
         }
-        let _guard = entry.fetch_lock.lock().await;
-        if let Some(t) = self.fresh(entry).await {
+        let _flight = entry.flight.lock().await;
+        if let Some(t) = local_with(entry, min_left).await {
             return Ok(t);
         }
-        match self.fetch(entry, false).await {
+        match self.refresh(entry, crate::refresh::Want::MinLeft(min_left), true).await {
             Ok(t) => Ok(t),
-            Err(e @ TokenError::Unavailable { .. }) => {
-                let state = entry.state.read().await;
-                match &state.token {
-                    Some(t) if t.expires_at > SystemTime::now() => Ok(t.clone()),
-                    _ => Err(e),
+            Err(e) => match local_with(entry, Duration::ZERO).await {
+                Some(t) => {
+                    tracing::warn!(app_id, error = %e, "refresh failed; serving the cached token until it expires");
+                    Ok(t)
                 }
-            }
-            Err(e) => Err(e),
+                None => Err(e),
+            },
         }
     }
 
     /// WeChat rejected `bad_token`. Refreshes only when it is still the
-    /// cached token; otherwise the current token is returned unchanged.
-    pub async fn invalidate(
-        &self,
-        app_id: &str,
-        bad_token: &str,
-    ) -> Result<CachedToken, TokenError> {
-        if bad_token.is_empty() {
-            return Err(TokenError::InvalidArgument(vec![Violation::new(
-                "bad_token",
-                "is required",
-            )]));
-        }
+    /// current token; otherwise the current token is returned unchanged.
+    pub async fn invalidate(&self, app_id: &str, bad_token: &str) -> Result<StoredToken, TokenError> {
         let entry = self.entry(app_id)?;
-        let _guard = entry.fetch_lock.lock().await;
-        let current = entry.state.read().await.token.clone();
-        match current {
-            Some(t) if t.access_token != bad_token => Ok(t),
-            _ => {
-                // Stable tokens: a normal call first; force only if WeChat
-                // still hands out the bad one (force refreshes are limited).
-                let fresh = self.fetch(entry, false).await?;
-                if fresh.access_token == bad_token
-                    && entry.spec.token_mode == TokenMode::StableToken
-                {
-                    self.fetch(entry, true).await
-                } else {
-                    Ok(fresh)
-                }
-            }
+        if bad_token.is_empty() {
+            return Err(TokenError::InvalidArgument(vec![Violation::new("bad_token", "is required")]));
+        }
+        let _flight = entry.flight.lock().await;
+        match self.refresh(entry, crate::refresh::Want::Not(bad_token), true).await {
+            Ok(t) => Ok(t),
+            Err(e) => match local_with(entry, Duration::ZERO).await {
+                Some(t) if t.access_token != bad_token => Ok(t),
+                _ => Err(e),
+            },
         }
     }
 
     /// Operator view of one app.
     pub async fn status(&self, app_id: &str) -> Result<TokenStatusView, TokenError> {
         let entry = self.entry(app_id)?;
-        let state = entry.state.read().await;
-        let today = beijing_day(SystemTime::now());
+        let day = beijing_day(now_ms());
+        let shared = self.inner.store.fetches(app_id, day).await.ok();
+        let local = entry.local.read().await;
+        let local_fetches = if local.fetches.0 == day { local.fetches.1 } else { 0 };
         Ok(TokenStatusView {
             app_id: entry.spec.app_id.clone(),
             kind: entry.spec.kind,
             token_mode: entry.spec.token_mode,
-            expires_at: state.token.as_ref().map(|t| t.expires_at),
-            last_refresh_at: state.last_refresh_at,
-            refreshes_today: if state.fetches.0 == today {
-                state.fetches.1
-            } else {
-                0
-            },
-            last_error: state.last_error.clone(),
+            expires_at: local.token.as_ref().map(|t| to_system_time(t.expires_at_ms)),
+            last_refresh_at: local.token.as_ref().map(|t| to_system_time(t.refreshed_at_ms)),
+            refreshes_today: shared.unwrap_or(local_fetches),
+            last_error: local.last_error.clone(),
         })
     }
 
     /// Every configured app id, sorted.
     pub fn app_ids(&self) -> Vec<String> {
-        self.apps.keys().cloned().collect()
+        self.inner.apps.keys().cloned().collect()
     }
 
-    fn entry(&self, app_id: &str) -> Result<&AppEntry, TokenError> {
+    pub(crate) fn entry(&self, app_id: &str) -> Result<&AppEntry, TokenError> {
         if app_id.trim().is_empty() {
-            return Err(TokenError::InvalidArgument(vec![Violation::new(
-                "app_id",
-                "is required",
-            )]));
+            return Err(TokenError::InvalidArgument(vec![Violation::new("app_id", "is required")]));
         }
-        self.apps
+        self.inner
+            .apps
             .get(app_id)
             .ok_or_else(|| TokenError::UnknownApp(app_id.to_string()))
     }
-
-    async fn fresh(&self, entry: &AppEntry) -> Option<CachedToken> {
-        let state = entry.state.read().await;
-        state
-            .token
-            .as_ref()
-            .filter(|t| t.expires_at > SystemTime::now() + self.margin)
-            .cloned()
-    }
-
-    /// One call to WeChat's token API; the caller holds the fetch lock.
-    async fn fetch(&self, entry: &AppEntry, force: bool) -> Result<CachedToken, TokenError> {
-        let app_id = &entry.spec.app_id;
-        let result: Result<TokenGrant, WechatError> = match entry.spec.token_mode {
-            TokenMode::StableToken => self.wechat.stable_token(app_id, &entry.secret, force).await,
-            TokenMode::Token => self.wechat.token(app_id, &entry.secret).await,
-        };
-        let now = SystemTime::now();
-        let mut state = entry.state.write().await;
-        match result {
-            Ok(grant) => {
-                let token = CachedToken {
-                    access_token: grant.access_token,
-                    expires_at: now + Duration::from_secs(grant.expires_in),
-                };
-                let today = beijing_day(now);
-                state.fetches = if state.fetches.0 == today {
-                    (today, state.fetches.1 + 1)
-                } else {
-                    (today, 1)
-                };
-                state.token = Some(token.clone());
-                state.last_refresh_at = Some(now);
-                state.last_error.clear();
-                tracing::info!(app_id = %app_id, expires_in = grant.expires_in, force, "fetched access token");
-                Ok(token)
-            }
-            Err(e) => {
-                state.last_error = e.to_string();
-                tracing::warn!(app_id = %app_id, error = %e, "access token fetch failed");
-                match (&e, classify(e.errcode())) {
-                    (
-                        WechatError::Api { errcode, errmsg },
-                        ErrClass::Configuration | ErrClass::Token,
-                    ) => Err(TokenError::Rejected {
-                        app_id: app_id.clone(),
-                        errcode: *errcode,
-                        errmsg: errmsg.clone(),
-                    }),
-                    _ => Err(TokenError::Unavailable {
-                        app_id: app_id.clone(),
-                        source: e,
-                    }),
-                }
-            }
-        }
-    }
 }
 
-/// Days since the epoch in Beijing time (UTC+8), when WeChat's daily limits
-/// reset.
-fn beijing_day(t: SystemTime) -> i64 {
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("valid offset");
-    let dt: chrono::DateTime<Utc> = t.into();
-    i64::from(dt.with_timezone(&beijing).date_naive().num_days_from_ce())
+/// The in-process copy if it has at least `min_left` to live.
+pub(crate) async fn local_with(entry: &AppEntry, min_left: Duration) -> Option<StoredToken> {
+    let deadline = now_ms() + min_left.as_millis() as i64;
+    entry
+        .local
+        .read()
+        .await
+        .token
+        .as_ref()
+        .filter(|t| t.expires_at_ms > deadline)
+        .cloned()
+}
+
+/// Takes a token into the in-process copy unless the copy is newer.
+pub(crate) async fn adopt(entry: &AppEntry, token: &StoredToken) {
+    let mut local = entry.local.write().await;
+    let newer = local
+        .token
+        .as_ref()
+        .is_none_or(|t| token.refreshed_at_ms > t.refreshed_at_ms || token.expires_at_ms > t.expires_at_ms);
+    if newer {
+        local.token = Some(token.clone());
+    }
 }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use std::path::PathBuf;
-use wxpush_server::config::Secret;
+use wxpush_server::config::{BackendSettings, Secret};
 use wxpush_wechat::ClientSettings;
 
 /// Which WeChat token API to use for an app.
@@ -78,6 +78,47 @@ impl AppSpec {
     }
 }
 
+/// How and when tokens are refreshed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RefreshSettings {
+    /// The background refresher fetches a new token when the cached one has
+    /// less than this left, so callers never wait for a refresh.
+    pub margin_secs: u64,
+    /// A caller is handed a cached token only with at least this left;
+    /// otherwise it waits for a fetch (cold start, after an outage).
+    pub min_validity_secs: u64,
+    /// How often the background refresher looks at every app (and picks up
+    /// tokens other replicas fetched).
+    pub check_interval_ms: u64,
+    /// The cross-replica refresh lock expires after this, should its holder die.
+    pub lock_ttl_ms: u64,
+    /// How long a caller waits for another replica's fetch to land.
+    pub lock_wait_ms: u64,
+    /// Most WeChat token fetches per app per Beijing day; past it, refuse
+    /// (RESOURCE_EXHAUSTED) so a bug cannot burn WeChat's daily quota.
+    pub daily_fetch_budget: u32,
+    /// Attempts per fetch on transient errors (-1, network, HTTP 5xx).
+    pub fetch_attempts: u32,
+    /// First backoff between attempts; doubles each time.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for RefreshSettings {
+    fn default() -> Self {
+        Self {
+            margin_secs: 300,
+            min_validity_secs: 30,
+            check_interval_ms: 1_000,
+            lock_ttl_ms: 10_000,
+            lock_wait_ms: 5_000,
+            daily_fetch_budget: 500,
+            fetch_attempts: 3,
+            retry_backoff_ms: 200,
+        }
+    }
+}
+
 /// The whole token service configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -85,8 +126,9 @@ pub struct TokenConfig {
     /// gRPC listen address.
     pub listen: String,
     pub apps: Vec<AppSpec>,
-    /// Fetch a new token when the cached one has less than this left.
-    pub refresh_margin_secs: u64,
+    pub refresh: RefreshSettings,
+    /// `memory` (one replica) or `redis` (shared by replicas).
+    pub backend: BackendSettings,
     pub wechat: ClientSettings,
 }
 
@@ -95,7 +137,8 @@ impl Default for TokenConfig {
         Self {
             listen: "0.0.0.0:50051".into(),
             apps: Vec::new(),
-            refresh_margin_secs: 300,
+            refresh: RefreshSettings::default(),
+            backend: BackendSettings::default(),
             wechat: ClientSettings::default(),
         }
     }

@@ -1,7 +1,8 @@
 //! Token service errors and their one mapping to `tonic::Status`.
 
 use tonic::{Code, Status};
-use wxpush_server::status::{Violation, invalid_argument};
+use std::time::Duration;
+use wxpush_server::status::{Violation, invalid_argument, with_retry_delay};
 use wxpush_wechat::WechatError;
 
 /// Everything that can go wrong answering a token call.
@@ -22,6 +23,24 @@ pub enum TokenError {
     /// WeChat could not be reached or was busy, and no valid token is cached.
     #[error("cannot fetch a token for app {app_id}: {source}")]
     Unavailable { app_id: String, source: WechatError },
+    /// The shared backend is down and the in-process copy has expired.
+    #[error(
+        "no valid token for app {app_id}: the token backend is unreachable ({reason}) and the local copy has expired"
+    )]
+    BackendDown { app_id: String, reason: String },
+    /// Another replica holds the refresh lock and did not deliver in time.
+    #[error("no valid token for app {app_id} yet: another replica is refreshing it")]
+    RefreshInProgress { app_id: String },
+    /// WeChat says the app's daily token quota is used up (45009).
+    #[error("wechat refused the token request for app {app_id}: daily quota reached (errcode {errcode}: {errmsg})")]
+    WechatQuota {
+        app_id: String,
+        errcode: i64,
+        errmsg: String,
+    },
+    /// The daily fetch budget is spent; no further fetch reaches WeChat today.
+    #[error("app {app_id} used its daily budget of {budget} token fetches")]
+    QuotaExhausted { app_id: String, budget: u32 },
 }
 
 impl From<TokenError> for Status {
@@ -30,7 +49,22 @@ impl From<TokenError> for Status {
             TokenError::InvalidArgument(v) => invalid_argument(v),
             TokenError::UnknownApp(_) => Status::not_found(e.to_string()),
             TokenError::Rejected { .. } => Status::new(Code::FailedPrecondition, e.to_string()),
-            TokenError::Unavailable { .. } => Status::unavailable(e.to_string()),
+            TokenError::Unavailable { .. } | TokenError::BackendDown { .. } => {
+                with_retry_delay(Code::Unavailable, e.to_string(), Duration::from_secs(1))
+            }
+            TokenError::RefreshInProgress { .. } => {
+                with_retry_delay(Code::Unavailable, e.to_string(), Duration::from_millis(500))
+            }
+            TokenError::QuotaExhausted { .. } | TokenError::WechatQuota { .. } => {
+                with_retry_delay(Code::ResourceExhausted, e.to_string(), until_beijing_midnight())
+            }
         }
     }
+}
+
+/// Time until WeChat's daily limits reset (midnight, Beijing time).
+fn until_beijing_midnight() -> Duration {
+    const DAY_MS: i64 = 86_400_000;
+    let beijing_ms = crate::clock::now_ms() + 8 * 3_600_000;
+    Duration::from_millis((DAY_MS - beijing_ms.rem_euclid(DAY_MS)) as u64)
 }

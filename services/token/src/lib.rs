@@ -2,17 +2,26 @@
 //! else in the company calls WeChat's token APIs (one fetch by anyone can
 //! knock out everyone else's token).
 //!
-//! - [`config`]: apps, their secrets' sources, token mode, refresh margin.
-//! - [`cache`]: the per-app cache with single-flight fetches and
+//! - [`config`]: apps, their secrets' sources, token mode, refresh settings.
+//! - [`store`]: shared state (memory, or Redis across replicas): token, lock,
+//!   daily fetch counters.
+//! - [`cache`]: the in-process copies every call is answered from, and
 //!   compare-and-swap invalidation.
+//! - `refresh`: the one-replica-fetches protocol (lock, re-check, budget,
+//!   retries).
+//! - `background`: refresh ahead of expiry, pick up other replicas' tokens.
 //! - [`error`]: [`error::TokenError`] and its one mapping to `tonic::Status`.
 //! - [`service`]: the `wxpush.v1.TokenService` gRPC API.
 
+mod background;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod error;
+mod refresh;
 pub mod service;
+pub mod store;
 
 pub use cache::TokenCache;
-pub use config::{AppSpec, TokenConfig, TokenMode};
+pub use config::{AppSpec, RefreshSettings, TokenConfig, TokenMode};
 pub use service::TokenGrpc;

@@ -2,7 +2,6 @@
 
 use clap::Parser;
 use std::path::PathBuf;
-use std::time::Duration;
 use wxpush_token::{TokenCache, TokenConfig, TokenGrpc};
 use wxpush_wechat::WechatClient;
 
@@ -21,12 +20,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: TokenConfig = wxpush_server::config::load(args.config.as_deref(), "WXPUSH_TOKEN")?;
     let wechat = WechatClient::new(&config.wechat)?;
-    let cache = TokenCache::new(
-        &config.apps,
-        wechat,
-        Duration::from_secs(config.refresh_margin_secs),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let store = wxpush_token::store::connect(&config.backend).await?;
+    let cache = TokenCache::new(&config.apps, wechat, store, config.refresh.clone())
+        .map_err(anyhow::Error::msg)?;
+    let _refresher = cache.spawn_refresher();
     let listener = wxpush_server::grpc::bind(config.listen.parse()?).await?;
     let routes = tonic::service::Routes::new(TokenGrpc::new(cache).into_server());
     wxpush_server::grpc::serve(

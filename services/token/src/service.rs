@@ -1,7 +1,9 @@
 //! The `wxpush.v1.TokenService` gRPC API over [`TokenCache`].
 
 use crate::cache::{TokenCache, TokenStatusView};
+use crate::clock::to_system_time;
 use crate::config::AppKindConfig;
+use crate::store::StoredToken;
 use tonic::{Request, Response, Status};
 use wxpush_proto::timestamp;
 use wxpush_proto::v1::token_service_server::{TokenService, TokenServiceServer};
@@ -21,6 +23,13 @@ impl TokenGrpc {
     /// The tonic service to add to a server.
     pub fn into_server(self) -> TokenServiceServer<Self> {
         TokenServiceServer::new(self)
+    }
+}
+
+fn token_response(t: StoredToken) -> GetAccessTokenResponse {
+    GetAccessTokenResponse {
+        expires_at: Some(timestamp(to_system_time(t.expires_at_ms))),
+        access_token: t.access_token,
     }
 }
 
@@ -49,10 +58,7 @@ impl TokenService for TokenGrpc {
         request: Request<GetAccessTokenRequest>,
     ) -> Result<Response<GetAccessTokenResponse>, Status> {
         let t = self.cache.get(&request.into_inner().app_id).await?;
-        Ok(Response::new(GetAccessTokenResponse {
-            access_token: t.access_token,
-            expires_at: Some(timestamp(t.expires_at)),
-        }))
+        Ok(Response::new(token_response(t)))
     }
 
     async fn invalidate_access_token(
@@ -61,10 +67,7 @@ impl TokenService for TokenGrpc {
     ) -> Result<Response<GetAccessTokenResponse>, Status> {
         let req = request.into_inner();
         let t = self.cache.invalidate(&req.app_id, &req.bad_token).await?;
-        Ok(Response::new(GetAccessTokenResponse {
-            access_token: t.access_token,
-            expires_at: Some(timestamp(t.expires_at)),
-        }))
+        Ok(Response::new(token_response(t)))
     }
 
     async fn get_token_status(

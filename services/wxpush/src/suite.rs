@@ -21,7 +21,8 @@ use wxpush_proto::v1::{
     token_service_server,
 };
 use wxpush_template::{TemplateGrpc, TemplateRegistry};
-use wxpush_token::{AppSpec, TokenCache, TokenGrpc};
+use wxpush_token::store::MemoryTokenStore;
+use wxpush_token::{AppSpec, RefreshSettings, TokenCache, TokenGrpc};
 use wxpush_wechat::{ClientSettings, WechatClient};
 
 /// An embedded sandbox: its config and where to listen.
@@ -45,7 +46,8 @@ pub struct SuiteOptions {
     /// Apps for the token service; empty with a sandbox means its demo apps.
     pub apps: Vec<AppSpec>,
     pub templates: Vec<Template>,
-    pub refresh_margin_secs: u64,
+    /// Token refresh settings (the token store is in memory).
+    pub refresh: RefreshSettings,
     pub max_log_records: usize,
 }
 
@@ -66,7 +68,7 @@ impl SuiteOptions {
             wechat: ClientSettings::default(),
             apps: Vec::new(),
             templates: crate::demo::templates(),
-            refresh_margin_secs: 300,
+            refresh: RefreshSettings::default(),
             max_log_records: 100_000,
         }
     }
@@ -87,6 +89,7 @@ pub struct Suite {
     stop: oneshot::Sender<()>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: JoinHandle<()>,
+    refresher: JoinHandle<()>,
 }
 
 impl Suite {
@@ -111,9 +114,11 @@ impl Suite {
         let tokens = TokenCache::new(
             &opts.apps,
             wechat.clone(),
-            Duration::from_secs(opts.refresh_margin_secs),
+            Arc::new(MemoryTokenStore::new()),
+            opts.refresh.clone(),
         )
         .map_err(anyhow::Error::msg)?;
+        let refresher = tokens.spawn_refresher();
         let registry = TemplateRegistry::new();
         registry
             .seed(opts.templates.clone())
@@ -153,6 +158,7 @@ impl Suite {
             stop,
             server,
             ingest,
+            refresher,
         })
     }
 
@@ -166,6 +172,7 @@ impl Suite {
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.ingest.abort();
+        self.refresher.abort();
         if let Some(sb) = self.sandbox {
             sb.shutdown().await;
         }
