@@ -80,4 +80,14 @@ target/debug/wxpush logs --addr "http://$addr" --message-id "$message_id" --json
 grep -q "\"status\":\"SENT\"" "$work/cli.json" || fail "wxpush logs: $(cat "$work/cli.json")"
 passed=$((passed + 1))
 
+target/debug/wxpush token status --addr "http://$addr" --json >"$work/token.json"
+python3 - "$work/token.json" <<'PY' || fail "wxpush token status: $(cat "$work/token.json")"
+import json, sys
+apps = {a["app_id"]: a for a in json.load(open(sys.argv[1]))}
+assert apps["wx_demo_oa"]["has_token"] is True, apps
+assert apps["wx_demo_oa"]["refreshes_today"] >= 1, apps
+assert "access_token" not in open(sys.argv[1]).read()
+PY
+passed=$((passed + 1))
+
 echo "smoke: $passed passed, 0 failed"

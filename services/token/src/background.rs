@@ -3,7 +3,7 @@
 //! refreshes, re-seeding an empty backend after a Redis restart) and
 //! refreshes tokens that are inside the margin, so callers never wait.
 
-use crate::cache::{AppEntry, TokenCache, adopt, local_with};
+use crate::cache::{AppEntry, TokenCache, local_with};
 use crate::clock::now_ms;
 use crate::error::TokenError;
 use crate::refresh::Want;
@@ -33,12 +33,15 @@ impl TokenCache {
     async fn background_step(&self, entry: &AppEntry) {
         let app_id = entry.spec.app_id.as_str();
         match self.inner.store.load(app_id).await {
-            Ok(Some(shared)) => adopt(entry, &shared).await,
+            Ok(Some(shared)) => self.adopt(entry, &shared).await,
             Ok(None) => {
                 if let Some(mine) = local_with(entry, Duration::ZERO).await
                     && let Ok(true) = self.inner.store.save_if_absent(app_id, &mine).await
                 {
-                    tracing::info!(app_id, "token backend was empty; shared the in-process token again");
+                    tracing::info!(
+                        app_id,
+                        "token backend was empty; shared the in-process token again"
+                    );
                 }
             }
             Err(e) => {
@@ -48,11 +51,15 @@ impl TokenCache {
         }
         let margin = Duration::from_secs(self.inner.settings.margin_secs);
         let now = now_ms();
-        if local_with(entry, margin).await.is_some() || now < entry.local.read().await.next_background_ms {
+        if local_with(entry, margin).await.is_some()
+            || now < entry.local.read().await.next_background_ms
+        {
             return;
         }
         // A caller already fetching for this app in this process does the job.
-        let Ok(_flight) = entry.flight.try_lock() else { return };
+        let Ok(_flight) = entry.flight.try_lock() else {
+            return;
+        };
         let interval = self.inner.settings.check_interval_ms as i64;
         let next = match self.refresh(entry, Want::MinLeft(margin), false).await {
             // WeChat may hand back the same stable token while it is still

@@ -10,6 +10,7 @@
 use crate::clock::{beijing_day, now_ms, to_system_time};
 use crate::config::{AppKindConfig, AppSpec, RefreshSettings, TokenMode};
 use crate::error::TokenError;
+use crate::metrics::TokenMetrics;
 use crate::store::{StoredToken, TokenStore};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub(crate) struct Inner {
     pub settings: RefreshSettings,
     /// This replica's id, the owner value of the refresh lock.
     pub owner: String,
+    pub metrics: TokenMetrics,
 }
 
 /// Every configured app's token; cheap to clone.
@@ -98,6 +100,7 @@ impl TokenCache {
                 wechat,
                 settings,
                 owner: uuid::Uuid::new_v4().simple().to_string(),
+                metrics: TokenMetrics::default(),
             }),
         })
     }
@@ -116,7 +119,10 @@ impl TokenCache {
         if let Some(t) = local_with(entry, min_left).await {
             return Ok(t);
         }
-        match self.refresh(entry, crate::refresh::Want::MinLeft(min_left), true).await {
+        match self
+            .refresh(entry, crate::refresh::Want::MinLeft(min_left), true)
+            .await
+        {
             Ok(t) => Ok(t),
             Err(e) => match local_with(entry, Duration::ZERO).await {
                 Some(t) => {
@@ -130,13 +136,23 @@ impl TokenCache {
 
     /// WeChat rejected `bad_token`. Refreshes only when it is still the
     /// current token; otherwise the current token is returned unchanged.
-    pub async fn invalidate(&self, app_id: &str, bad_token: &str) -> Result<StoredToken, TokenError> {
+    pub async fn invalidate(
+        &self,
+        app_id: &str,
+        bad_token: &str,
+    ) -> Result<StoredToken, TokenError> {
         let entry = self.entry(app_id)?;
         if bad_token.is_empty() {
-            return Err(TokenError::InvalidArgument(vec![Violation::new("bad_token", "is required")]));
+            return Err(TokenError::InvalidArgument(vec![Violation::new(
+                "bad_token",
+                "is required",
+            )]));
         }
         let _flight = entry.flight.lock().await;
-        match self.refresh(entry, crate::refresh::Want::Not(bad_token), true).await {
+        match self
+            .refresh(entry, crate::refresh::Want::Not(bad_token), true)
+            .await
+        {
             Ok(t) => Ok(t),
             Err(e) => match local_with(entry, Duration::ZERO).await {
                 Some(t) if t.access_token != bad_token => Ok(t),
@@ -151,16 +167,45 @@ impl TokenCache {
         let day = beijing_day(now_ms());
         let shared = self.inner.store.fetches(app_id, day).await.ok();
         let local = entry.local.read().await;
-        let local_fetches = if local.fetches.0 == day { local.fetches.1 } else { 0 };
+        let local_fetches = if local.fetches.0 == day {
+            local.fetches.1
+        } else {
+            0
+        };
         Ok(TokenStatusView {
             app_id: entry.spec.app_id.clone(),
             kind: entry.spec.kind,
             token_mode: entry.spec.token_mode,
-            expires_at: local.token.as_ref().map(|t| to_system_time(t.expires_at_ms)),
-            last_refresh_at: local.token.as_ref().map(|t| to_system_time(t.refreshed_at_ms)),
+            expires_at: local
+                .token
+                .as_ref()
+                .map(|t| to_system_time(t.expires_at_ms)),
+            last_refresh_at: local
+                .token
+                .as_ref()
+                .map(|t| to_system_time(t.refreshed_at_ms)),
             refreshes_today: shared.unwrap_or(local_fetches),
             last_error: local.last_error.clone(),
         })
+    }
+
+    /// The metric families, to register on the admin port.
+    pub fn metrics(&self) -> &TokenMetrics {
+        &self.inner.metrics
+    }
+
+    /// Takes a token into the in-process copy unless the copy is newer.
+    pub(crate) async fn adopt(&self, entry: &AppEntry, token: &StoredToken) {
+        let mut local = entry.local.write().await;
+        let newer = local.token.as_ref().is_none_or(|t| {
+            token.refreshed_at_ms > t.refreshed_at_ms || token.expires_at_ms > t.expires_at_ms
+        });
+        if newer {
+            local.token = Some(token.clone());
+            self.inner
+                .metrics
+                .expires_at(&entry.spec.app_id, token.expires_at_ms);
+        }
     }
 
     /// Every configured app id, sorted.
@@ -170,7 +215,10 @@ impl TokenCache {
 
     pub(crate) fn entry(&self, app_id: &str) -> Result<&AppEntry, TokenError> {
         if app_id.trim().is_empty() {
-            return Err(TokenError::InvalidArgument(vec![Violation::new("app_id", "is required")]));
+            return Err(TokenError::InvalidArgument(vec![Violation::new(
+                "app_id",
+                "is required",
+            )]));
         }
         self.inner
             .apps
@@ -190,16 +238,4 @@ pub(crate) async fn local_with(entry: &AppEntry, min_left: Duration) -> Option<S
         .as_ref()
         .filter(|t| t.expires_at_ms > deadline)
         .cloned()
-}
-
-/// Takes a token into the in-process copy unless the copy is newer.
-pub(crate) async fn adopt(entry: &AppEntry, token: &StoredToken) {
-    let mut local = entry.local.write().await;
-    let newer = local
-        .token
-        .as_ref()
-        .is_none_or(|t| token.refreshed_at_ms > t.refreshed_at_ms || token.expires_at_ms > t.expires_at_ms);
-    if newer {
-        local.token = Some(token.clone());
-    }
 }

@@ -125,6 +125,8 @@ impl Default for RefreshSettings {
 pub struct TokenConfig {
     /// gRPC listen address.
     pub listen: String,
+    /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
+    pub admin_listen: String,
     pub apps: Vec<AppSpec>,
     pub refresh: RefreshSettings,
     /// `memory` (one replica) or `redis` (shared by replicas).
@@ -136,6 +138,7 @@ impl Default for TokenConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:50051".into(),
+            admin_listen: "0.0.0.0:9091".into(),
             apps: Vec::new(),
             refresh: RefreshSettings::default(),
             backend: BackendSettings::default(),

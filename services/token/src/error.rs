@@ -1,7 +1,7 @@
 //! Token service errors and their one mapping to `tonic::Status`.
 
-use tonic::{Code, Status};
 use std::time::Duration;
+use tonic::{Code, Status};
 use wxpush_server::status::{Violation, invalid_argument, with_retry_delay};
 use wxpush_wechat::WechatError;
 
@@ -32,7 +32,9 @@ pub enum TokenError {
     #[error("no valid token for app {app_id} yet: another replica is refreshing it")]
     RefreshInProgress { app_id: String },
     /// WeChat says the app's daily token quota is used up (45009).
-    #[error("wechat refused the token request for app {app_id}: daily quota reached (errcode {errcode}: {errmsg})")]
+    #[error(
+        "wechat refused the token request for app {app_id}: daily quota reached (errcode {errcode}: {errmsg})"
+    )]
     WechatQuota {
         app_id: String,
         errcode: i64,
@@ -55,9 +57,11 @@ impl From<TokenError> for Status {
             TokenError::RefreshInProgress { .. } => {
                 with_retry_delay(Code::Unavailable, e.to_string(), Duration::from_millis(500))
             }
-            TokenError::QuotaExhausted { .. } | TokenError::WechatQuota { .. } => {
-                with_retry_delay(Code::ResourceExhausted, e.to_string(), until_beijing_midnight())
-            }
+            TokenError::QuotaExhausted { .. } | TokenError::WechatQuota { .. } => with_retry_delay(
+                Code::ResourceExhausted,
+                e.to_string(),
+                until_beijing_midnight(),
+            ),
         }
     }
 }

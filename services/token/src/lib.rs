@@ -10,6 +10,7 @@
 //! - `refresh`: the one-replica-fetches protocol (lock, re-check, budget,
 //!   retries).
 //! - `background`: refresh ahead of expiry, pick up other replicas' tokens.
+//! - [`metrics`]: token expiry, refreshes by result, fetches today.
 //! - [`error`]: [`error::TokenError`] and its one mapping to `tonic::Status`.
 //! - [`service`]: the `wxpush.v1.TokenService` gRPC API.
 
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod metrics;
 mod refresh;
 pub mod service;
 pub mod store;

@@ -2,6 +2,8 @@
 
 use clap::Parser;
 use std::path::PathBuf;
+use wxpush_metrics::SharedRegistry;
+use wxpush_server::shutdown::Shutdown;
 use wxpush_token::{TokenCache, TokenConfig, TokenGrpc};
 use wxpush_wechat::WechatClient;
 
@@ -24,13 +26,24 @@ async fn main() -> anyhow::Result<()> {
     let cache = TokenCache::new(&config.apps, wechat, store, config.refresh.clone())
         .map_err(anyhow::Error::msg)?;
     let _refresher = cache.spawn_refresher();
+
+    let shutdown = Shutdown::on_signal();
+    let registry = SharedRegistry::new();
+    registry.register_with(|r| cache.metrics().register(r));
+    let admin = wxpush_server::grpc::bind(config.admin_listen.parse()?).await?;
+    tokio::spawn(wxpush_metrics::serve_admin(
+        admin,
+        registry,
+        shutdown.wait(),
+    ));
+
     let listener = wxpush_server::grpc::bind(config.listen.parse()?).await?;
     let routes = tonic::service::Routes::new(TokenGrpc::new(cache).into_server());
     wxpush_server::grpc::serve(
         routes,
         &[wxpush_proto::v1::token_service_server::SERVICE_NAME],
         listener,
-        wxpush_server::shutdown::signal(),
+        shutdown.wait(),
     )
     .await?;
     Ok(())

@@ -6,7 +6,7 @@
 //! check the store again under the lock; check the daily budget; fetch,
 //! retrying transient errors with backoff; save; release the lock.
 
-use crate::cache::{AppEntry, TokenCache, adopt};
+use crate::cache::{AppEntry, TokenCache};
 use crate::clock::{beijing_day, now_ms};
 use crate::config::TokenMode;
 use crate::error::TokenError;
@@ -59,14 +59,20 @@ impl TokenCache {
         let deadline = Instant::now() + Duration::from_millis(s.lock_wait_ms);
         loop {
             let locked = store
-                .try_lock(app_id, &self.inner.owner, Duration::from_millis(s.lock_ttl_ms))
+                .try_lock(
+                    app_id,
+                    &self.inner.owner,
+                    Duration::from_millis(s.lock_ttl_ms),
+                )
                 .await
                 .map_err(|e| self.down(entry, e))?;
             if locked {
                 break;
             }
             if !wait || Instant::now() >= deadline {
-                return Err(TokenError::RefreshInProgress { app_id: app_id.into() });
+                return Err(TokenError::RefreshInProgress {
+                    app_id: app_id.into(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
             if let Some(t) = self.shared(entry, want).await? {
@@ -75,7 +81,11 @@ impl TokenCache {
         }
         let result = match self.shared(entry, want).await {
             Ok(Some(t)) => Ok(t),
-            Ok(None) => self.fetch(entry, want).await,
+            Ok(None) => {
+                let fetched = self.fetch(entry, want).await;
+                self.inner.metrics.refresh(app_id, result_label(&fetched));
+                fetched
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = store.unlock(app_id, &self.inner.owner).await {
@@ -85,7 +95,11 @@ impl TokenCache {
     }
 
     /// The store's token if it satisfies `want` (taken into the local copy).
-    async fn shared(&self, entry: &AppEntry, want: Want<'_>) -> Result<Option<StoredToken>, TokenError> {
+    async fn shared(
+        &self,
+        entry: &AppEntry,
+        want: Want<'_>,
+    ) -> Result<Option<StoredToken>, TokenError> {
         let t = self
             .inner
             .store
@@ -94,7 +108,7 @@ impl TokenCache {
             .map_err(|e| self.down(entry, e))?;
         match t.filter(|t| want.satisfied_by(t)) {
             Some(t) => {
-                adopt(entry, &t).await;
+                self.adopt(entry, &t).await;
                 Ok(Some(t))
             }
             None => Ok(None),
@@ -109,20 +123,40 @@ impl TokenCache {
         let mut transient_failures = 0;
         loop {
             let day = beijing_day(now_ms());
-            let used = self.inner.store.fetches(app_id, day).await.map_err(|e| self.down(entry, e))?;
+            let used = self
+                .inner
+                .store
+                .fetches(app_id, day)
+                .await
+                .map_err(|e| self.down(entry, e))?;
             if used >= s.daily_fetch_budget {
-                tracing::error!(app_id, budget = s.daily_fetch_budget, "daily token fetch budget reached; refusing to fetch");
+                tracing::error!(
+                    app_id,
+                    budget = s.daily_fetch_budget,
+                    "daily token fetch budget reached; refusing to fetch"
+                );
                 return Err(TokenError::QuotaExhausted {
                     app_id: app_id.into(),
                     budget: s.daily_fetch_budget,
                 });
             }
-            let count = self.inner.store.count_fetch(app_id, day).await.map_err(|e| self.down(entry, e))?;
+            let count = self
+                .inner
+                .store
+                .count_fetch(app_id, day)
+                .await
+                .map_err(|e| self.down(entry, e))?;
             entry.local.write().await.fetches = (day, count);
+            self.inner.metrics.fetches_today(app_id, count);
 
             let started = now_ms();
             let result = match entry.spec.token_mode {
-                TokenMode::StableToken => self.inner.wechat.stable_token(app_id, &entry.secret, force).await,
+                TokenMode::StableToken => {
+                    self.inner
+                        .wechat
+                        .stable_token(app_id, &entry.secret, force)
+                        .await
+                }
                 TokenMode::Token => self.inner.wechat.token(app_id, &entry.secret).await,
             };
             match result {
@@ -148,9 +182,15 @@ impl TokenCache {
                     {
                         let mut local = entry.local.write().await;
                         local.token = Some(token.clone());
+                        self.inner.metrics.expires_at(app_id, token.expires_at_ms);
                         local.last_error.clear();
                     }
-                    tracing::info!(app_id, expires_in = grant.expires_in, force, "fetched access token");
+                    tracing::info!(
+                        app_id,
+                        expires_in = grant.expires_in,
+                        force,
+                        "fetched access token"
+                    );
                     return Ok(token);
                 }
                 Err(e) => {
@@ -164,7 +204,9 @@ impl TokenCache {
                                 errmsg: errmsg.clone(),
                             });
                         }
-                        (WechatError::Api { errcode, errmsg }, class) if class != ErrClass::Transient => {
+                        (WechatError::Api { errcode, errmsg }, class)
+                            if class != ErrClass::Transient =>
+                        {
                             return Err(TokenError::Rejected {
                                 app_id: app_id.into(),
                                 errcode: *errcode,
@@ -179,12 +221,26 @@ impl TokenCache {
                                     source: e,
                                 });
                             }
-                            let backoff = s.retry_backoff_ms.saturating_mul(1 << (transient_failures - 1).min(6));
+                            let backoff = s
+                                .retry_backoff_ms
+                                .saturating_mul(1 << (transient_failures - 1).min(6));
                             tokio::time::sleep(Duration::from_millis(backoff)).await;
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// The `result` label of a fetch outcome.
+fn result_label(r: &Result<StoredToken, TokenError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(TokenError::QuotaExhausted { .. }) => "budget_exhausted",
+        Err(TokenError::WechatQuota { .. }) => "wechat_quota",
+        Err(TokenError::Rejected { .. }) => "rejected",
+        Err(TokenError::BackendDown { .. }) => "backend_down",
+        Err(_) => "unavailable",
     }
 }

@@ -50,9 +50,23 @@ async fn three_replicas_fetch_once_per_expiry_and_callers_never_wait() {
     .await;
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(Replica::start(&redis.url(), &sb.api_url(), app(TokenMode::StableToken), fast_settings()).await);
+        replicas.push(
+            Replica::start(
+                &redis.url(),
+                &sb.api_url(),
+                app(TokenMode::StableToken),
+                fast_settings(),
+            )
+            .await,
+        );
     }
-    let first = replicas[0].client.clone().get_access_token(get()).await.unwrap().into_inner();
+    let first = replicas[0]
+        .client
+        .clone()
+        .get_access_token(get())
+        .await
+        .unwrap()
+        .into_inner();
     let t0 = Instant::now();
     wechat_sandbox::install_crypto_provider();
     let http = reqwest::Client::new();
@@ -73,11 +87,18 @@ async fn three_replicas_fetch_once_per_expiry_and_callers_never_wait() {
         let results = futures_util::future::join_all(calls).await;
         let mut this_cycle = BTreeSet::new();
         for r in results {
-            this_cycle.insert(r.expect("every call gets a token").into_inner().access_token);
+            this_cycle.insert(
+                r.expect("every call gets a token")
+                    .into_inner()
+                    .access_token,
+            );
         }
         // Each token handed out works at WeChat (checked while it is young).
         for token in &this_cycle {
-            assert!(sandbox_accepts(&http, &sb.api_url(), token).await, "a handed-out token was rejected");
+            assert!(
+                sandbox_accepts(&http, &sb.api_url(), token).await,
+                "a handed-out token was rejected"
+            );
         }
         seen.extend(this_cycle);
         sleep_until(refresh_at + Duration::from_millis(1300)).await;
@@ -87,7 +108,10 @@ async fn three_replicas_fetch_once_per_expiry_and_callers_never_wait() {
             Some(1 + cycle),
             "exactly one fetch per expiry after cycle {cycle}: {counters:?}"
         );
-        assert_eq!(counters.new_tokens_issued.get(APP).copied(), Some(1 + cycle));
+        assert_eq!(
+            counters.new_tokens_issued.get(APP).copied(),
+            Some(1 + cycle)
+        );
     }
     assert_eq!(seen.len(), 3, "the calls straddled both refreshes");
     let mut secrets: Vec<String> = seen.into_iter().collect();
@@ -102,11 +126,35 @@ async fn a_hundred_invalidations_refresh_once_and_a_stale_report_refreshes_nothi
     let (sb, admin) = sandbox(long_rules()).await;
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(Replica::start(&redis.url(), &sb.api_url(), app(TokenMode::StableToken), fast_settings()).await);
+        replicas.push(
+            Replica::start(
+                &redis.url(),
+                &sb.api_url(),
+                app(TokenMode::StableToken),
+                fast_settings(),
+            )
+            .await,
+        );
     }
-    let bad = replicas[1].client.clone().get_access_token(get()).await.unwrap().into_inner().access_token;
+    let bad = replicas[1]
+        .client
+        .clone()
+        .get_access_token(get())
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
     for r in &replicas {
-        assert_eq!(r.client.clone().get_access_token(get()).await.unwrap().into_inner().access_token, bad);
+        assert_eq!(
+            r.client
+                .clone()
+                .get_access_token(get())
+                .await
+                .unwrap()
+                .into_inner()
+                .access_token,
+            bad
+        );
     }
     let issued_before = admin.counters().await.unwrap().new_tokens_issued[APP];
 
@@ -123,12 +171,24 @@ async fn a_hundred_invalidations_refresh_once_and_a_stale_report_refreshes_nothi
     assert_eq!(fresh.len(), 1, "every caller got the same new token");
     let new = fresh.into_iter().next().unwrap();
     assert_ne!(new, bad);
-    assert_eq!(admin.counters().await.unwrap().new_tokens_issued[APP], issued_before + 1);
+    assert_eq!(
+        admin.counters().await.unwrap().new_tokens_issued[APP],
+        issued_before + 1
+    );
 
     // A late report about the old token: no refresh, the current token back.
-    let late = replicas[2].client.clone().invalidate_access_token(invalidate(&bad)).await.unwrap().into_inner();
+    let late = replicas[2]
+        .client
+        .clone()
+        .invalidate_access_token(invalidate(&bad))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(late.access_token, new);
-    assert_eq!(admin.counters().await.unwrap().new_tokens_issued[APP], issued_before + 1);
+    assert_eq!(
+        admin.counters().await.unwrap().new_tokens_issued[APP],
+        issued_before + 1
+    );
     assert_not_logged(&[bad, new, SECRET.into()]);
 }
 
@@ -141,18 +201,47 @@ async fn the_daily_budget_stops_fetches_before_they_reach_wechat() {
         daily_fetch_budget: 3,
         ..fast_settings()
     };
-    let replica = Replica::start(&redis.url(), &sb.api_url(), app(TokenMode::Token), settings).await;
+    let replica =
+        Replica::start(&redis.url(), &sb.api_url(), app(TokenMode::Token), settings).await;
     let mut client = replica.client.clone();
-    let mut token = client.get_access_token(get()).await.unwrap().into_inner().access_token;
+    let mut token = client
+        .get_access_token(get())
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
     for _ in 0..2 {
-        token = client.invalidate_access_token(invalidate(&token)).await.unwrap().into_inner().access_token;
+        token = client
+            .invalidate_access_token(invalidate(&token))
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token;
     }
     assert_eq!(admin.counters().await.unwrap().token_fetches[APP], 3);
-    let err = client.invalidate_access_token(invalidate(&token)).await.unwrap_err();
+    let err = client
+        .invalidate_access_token(invalidate(&token))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("budget of 3"), "{}", err.message());
     assert!(wxpush_server::status::retry_delay(&err).is_some());
-    assert_eq!(admin.counters().await.unwrap().token_fetches[APP], 3, "no fetch past the budget");
+    assert_eq!(
+        admin.counters().await.unwrap().token_fetches[APP],
+        3,
+        "no fetch past the budget"
+    );
+    let registry = wxpush_metrics::SharedRegistry::new();
+    registry.register_with(|r| replica.cache.metrics().register(r));
+    let metrics = registry.encode();
+    for line in [
+        r#"wxpush_token_refreshes_total{app_id="wx_token_test",result="ok"} 3"#,
+        r#"wxpush_token_refreshes_total{app_id="wx_token_test",result="budget_exhausted"} 1"#,
+        r#"wxpush_token_fetches_today{app_id="wx_token_test"} 3"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    assert!(metrics.contains("wxpush_token_expires_at_seconds{app_id=\"wx_token_test\"}"));
     let status = client
         .get_token_status(GetTokenStatusRequest { app_id: APP.into() })
         .await
@@ -167,15 +256,48 @@ async fn a_redis_outage_serves_the_local_copy_and_recovers() {
     common::logs();
     let mut redis = RedisServer::start();
     let (sb, _admin) = sandbox(long_rules()).await;
-    let a = Replica::start(&redis.url(), &sb.api_url(), app(TokenMode::StableToken), fast_settings()).await;
-    let b = Replica::start(&redis.url(), &sb.api_url(), app(TokenMode::StableToken), fast_settings()).await;
-    let token = a.client.clone().get_access_token(get()).await.unwrap().into_inner().access_token;
-    assert_eq!(b.client.clone().get_access_token(get()).await.unwrap().into_inner().access_token, token);
+    let a = Replica::start(
+        &redis.url(),
+        &sb.api_url(),
+        app(TokenMode::StableToken),
+        fast_settings(),
+    )
+    .await;
+    let b = Replica::start(
+        &redis.url(),
+        &sb.api_url(),
+        app(TokenMode::StableToken),
+        fast_settings(),
+    )
+    .await;
+    let token = a
+        .client
+        .clone()
+        .get_access_token(get())
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    assert_eq!(
+        b.client
+            .clone()
+            .get_access_token(get())
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token,
+        token
+    );
 
     redis.stop();
     for r in [&a, &b] {
         for _ in 0..20 {
-            let got = r.client.clone().get_access_token(get()).await.expect("served from the local copy");
+            let got = r
+                .client
+                .clone()
+                .get_access_token(get())
+                .await
+                .expect("served from the local copy");
             assert_eq!(got.into_inner().access_token, token);
         }
     }
@@ -185,7 +307,12 @@ async fn a_redis_outage_serves_the_local_copy_and_recovers() {
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     let new = loop {
-        match a.client.clone().invalidate_access_token(invalidate(&token)).await {
+        match a
+            .client
+            .clone()
+            .invalidate_access_token(invalidate(&token))
+            .await
+        {
             Ok(r) => break r.into_inner().access_token,
             Err(e) if Instant::now() < deadline => {
                 assert_eq!(e.code(), Code::Unavailable, "{e:?}");
@@ -197,11 +324,21 @@ async fn a_redis_outage_serves_the_local_copy_and_recovers() {
     assert_ne!(new, token);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let got = b.client.clone().get_access_token(get()).await.unwrap().into_inner().access_token;
+        let got = b
+            .client
+            .clone()
+            .get_access_token(get())
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token;
         if got == new {
             break;
         }
-        assert!(Instant::now() < deadline, "replica b never picked up the shared token");
+        assert!(
+            Instant::now() < deadline,
+            "replica b never picked up the shared token"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_not_logged(&[token, new, SECRET.into()]);
@@ -221,13 +358,30 @@ async fn an_expired_copy_during_an_outage_is_unavailable_with_a_clear_message() 
         margin_secs: 1,
         ..fast_settings()
     };
-    let r = Replica::start(&redis.url(), &sb.api_url(), app(TokenMode::StableToken), settings).await;
-    let token = r.client.clone().get_access_token(get()).await.unwrap().into_inner().access_token;
+    let r = Replica::start(
+        &redis.url(),
+        &sb.api_url(),
+        app(TokenMode::StableToken),
+        settings,
+    )
+    .await;
+    let token = r
+        .client
+        .clone()
+        .get_access_token(get())
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
     redis.stop();
     tokio::time::sleep(Duration::from_millis(3300)).await;
     let err = r.client.clone().get_access_token(get()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert!(err.message().contains("token backend is unreachable"), "{}", err.message());
+    assert!(
+        err.message().contains("token backend is unreachable"),
+        "{}",
+        err.message()
+    );
     assert!(!err.message().contains(&token));
 
     redis.restart();

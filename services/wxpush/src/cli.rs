@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use tonic::transport::Channel;
 use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
 use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
+use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::*;
 
 /// Exit code when the RPC worked but the message was not delivered.
@@ -95,6 +96,45 @@ pub async fn logs(addr: &str, filter: LogFilter, limit: u32, json: bool) -> i32 
             } else {
                 for r in &page.records {
                     println!("{}", output::record_line(r));
+                }
+            }
+            0
+        }
+        Err(status) => {
+            eprintln!("{}", output::status_text(&status));
+            EXIT_RPC_ERROR
+        }
+    }
+}
+
+/// Prints every app's token status, or one app's; returns the exit code.
+pub async fn token_status(addr: &str, app_id: Option<String>, json: bool) -> i32 {
+    let channel = match connect(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_RPC_ERROR;
+        }
+    };
+    let mut client = TokenServiceClient::new(channel);
+    let apps = match app_id {
+        Some(app_id) => client
+            .get_token_status(GetTokenStatusRequest { app_id })
+            .await
+            .map(|r| vec![r.into_inner()]),
+        None => client
+            .list_apps(ListAppsRequest {})
+            .await
+            .map(|r| r.into_inner().apps),
+    };
+    match apps {
+        Ok(apps) => {
+            if json {
+                let list: Vec<_> = apps.iter().map(output::token_status_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for a in &apps {
+                    println!("{}", output::token_status_line(a));
                 }
             }
             0

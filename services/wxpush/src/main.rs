@@ -69,6 +69,11 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Token status per app (expiry, last refresh, fetches today; never the token).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Query the delivery log, newest first.
     Logs {
         #[arg(long, default_value = "")]
@@ -87,6 +92,17 @@ enum Command {
         /// At most this many records (1..500).
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Show every app's token status, or one app's.
+    Status {
+        #[arg(long)]
+        app_id: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -135,6 +151,9 @@ async fn main() -> anyhow::Result<()> {
             };
             cli::send(&target.addr, req, target.json).await
         }
+        Command::Token {
+            command: TokenCommand::Status { app_id, target },
+        } => cli::token_status(&target.addr, app_id, target.json).await,
         Command::Logs {
             message_id,
             openid,

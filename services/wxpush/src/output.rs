@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use wxpush_proto::Timestamp;
-use wxpush_proto::v1::{Attempt, DeliveryResult, DeliveryStatus, LogRecord};
+use wxpush_proto::v1::{AppKind, Attempt, DeliveryResult, DeliveryStatus, LogRecord, TokenStatus};
 
 /// A status number as its short name (`SENT`).
 pub fn status_name(status: i32) -> &'static str {
@@ -101,6 +101,37 @@ pub fn record_line(r: &LogRecord) -> String {
     );
     if r.errcode != 0 {
         line += &format!("  errcode={} errmsg={:?}", r.errcode, r.errmsg);
+    }
+    line
+}
+
+/// An app's token status as JSON (never the token itself).
+pub fn token_status_json(t: &TokenStatus) -> Value {
+    json!({
+        "app_id": t.app_id,
+        "kind": AppKind::try_from(t.kind).map(|k| k.as_str_name().trim_start_matches("APP_KIND_").to_ascii_lowercase()).unwrap_or_default(),
+        "token_mode": t.token_mode,
+        "has_token": t.has_token,
+        "expires_at": time(t.expires_at.as_ref()),
+        "last_refresh_at": time(t.last_refresh_at.as_ref()),
+        "refreshes_today": t.refreshes_today,
+        "last_error": t.last_error,
+    })
+}
+
+/// An app's token status as one line for people.
+pub fn token_status_line(t: &TokenStatus) -> String {
+    let mut line = format!(
+        "{}  mode={}  token={}  expires_at={}  last_refresh={}  fetches_today={}",
+        t.app_id,
+        t.token_mode,
+        if t.has_token { "yes" } else { "no" },
+        time(t.expires_at.as_ref()),
+        time(t.last_refresh_at.as_ref()),
+        t.refreshes_today
+    );
+    if !t.last_error.is_empty() {
+        line += &format!("  last_error={:?}", t.last_error);
     }
     line
 }

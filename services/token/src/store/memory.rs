@@ -32,7 +32,12 @@ impl MemoryTokenStore {
 impl TokenStore for MemoryTokenStore {
     async fn load(&self, app_id: &str) -> Result<Option<StoredToken>, StoreError> {
         let now = crate::clock::now_ms();
-        Ok(self.with(|s| s.tokens.get(app_id).filter(|t| t.expires_at_ms > now).cloned()))
+        Ok(self.with(|s| {
+            s.tokens
+                .get(app_id)
+                .filter(|t| t.expires_at_ms > now)
+                .cloned()
+        }))
     }
 
     async fn save(&self, app_id: &str, token: &StoredToken) -> Result<(), StoreError> {
@@ -56,7 +61,8 @@ impl TokenStore for MemoryTokenStore {
         Ok(self.with(|s| match s.locks.get(app_id) {
             Some((_, until)) if *until > now => false,
             _ => {
-                s.locks.insert(app_id.to_string(), (owner.to_string(), now + ttl));
+                s.locks
+                    .insert(app_id.to_string(), (owner.to_string(), now + ttl));
                 true
             }
         }))
@@ -72,7 +78,12 @@ impl TokenStore for MemoryTokenStore {
     }
 
     async fn fetches(&self, app_id: &str, day: i64) -> Result<u32, StoreError> {
-        Ok(self.with(|s| s.fetches.get(&(app_id.to_string(), day)).copied().unwrap_or(0)))
+        Ok(self.with(|s| {
+            s.fetches
+                .get(&(app_id.to_string(), day))
+                .copied()
+                .unwrap_or(0)
+        }))
     }
 
     async fn count_fetch(&self, app_id: &str, day: i64) -> Result<u32, StoreError> {

@@ -31,7 +31,10 @@ impl RedisTokenStore {
             .set_response_timeout(Some(Duration::from_millis(500)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let conn = client.get_connection_manager_with_config(config).await.map_err(err)?;
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(err)?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
@@ -64,7 +67,8 @@ impl TokenStore for RedisTokenStore {
         match raw {
             None => Ok(None),
             Some(s) => {
-                let t: StoredToken = serde_json::from_str(&s).map_err(|e| StoreError(format!("bad token record: {e}")))?;
+                let t: StoredToken = serde_json::from_str(&s)
+                    .map_err(|e| StoreError(format!("bad token record: {e}")))?;
                 Ok((t.expires_at_ms > now).then_some(t))
             }
         }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
-use wechat_sandbox::{AdminClient, AppConfig, AppKind, Sandbox, SandboxConfig, TemplateConfig, TokenRules};
+use wechat_sandbox::{
+    AdminClient, AppConfig, AppKind, Sandbox, SandboxConfig, TemplateConfig, TokenRules,
+};
 use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_server::config::{BackendKind, BackendSettings, Secret};
 use wxpush_token::{AppSpec, RefreshSettings, TokenCache, TokenGrpc, TokenMode};
@@ -49,9 +51,15 @@ impl Write for Capture {
 /// Asserts that no captured log line contains any of `secrets`.
 pub fn assert_not_logged(secrets: &[String]) {
     let text = String::from_utf8_lossy(&logs().lock().unwrap()).to_string();
-    assert!(text.contains("fetched access token"), "the log capture saw no token fetch");
+    assert!(
+        text.contains("fetched access token"),
+        "the log capture saw no token fetch"
+    );
     for s in secrets {
-        assert!(!text.contains(s.as_str()), "a token or secret reached the logs");
+        assert!(
+            !text.contains(s.as_str()),
+            "a token or secret reached the logs"
+        );
     }
 }
 
@@ -74,7 +82,9 @@ pub async fn sandbox(rules: TokenRules) -> (Sandbox, AdminClient) {
         ..Default::default()
     };
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let sb = Sandbox::start(config, any, any).await.expect("sandbox starts");
+    let sb = Sandbox::start(config, any, any)
+        .await
+        .expect("sandbox starts");
     let admin = AdminClient::new(sb.admin_url());
     (sb, admin)
 }
@@ -112,13 +122,20 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub async fn start(redis_url: &str, wechat_url: &str, app: AppSpec, settings: RefreshSettings) -> Self {
+    pub async fn start(
+        redis_url: &str,
+        wechat_url: &str,
+        app: AppSpec,
+        settings: RefreshSettings,
+    ) -> Self {
         let backend = BackendSettings {
             kind: BackendKind::Redis,
             redis_url: redis_url.into(),
             key_prefix: "wxpush:".into(),
         };
-        let store = wxpush_token::store::connect(&backend).await.expect("redis store");
+        let store = wxpush_token::store::connect(&backend)
+            .await
+            .expect("redis store");
         let wechat = WechatClient::new(&ClientSettings {
             base_url: wechat_url.into(),
             ..Default::default()
@@ -126,15 +143,18 @@ impl Replica {
         .unwrap();
         let cache = TokenCache::new(&[app], wechat, store, settings).unwrap();
         let refresher = cache.spawn_refresher();
-        let listener = wxpush_server::grpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let listener = wxpush_server::grpc::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = tonic::service::Routes::new(TokenGrpc::new(cache.clone()).into_server());
         let server = tokio::spawn(async move {
-            let _ = wxpush_server::grpc::serve(routes, &["wxpush.v1.TokenService"], listener, async {
-                let _ = stopped.await;
-            })
-            .await;
+            let _ =
+                wxpush_server::grpc::serve(routes, &["wxpush.v1.TokenService"], listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
         });
         let client = TokenServiceClient::connect(url).await.unwrap();
         Self {
@@ -160,7 +180,9 @@ impl Drop for Replica {
 /// Whether the sandbox accepts `token` (an API call with it succeeds).
 pub async fn sandbox_accepts(http: &reqwest::Client, api_url: &str, token: &str) -> bool {
     let body: serde_json::Value = http
-        .get(format!("{api_url}/cgi-bin/template/get_all_private_template"))
+        .get(format!(
+            "{api_url}/cgi-bin/template/get_all_private_template"
+        ))
         .query(&[("access_token", token)])
         .send()
         .await
@@ -168,5 +190,6 @@ pub async fn sandbox_accepts(http: &reqwest::Client, api_url: &str, token: &str)
         .json()
         .await
         .unwrap();
-    body.get("errcode").and_then(|c| c.as_i64()).unwrap_or(0) == 0 && body.get("template_list").is_some()
+    body.get("errcode").and_then(|c| c.as_i64()).unwrap_or(0) == 0
+        && body.get("template_list").is_some()
 }
