@@ -146,3 +146,60 @@ impl Default for TokenConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> AppSpec {
+        AppSpec {
+            app_id: "wx1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secret_comes_from_exactly_one_source_and_errors_never_show_it() {
+        let path = std::env::temp_dir().join(format!("wxpush-secret-{}", std::process::id()));
+        std::fs::write(&path, "from-file-secret\n").unwrap();
+        let from_file = AppSpec {
+            secret_file: Some(path.clone()),
+            ..spec()
+        };
+        assert_eq!(
+            from_file.resolve_secret().unwrap().expose(),
+            "from-file-secret"
+        );
+
+        // SAFETY: the variable name is unique to this test.
+        unsafe { std::env::set_var("WXPUSH_TEST_SECRET_7F2", " from-env ") };
+        let from_env = AppSpec {
+            secret_env: Some("WXPUSH_TEST_SECRET_7F2".into()),
+            ..spec()
+        };
+        assert_eq!(from_env.resolve_secret().unwrap().expose(), "from-env");
+
+        let missing = AppSpec {
+            secret_env: Some("WXPUSH_TEST_SECRET_UNSET_9A".into()),
+            ..spec()
+        };
+        assert!(
+            missing
+                .resolve_secret()
+                .unwrap_err()
+                .contains("WXPUSH_TEST_SECRET_UNSET_9A")
+        );
+        let both = AppSpec {
+            secret: Some(Secret::new("inline-secret")),
+            secret_file: Some(path.clone()),
+            ..spec()
+        };
+        let err = both.resolve_secret().unwrap_err();
+        assert!(
+            err.contains("only one") && !err.contains("inline-secret"),
+            "{err}"
+        );
+        assert!(spec().resolve_secret().is_err());
+        std::fs::remove_file(path).unwrap();
+    }
+}

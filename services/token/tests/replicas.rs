@@ -399,3 +399,40 @@ async fn an_expired_copy_during_an_outage_is_unavailable_with_a_clear_message() 
         }
     }
 }
+
+#[tokio::test]
+async fn transient_fetch_errors_are_retried_with_backoff() {
+    common::logs();
+    let redis = RedisServer::start();
+    let (sb, admin) = sandbox(long_rules()).await;
+    admin
+        .set_fault(&wechat_sandbox::Fault {
+            path: "/cgi-bin/stable_token".into(),
+            errcode: Some(-1),
+            times: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = Replica::start(
+        &redis.url(),
+        &sb.api_url(),
+        app(TokenMode::StableToken),
+        fast_settings(),
+    )
+    .await;
+    let token = r
+        .client
+        .clone()
+        .get_access_token(get())
+        .await
+        .expect("third attempt succeeds");
+    assert!(!token.into_inner().access_token.is_empty());
+    let counters = admin.counters().await.unwrap();
+    assert_eq!(
+        counters.api_calls.get("/cgi-bin/stable_token").copied(),
+        Some(3),
+        "{counters:?}"
+    );
+    assert_eq!(counters.new_tokens_issued[APP], 1);
+}
