@@ -2,24 +2,52 @@
 
 use tonic::Status;
 use wxpush_server::status::{Violation, invalid_argument};
+use wxpush_wechat::WechatError;
 
 /// Everything that can go wrong answering a template call.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
+    /// Bad input: one violation per problem, so a caller fixes all at once.
     #[error("invalid request")]
     InvalidArgument(Vec<Violation>),
+    /// No template with this key.
     #[error("template {0:?} not found")]
     NotFound(String),
+    /// A write named a version that is no longer current (ABORTED: re-read
+    /// and retry).
     #[error("template {key:?} is at version {actual}, not the expected {expected}")]
     VersionConflict {
         key: String,
         expected: u64,
         actual: u64,
     },
+    /// A create (`expected_version` 0) found the key taken.
     #[error("template {0:?} already exists (expected_version 0 means create)")]
     AlreadyExists(String),
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
+    /// The call cannot work in this deployment, e.g. SyncTemplates without a
+    /// token service or WeChat client configured.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store (Redis) cannot be reached or answered an error. The text is
+    /// the driver's error, which never contains the URL or a password.
+    #[error("template store: {0}")]
+    Backend(String),
+    /// Stored data that cannot be decoded (written by an incompatible version).
+    #[error("template store holds unreadable data: {0}")]
+    Corrupt(String),
+    /// The token service refused to give a token; its code is passed on.
+    #[error("token service: {}", .0.message())]
+    Token(Status),
+    /// WeChat answered a template-list call with an error. Carries no URL, so
+    /// no token.
+    #[error("wechat: {0}")]
+    Wechat(#[from] WechatError),
+}
+
+impl From<redis::RedisError> for TemplateError {
+    fn from(e: redis::RedisError) -> Self {
+        TemplateError::Backend(e.to_string())
+    }
 }
 
 impl From<TemplateError> for Status {
@@ -29,7 +57,64 @@ impl From<TemplateError> for Status {
             TemplateError::NotFound(_) => Status::not_found(e.to_string()),
             TemplateError::VersionConflict { .. } => Status::aborted(e.to_string()),
             TemplateError::AlreadyExists(_) => Status::already_exists(e.to_string()),
-            TemplateError::Unimplemented(_) => Status::unimplemented(e.to_string()),
+            TemplateError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
+            TemplateError::Backend(_) => Status::unavailable(e.to_string()),
+            TemplateError::Corrupt(_) => Status::internal(e.to_string()),
+            TemplateError::Token(s) => Status::new(s.code(), e.to_string()),
+            // A WeChat errcode (48001 not authorized, 40013 bad appid) will not
+            // go away by retrying; a transport failure or 5xx may.
+            TemplateError::Wechat(WechatError::Api { .. }) => {
+                Status::failed_precondition(e.to_string())
+            }
+            TemplateError::Wechat(_) => Status::unavailable(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn each_error_maps_to_its_code() {
+        let cases = [
+            (TemplateError::NotFound("a".into()), Code::NotFound),
+            (
+                TemplateError::VersionConflict {
+                    key: "a".into(),
+                    expected: 1,
+                    actual: 2,
+                },
+                Code::Aborted,
+            ),
+            (
+                TemplateError::AlreadyExists("a".into()),
+                Code::AlreadyExists,
+            ),
+            (
+                TemplateError::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
+            (TemplateError::Backend("down".into()), Code::Unavailable),
+            (
+                TemplateError::Token(Status::not_found("unknown app")),
+                Code::NotFound,
+            ),
+            (
+                TemplateError::Wechat(WechatError::Api {
+                    errcode: 48001,
+                    errmsg: "api unauthorized".into(),
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                TemplateError::Wechat(WechatError::Timeout),
+                Code::Unavailable,
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Status::from(e).code(), code);
         }
     }
 }

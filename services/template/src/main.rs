@@ -15,11 +15,13 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    wxpush_server::logging::init();
+    let telemetry = wxpush_telemetry::init("wxpush-template", env!("CARGO_PKG_VERSION"));
     let args = Args::parse();
     let config: wxpush_template::TemplateConfig =
         wxpush_server::config::load(args.config.as_deref(), "WXPUSH_TEMPLATE")?;
-    let registry = TemplateRegistry::new();
+    let registry = TemplateRegistry::open(&config.backend)
+        .await
+        .map_err(|e| anyhow::anyhow!("template backend: {e}"))?;
     if let Some(path) = &config.templates_file {
         let templates = spec::load_file(path).map_err(anyhow::Error::msg)?;
         tracing::info!(count = templates.len(), file = %path.display(), "templates loaded");
@@ -29,13 +31,26 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let listener = wxpush_server::grpc::bind(config.listen.parse()?).await?;
-    let routes = tonic::service::Routes::new(TemplateGrpc::new(registry).into_server());
+    let token =
+        tonic::transport::Endpoint::from_shared(config.token_endpoint.clone())?.connect_lazy();
+    let wechat = wxpush_wechat::WechatClient::new(&config.wechat)?;
+    let shutdown = wxpush_server::shutdown::Shutdown::on_signal();
+    let metrics = wxpush_metrics::SharedRegistry::new();
+    metrics.register_with(|r| {
+        wxpush_server::rpc::RpcMetrics::global().register(r);
+        wechat.metrics().register(r);
+    });
+    let admin = wxpush_server::grpc::bind(config.admin_listen.parse()?).await?;
+    tokio::spawn(wxpush_metrics::serve_admin(admin, metrics, shutdown.wait()));
+    let grpc = TemplateGrpc::new(registry).with_sync(token, wechat);
+    let routes = tonic::service::Routes::new(grpc.into_server());
     wxpush_server::grpc::serve(
         routes,
         &[wxpush_proto::v1::template_service_server::SERVICE_NAME],
         listener,
-        wxpush_server::shutdown::signal(),
+        shutdown.wait(),
     )
     .await?;
+    telemetry.shutdown().await;
     Ok(())
 }

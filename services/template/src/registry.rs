@@ -1,37 +1,62 @@
-//! The template store. Every write names the version it read
-//! (`expected_version`, 0 to create) so two operators editing the same
-//! template cannot silently overwrite each other: the stale write is ABORTED.
+//! The template registry over a [`TemplateStore`]. Every write names the
+//! version it read (`expected_version`, 0 to create) so two operators editing
+//! the same template cannot silently overwrite each other: the stale write is
+//! ABORTED. Checks and the binding of a business template to its app's synced
+//! WeChat template happen here, once, whatever the backend.
 
 use crate::error::TemplateError;
 use crate::spec::check;
-use std::collections::BTreeMap;
+use crate::store::{self, TemplateStore, memory::MemoryStore};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::sync::RwLock;
 use wxpush_proto::timestamp;
-use wxpush_proto::v1::Template;
+use wxpush_proto::v1::{Template, WechatTemplate};
+use wxpush_server::config::BackendSettings;
 
-/// In-memory registry, shared by the gRPC handlers.
-#[derive(Clone, Default)]
+/// How often a read-modify-write (seeding, sync) retries when another
+/// writer got in between; each retry re-reads, so a few are plenty.
+const CAS_ATTEMPTS: usize = 8;
+
+/// The registry the gRPC handlers share; cheap to clone.
+#[derive(Clone)]
 pub struct TemplateRegistry {
-    templates: Arc<RwLock<BTreeMap<String, Template>>>,
+    store: Arc<dyn TemplateStore>,
+}
+
+impl Default for TemplateRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TemplateRegistry {
-    /// An empty registry.
+    /// An empty in-memory registry (`wxpush dev`, tests).
     pub fn new() -> Self {
-        Self::default()
+        Self::with_store(Arc::new(MemoryStore::default()))
     }
 
-    /// Seeds templates (from the templates file at start-up), replacing any
-    /// with the same key.
+    /// A registry over any store, e.g. a [`store::redis::RedisStore`].
+    pub fn with_store(store: Arc<dyn TemplateStore>) -> Self {
+        Self { store }
+    }
+
+    /// A registry on the backend the configuration names.
+    pub async fn open(settings: &BackendSettings) -> Result<Self, TemplateError> {
+        Ok(Self::with_store(store::open(settings).await?))
+    }
+
+    /// Seeds templates from the templates file at start-up: a new key is
+    /// created, a changed one replaced (new version), an unchanged one left
+    /// alone, so restarting replicas on a shared Redis do not bump versions.
     pub async fn seed(&self, templates: Vec<Template>) -> Result<(), TemplateError> {
-        let mut map = self.templates.write().await;
-        for mut t in templates {
+        for t in templates {
+            let t = self.bind(t, None).await?;
             check(&t)?;
-            t.version = map.get(&t.key).map_or(1, |old| old.version + 1);
-            t.updated_at = Some(timestamp(SystemTime::now()));
-            map.insert(t.key.clone(), t);
+            self.write_with_retry(&t.key.clone(), |current| match current {
+                Some(cur) if same_definition(cur, &t) => None,
+                _ => Some(t.clone()),
+            })
+            .await?;
         }
         Ok(())
     }
@@ -40,66 +65,127 @@ impl TemplateRegistry {
     /// template; returns it with its new version.
     pub async fn upsert(
         &self,
-        mut t: Template,
+        t: Template,
         expected_version: u64,
     ) -> Result<Template, TemplateError> {
+        let previous = self.store.get(&t.key).await?;
+        let mut t = self.bind(t, previous.as_ref()).await?;
         check(&t)?;
-        let mut map = self.templates.write().await;
-        let actual = map.get(&t.key).map_or(0, |old| old.version);
-        if expected_version == 0 && actual != 0 {
-            return Err(TemplateError::AlreadyExists(t.key));
-        }
-        if actual != expected_version {
-            return Err(TemplateError::VersionConflict {
-                key: t.key,
-                expected: expected_version,
-                actual,
-            });
-        }
-        t.version = actual + 1;
-        t.updated_at = Some(timestamp(SystemTime::now()));
-        map.insert(t.key.clone(), t.clone());
+        stamp(&mut t, expected_version);
+        self.store.put(&t, expected_version).await?;
         Ok(t)
     }
 
     /// One template by key.
     pub async fn get(&self, key: &str) -> Result<Template, TemplateError> {
-        self.templates
-            .read()
-            .await
+        self.store
             .get(key)
-            .cloned()
+            .await?
             .ok_or_else(|| TemplateError::NotFound(key.to_string()))
     }
 
     /// All templates, or one app's, ordered by key.
-    pub async fn list(&self, app_id: Option<&str>) -> Vec<Template> {
-        self.templates
-            .read()
-            .await
-            .values()
-            .filter(|t| app_id.is_none_or(|a| t.app_id == a))
-            .cloned()
-            .collect()
+    pub async fn list(&self, app_id: Option<&str>) -> Result<Vec<Template>, TemplateError> {
+        self.store.list(app_id).await
     }
 
     /// Deletes a template; a non-zero `expected_version` must match.
     pub async fn delete(&self, key: &str, expected_version: u64) -> Result<(), TemplateError> {
-        let mut map = self.templates.write().await;
-        let actual = map
-            .get(key)
-            .map(|t| t.version)
-            .ok_or_else(|| TemplateError::NotFound(key.to_string()))?;
-        if expected_version != 0 && expected_version != actual {
-            return Err(TemplateError::VersionConflict {
-                key: key.to_string(),
-                expected: expected_version,
-                actual,
-            });
-        }
-        map.remove(key);
-        Ok(())
+        self.store.delete(key, expected_version).await
     }
+
+    /// The app's synced WeChat templates, `None` if never synced.
+    pub async fn wechat_templates(
+        &self,
+        app_id: &str,
+    ) -> Result<Option<Vec<WechatTemplate>>, TemplateError> {
+        self.store.wechat_templates(app_id).await
+    }
+
+    /// Replaces the app's synced WeChat templates (after a sync).
+    pub async fn set_wechat_templates(
+        &self,
+        app_id: &str,
+        templates: &[WechatTemplate],
+    ) -> Result<(), TemplateError> {
+        self.store.set_wechat_templates(app_id, templates).await
+    }
+
+    /// Read-modify-write of one template under optimistic concurrency:
+    /// `change` gets the current template and returns the new one, or
+    /// `None` to leave it. Retries when another writer got in between.
+    /// Returns whether a write happened.
+    pub async fn write_with_retry(
+        &self,
+        key: &str,
+        change: impl Fn(Option<&Template>) -> Option<Template>,
+    ) -> Result<bool, TemplateError> {
+        let mut last = None;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.store.get(key).await?;
+            let Some(mut next) = change(current.as_ref()) else {
+                return Ok(false);
+            };
+            let expected = current.as_ref().map_or(0, |c| c.version);
+            stamp(&mut next, expected);
+            match self.store.put(&next, expected).await {
+                Ok(()) => return Ok(true),
+                Err(
+                    e @ (TemplateError::VersionConflict { .. } | TemplateError::AlreadyExists(_)),
+                ) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// Fills the WeChat side of a template: from the app's synced WeChat
+    /// template when the app was synced (flagging a template id WeChat does
+    /// not have), else keeps what the caller sent, else what was stored.
+    async fn bind(
+        &self,
+        mut t: Template,
+        previous: Option<&Template>,
+    ) -> Result<Template, TemplateError> {
+        match self.store.wechat_templates(&t.app_id).await? {
+            Some(synced) => match synced.iter().find(|w| w.template_id == t.template_id) {
+                Some(w) => {
+                    t.wechat_content = w.content.clone();
+                    t.title = w.title.clone();
+                    t.wechat_template_missing = false;
+                }
+                None => t.wechat_template_missing = true,
+            },
+            None => {
+                if let Some(p) = previous.filter(|p| p.template_id == t.template_id) {
+                    if t.wechat_content.is_empty() {
+                        t.wechat_content = p.wechat_content.clone();
+                    }
+                    if t.title.is_empty() {
+                        t.title = p.title.clone();
+                    }
+                }
+                t.wechat_template_missing = false;
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// Sets the version a write produces and its time.
+fn stamp(t: &mut Template, expected_version: u64) {
+    t.version = expected_version + 1;
+    t.updated_at = Some(timestamp(SystemTime::now()));
+}
+
+/// Equal apart from version and time.
+fn same_definition(a: &Template, b: &Template) -> bool {
+    let strip = |t: &Template| Template {
+        version: 0,
+        updated_at: None,
+        ..t.clone()
+    };
+    strip(a) == strip(b)
 }
 
 #[cfg(test)]
@@ -119,25 +205,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn optimistic_concurrency() {
+    async fn seeding_the_same_file_twice_keeps_the_version() {
         let r = TemplateRegistry::new();
-        let v1 = r.upsert(tpl("a"), 0).await.unwrap();
-        assert_eq!(v1.version, 1);
-        assert!(matches!(
-            r.upsert(tpl("a"), 0).await,
-            Err(TemplateError::AlreadyExists(_))
-        ));
-        let v2 = r.upsert(tpl("a"), 1).await.unwrap();
-        assert_eq!(v2.version, 2);
-        assert!(matches!(
-            r.upsert(tpl("a"), 1).await,
-            Err(TemplateError::VersionConflict { actual: 2, .. })
-        ));
-        assert!(matches!(
-            r.delete("a", 1).await,
-            Err(TemplateError::VersionConflict { .. })
-        ));
-        r.delete("a", 2).await.unwrap();
-        assert!(matches!(r.get("a").await, Err(TemplateError::NotFound(_))));
+        r.seed(vec![tpl("a")]).await.unwrap();
+        r.seed(vec![tpl("a")]).await.unwrap();
+        assert_eq!(r.get("a").await.unwrap().version, 1);
+        let changed = Template {
+            url: "https://e.com".into(),
+            ..tpl("a")
+        };
+        r.seed(vec![changed]).await.unwrap();
+        assert_eq!(r.get("a").await.unwrap().version, 2);
+    }
+
+    #[tokio::test]
+    async fn upsert_binds_to_the_synced_wechat_template() {
+        let r = TemplateRegistry::new();
+        r.set_wechat_templates(
+            "wx1",
+            &[WechatTemplate {
+                template_id: "T1".into(),
+                title: "标题".into(),
+                content: "{{keyword1.DATA}}".into(),
+                fields: vec!["keyword1".into()],
+            }],
+        )
+        .await
+        .unwrap();
+        let t = r.upsert(tpl("a"), 0).await.unwrap();
+        assert_eq!(t.wechat_content, "{{keyword1.DATA}}");
+        assert_eq!(t.title, "标题");
+        assert!(!t.wechat_template_missing);
+        let other = Template {
+            template_id: "GONE".into(),
+            ..tpl("b")
+        };
+        assert!(r.upsert(other, 0).await.unwrap().wechat_template_missing);
     }
 }

@@ -6,10 +6,13 @@
 //! missing variable or bad input, so a caller fixes them in one round.
 
 use crate::error::TemplateError;
+use crate::validate::{RenderedField, check_mapping, check_target, check_values};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
 use wxpush_proto::v1::{MessageKind, MiniProgramTarget, Template};
 use wxpush_server::status::Violation;
+
+pub use crate::content::placeholders;
 
 /// Most variables one render call may carry.
 pub const MAX_VARIABLES: usize = 100;
@@ -54,29 +57,14 @@ pub struct Rendered {
     pub api_path: &'static str,
 }
 
-/// The `{{name.DATA}}` placeholder names of a WeChat template content, in
-/// order of appearance, without duplicates.
-pub fn placeholders(content: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = content;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        let inner = after[..end].trim();
-        if let Some(name) = inner.strip_suffix(".DATA")
-            && !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !out.iter().any(|n| n == name)
-        {
-            out.push(name.to_string());
-        }
-        rest = &after[end + 2..];
-    }
-    out
-}
-
-/// Expands `{{variable}}` references; collects the names that are missing.
-fn expand(expr: &str, vars: &HashMap<String, String>, missing: &mut BTreeSet<String>) -> String {
+/// Expands `{{variable}}` references; collects the names that are missing
+/// and, in `used`, every name referenced.
+fn expand_tracked(
+    expr: &str,
+    vars: &HashMap<String, String>,
+    missing: &mut BTreeSet<String>,
+    used: &mut Vec<String>,
+) -> String {
     let mut out = String::with_capacity(expr.len());
     let mut rest = expr;
     while let Some(start) = rest.find("{{") {
@@ -87,6 +75,9 @@ fn expand(expr: &str, vars: &HashMap<String, String>, missing: &mut BTreeSet<Str
             return out;
         };
         let name = after[..end].trim();
+        if !used.iter().any(|u| u == name) {
+            used.push(name.to_string());
+        }
         match vars.get(name) {
             Some(v) => out.push_str(v),
             None => {
@@ -97,6 +88,11 @@ fn expand(expr: &str, vars: &HashMap<String, String>, missing: &mut BTreeSet<Str
     }
     out.push_str(rest);
     out
+}
+
+/// Expands `{{variable}}` references; collects the names that are missing.
+fn expand(expr: &str, vars: &HashMap<String, String>, missing: &mut BTreeSet<String>) -> String {
+    expand_tracked(expr, vars, missing, &mut Vec::new())
 }
 
 fn check_variables(vars: &HashMap<String, String>, v: &mut Vec<Violation>) {
@@ -125,28 +121,36 @@ fn check_variables(vars: &HashMap<String, String>, v: &mut Vec<Violation>) {
     }
 }
 
-/// Renders a template for one recipient.
+/// Renders a template for one recipient, validating it first: the field
+/// mapping against the WeChat template, missing variables, and (subscribe
+/// messages) every value against its type's rule. All problems at once.
 pub fn render(t: &Template, input: &RenderInput<'_>) -> Result<Rendered, TemplateError> {
     let mut violations = Vec::new();
     check_variables(input.variables, &mut violations);
+    check_mapping(t, &t.wechat_content, &mut violations);
+    check_target(t, &mut violations);
     let mut missing = BTreeSet::new();
-    let known: Vec<String> = placeholders(&t.wechat_content);
 
     let mut fields: Vec<(&String, &String)> = t.fields.iter().collect();
     fields.sort();
     let mut data = Map::new();
     let mut values = HashMap::new();
+    let mut rendered = Vec::new();
     for (name, expr) in fields {
-        if !known.is_empty() && !known.contains(name) {
-            violations.push(Violation::new(
-                format!("template.fields.{name}"),
-                format!("is not a field of WeChat template {}", t.template_id),
-            ));
-        }
-        let value = expand(expr, input.variables, &mut missing);
+        let mut field_missing = BTreeSet::new();
+        let mut used = Vec::new();
+        let value = expand_tracked(expr, input.variables, &mut field_missing, &mut used);
         data.insert(name.clone(), json!({ "value": value }));
-        values.insert(name.clone(), value);
+        values.insert(name.clone(), value.clone());
+        rendered.push(RenderedField {
+            name: name.clone(),
+            value,
+            variables: used,
+            complete: field_missing.is_empty(),
+        });
+        missing.extend(field_missing);
     }
+    check_values(t, &rendered, &mut violations);
 
     let mut body = Map::new();
     body.insert("touser".into(), json!(input.openid));
@@ -288,11 +292,96 @@ mod tests {
         assert_eq!(fields, ["variables.carrier", "variables.order_id"]);
     }
 
+    fn status() -> Template {
+        Template {
+            key: "order_status".into(),
+            app_id: "wx_mp".into(),
+            kind: MessageKind::Subscribe as i32,
+            template_id: "S1".into(),
+            fields: [
+                ("character_string1".to_string(), "{{order_id}}".to_string()),
+                ("thing2".to_string(), "{{status}}".to_string()),
+                ("amount3".to_string(), "¥{{amount}}".to_string()),
+            ]
+            .into(),
+            wechat_content: "{{character_string1.DATA}}{{thing2.DATA}}{{amount3.DATA}}".into(),
+            ..Default::default()
+        }
+    }
+
+    fn violations(t: &Template, pairs: &[(&str, &str)]) -> Vec<Violation> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match render(t, &RenderInput::new(&vars)) {
+            Err(TemplateError::InvalidArgument(v)) => v,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn finds_placeholders_in_order() {
-        assert_eq!(
-            placeholders("a{{x1.DATA}} {{ y_2.DATA }}{{x1.DATA}}{{bad}} {{z.DATA"),
-            ["x1", "y_2"]
+    fn subscribe_values_are_checked_by_type_counting_characters() {
+        let vars = |status: &str| {
+            [("order_id", "SF1"), ("status", status), ("amount", "9.5")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into_iter()
+                .collect::<HashMap<_, _>>()
+        };
+        let ok = vars(&"已".repeat(20));
+        assert!(render(&status(), &RenderInput::new(&ok)).is_ok());
+        let v = violations(
+            &status(),
+            &[
+                ("order_id", "单号"),
+                ("status", &"已".repeat(21)),
+                ("amount", "x"),
+            ],
         );
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["data.amount3", "data.character_string1", "data.thing2"]
+        );
+        assert!(v[2].description.contains("`thing` rule"), "{v:?}");
+        assert!(
+            v[2].description.contains("21 characters, at most 20"),
+            "{v:?}"
+        );
+        assert!(v[2].description.contains("variables: status"), "{v:?}");
+        assert!(v[1].description.contains("'单'"), "{v:?}");
+    }
+
+    #[test]
+    fn a_missing_variable_is_named_and_its_field_not_type_checked() {
+        let v = violations(&status(), &[("order_id", "SF1"), ("amount", "1")]);
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["variables.status"]);
+    }
+
+    #[test]
+    fn unknown_and_unmapped_fields_are_named() {
+        let mut t = status();
+        t.fields.insert("bogus9".into(), "{{order_id}}".into());
+        t.fields.remove("amount3");
+        let v = violations(&t, &[("order_id", "SF1"), ("status", "ok")]);
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["template.fields.bogus9", "template.fields.amount3"]
+        );
+        assert!(
+            v[0].description
+                .contains("not a field of WeChat template S1")
+        );
+        assert!(v[1].description.contains("has no expression"));
+        // A template message may leave a field out (WeChat shows it empty),
+        // but may not invent one.
+        let mut tm = shipped();
+        tm.fields.remove("thing3");
+        tm.fields.insert("keyword9".into(), "x".into());
+        let v = violations(&tm, &[("order_id", "SF1")]);
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["template.fields.keyword9"]);
     }
 }

@@ -3,20 +3,44 @@
 use crate::error::TemplateError;
 use crate::registry::TemplateRegistry;
 use crate::render::{RenderInput, render};
+use crate::sync::{TemplateSource, WechatSource, resolve_kind, sync_app};
+use std::sync::Arc;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use wxpush_proto::v1::template_service_server::{TemplateService, TemplateServiceServer};
 use wxpush_proto::v1::*;
 use wxpush_server::status::Violation;
+use wxpush_server::trace_context::TraceContext;
+use wxpush_wechat::WechatClient;
 
 /// The gRPC handlers; cheap to clone.
 #[derive(Clone)]
 pub struct TemplateGrpc {
     registry: TemplateRegistry,
+    /// Where SyncTemplates pulls from; `None`: SyncTemplates is not
+    /// configured and answers FAILED_PRECONDITION.
+    source: Option<Arc<dyn TemplateSource>>,
 }
 
 impl TemplateGrpc {
+    /// Handlers over `registry`, without SyncTemplates (see [`Self::with_sync`]).
     pub fn new(registry: TemplateRegistry) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            source: None,
+        }
+    }
+
+    /// Enables SyncTemplates: tokens from the token service at `token`
+    /// (a channel, lazy is fine), template lists from WeChat via `wechat`.
+    pub fn with_sync(self, token: Channel, wechat: WechatClient) -> Self {
+        self.with_source(Arc::new(WechatSource::new(token, wechat)))
+    }
+
+    /// Enables SyncTemplates from any source (tests use a fixed list).
+    pub fn with_source(mut self, source: Arc<dyn TemplateSource>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The tonic service to add to a server.
@@ -67,7 +91,7 @@ impl TemplateService for TemplateGrpc {
         let app_id = request.into_inner().app_id;
         let filter = (!app_id.is_empty()).then_some(app_id.as_str());
         Ok(Response::new(ListTemplatesResponse {
-            templates: self.registry.list(filter).await,
+            templates: self.registry.list(filter).await?,
         }))
     }
 
@@ -87,7 +111,16 @@ impl TemplateService for TemplateGrpc {
     ) -> Result<Response<RenderTemplateResponse>, Status> {
         let req = request.into_inner();
         required_key(&req.key)?;
-        let template = self.registry.get(&req.key).await?;
+        let mut template = self.registry.get(&req.key).await?;
+        // Validate against WeChat's template as last synced when there is
+        // one: it is the truth, a business template may predate the sync.
+        if let Some(synced) = self.registry.wechat_templates(&template.app_id).await?
+            && let Some(w) = synced
+                .iter()
+                .find(|w| w.template_id == template.template_id)
+        {
+            template.wechat_content = w.content.clone();
+        }
         let rendered = render(
             &template,
             &RenderInput {
@@ -112,8 +145,86 @@ impl TemplateService for TemplateGrpc {
 
     async fn sync_templates(
         &self,
-        _request: Request<SyncTemplatesRequest>,
+        request: Request<SyncTemplatesRequest>,
     ) -> Result<Response<SyncTemplatesResponse>, Status> {
-        Err(TemplateError::Unimplemented("SyncTemplates (pulling templates from WeChat)").into())
+        let trace = TraceContext::from_metadata_or_new(request.metadata());
+        let req = request.into_inner();
+        let Some(source) = &self.source else {
+            return Err(TemplateError::FailedPrecondition(
+                "SyncTemplates is not configured in this process: it needs a token service \
+                 endpoint and a WeChat client (TemplateGrpc::with_sync)"
+                    .into(),
+            )
+            .into());
+        };
+        if req.app_id.trim().is_empty() {
+            return Err(TemplateError::InvalidArgument(vec![Violation::new(
+                "app_id",
+                "is required",
+            )])
+            .into());
+        }
+        let asked = AppKind::try_from(req.kind).unwrap_or(AppKind::Unspecified);
+        let kind = resolve_kind(&self.registry, &req.app_id, asked).await?;
+        let out = sync_app(&self.registry, source.as_ref(), &req.app_id, kind, &trace).await?;
+        Ok(Response::new(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sync_without_a_token_client_is_failed_precondition() {
+        let grpc = TemplateGrpc::new(TemplateRegistry::new());
+        let e = grpc
+            .sync_templates(Request::new(SyncTemplatesRequest {
+                app_id: "wx1".into(),
+                kind: AppKind::OfficialAccount as i32,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(e.message().contains("not configured"), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn render_validates_against_the_synced_wechat_template() {
+        let registry = TemplateRegistry::new();
+        let t = Template {
+            key: "k".into(),
+            app_id: "wx1".into(),
+            kind: MessageKind::Subscribe as i32,
+            template_id: "S1".into(),
+            fields: [("thing1".to_string(), "{{a}}".to_string())].into(),
+            ..Default::default()
+        };
+        registry.upsert(t, 0).await.unwrap();
+        // WeChat's template (synced after the business template was written)
+        // has a second field: rendering must ask for it.
+        registry
+            .set_wechat_templates(
+                "wx1",
+                &[crate::sync::parse(
+                    "S1".into(),
+                    "t".into(),
+                    "{{thing1.DATA}}{{phrase2.DATA}}".into(),
+                )],
+            )
+            .await
+            .unwrap();
+        let grpc = TemplateGrpc::new(registry);
+        let e = grpc
+            .render_template(Request::new(RenderTemplateRequest {
+                key: "k".into(),
+                variables: [("a".to_string(), "ok".to_string())].into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        let v = wxpush_server::status::field_violations(&e);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].field, "template.fields.phrase2");
     }
 }

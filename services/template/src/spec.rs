@@ -15,6 +15,7 @@
 //! ```
 
 use crate::error::TemplateError;
+use crate::validate::{check_mapping, check_target};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +53,7 @@ pub struct TemplateSpec {
     pub quiet_hours: Option<QuietHoursSpec>,
 }
 
+/// A template message's mini-program jump target, as written in the file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct MiniProgramSpec {
@@ -59,6 +61,7 @@ pub struct MiniProgramSpec {
     pub pagepath: String,
 }
 
+/// Quiet hours as written in the file (`"22:00"`, `"08:00"`, IANA zone).
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct QuietHoursSpec {
@@ -139,7 +142,9 @@ fn describe(e: TemplateError) -> String {
 }
 
 /// The checks every stored template passes; field paths are relative to
-/// `template.` as in `UpsertTemplateRequest`.
+/// `template.` as in `UpsertTemplateRequest`. Includes the field mapping
+/// against the WeChat content when it is known, so a typo in a field name is
+/// refused when the template is written, not when the first message fails.
 pub fn check(t: &Template) -> Result<(), TemplateError> {
     let mut v = Vec::new();
     require(&mut v, "template.key", &t.key);
@@ -169,6 +174,8 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
             "at least one WeChat field is required",
         ));
     }
+    check_mapping(t, &t.wechat_content, &mut v);
+    check_target(t, &mut v);
     if v.is_empty() {
         Ok(())
     } else {
