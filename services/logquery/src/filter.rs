@@ -1,6 +1,8 @@
 //! Query checks and matching: a `LogFilter` is checked once (each problem
 //! naming its field) and then matches records with every set field ANDed.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use wxpush_proto::Timestamp;
 use wxpush_proto::v1::{DeliveryStatus, LogFilter, LogRecord, QueryLogsRequest};
 use wxpush_server::status::Violation;
@@ -27,18 +29,39 @@ pub fn micros(t: Option<&Timestamp>) -> i64 {
     t.map_or(0, |t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
 }
 
-/// Encodes a cursor as an opaque page token.
+/// Encodes a cursor as an opaque page token: base64url of
+/// `v1.{accepted_at µs}.{message_id}`. A position, not an offset, so records
+/// arriving meanwhile (newer, sorting before it) never shift later pages.
 pub fn encode_cursor(c: &Cursor) -> String {
-    format!("v1.{}.{}", c.0, c.1)
+    URL_SAFE_NO_PAD.encode(format!("v1.{}.{}", c.0, c.1))
 }
 
 fn decode_cursor(token: &str) -> Option<Cursor> {
-    let rest = token.strip_prefix("v1.")?;
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    let rest = raw.strip_prefix("v1.")?;
     let (micros, id) = rest.split_once('.')?;
     if id.is_empty() {
         return None;
     }
     Some((micros.parse().ok()?, id.to_string()))
+}
+
+/// The part of the (accepted_at, message id) order a query may return:
+/// from `lower` µs (inclusive) up to `upper` (exclusive; `None` = no bound),
+/// from the filter's time range and the page cursor.
+pub fn bounds(filter: &LogFilter, after: Option<&Cursor>) -> (i64, Option<Cursor>) {
+    let range = filter.time_range.as_ref();
+    let lower = range
+        .and_then(|r| r.start.as_ref())
+        .map_or(i64::MIN, |s| micros(Some(s)));
+    let end = range
+        .and_then(|r| r.end.as_ref())
+        .map(|e| (micros(Some(e)), String::new()));
+    let upper = match (end, after) {
+        (Some(e), Some(a)) => Some(e.min(a.clone())),
+        (e, a) => e.or_else(|| a.cloned()),
+    };
+    (lower, upper)
 }
 
 /// Checks a `QueryLogs` request.

@@ -1,26 +1,101 @@
-//! The ingestion task: reads the delivery event stream into the store.
+//! The ingestion task (delivery event stream → store → live tail) and the
+//! retention task.
 
-use crate::store::MemoryLogStore;
+use crate::store::LogStore;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use wxpush_events::EventSource;
+use wxpush_proto::v1::LogRecord;
 
-/// Runs until the stream ends; a read error is logged and retried after a
-/// pause, so a backend blip does not stop ingestion for good.
-pub fn spawn(source: Arc<dyn EventSource>, store: MemoryLogStore) -> tokio::task::JoinHandle<()> {
+/// Events read and applied at once (one store round trip for all).
+pub const BATCH: usize = 256;
+
+/// Records as they are applied, for `TailLogs` subscribers. A subscriber
+/// that falls more than the capacity behind skips what it missed (it is a
+/// live view, the log itself is complete).
+#[derive(Clone)]
+pub struct Tail {
+    tx: broadcast::Sender<Arc<LogRecord>>,
+}
+
+impl Tail {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    /// Records applied from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
+        self.tx.subscribe()
+    }
+
+    fn send(&self, r: LogRecord) {
+        // No subscriber is not an error.
+        let _ = self.tx.send(Arc::new(r));
+    }
+}
+
+impl Default for Tail {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
+/// Reads the stream into the store until it ends. Events are acknowledged
+/// only after the store applied them, so a crash in between re-reads them
+/// (and the store ignores what it already has). A failing store is retried
+/// with the same batch, so nothing is skipped.
+pub fn spawn(
+    source: Arc<dyn EventSource>,
+    store: Arc<dyn LogStore>,
+    tail: Tail,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match source.next().await {
-                Ok(Some(event)) => {
-                    store.apply(&event).await;
-                }
+            let batch = match source.next_batch(BATCH).await {
+                Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading delivery events failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
                 }
+            };
+            let (events, receipts): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|r| (r.event, r.receipt)).unzip();
+            let changed = loop {
+                match store.apply(&events).await {
+                    Ok(changed) => break changed,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "applying delivery events failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            };
+            for r in changed {
+                tail.send(r);
+            }
+            if let Err(e) = source.ack(&receipts).await {
+                // They will be read again and change nothing.
+                tracing::warn!(error = %e, "acknowledging delivery events failed");
             }
         }
         tracing::info!("delivery event stream ended");
+    })
+}
+
+/// Enforces retention every `every`, logging the eviction counter.
+pub fn spawn_retention(store: Arc<dyn LogStore>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+        loop {
+            tick.tick().await;
+            match store.enforce_retention().await {
+                Ok(_) => tracing::debug!(evicted_total = store.evicted(), "retention enforced"),
+                Err(e) => tracing::warn!(error = %e, "enforcing retention failed"),
+            }
+        }
     })
 }

@@ -2,7 +2,8 @@
 
 use clap::Parser;
 use std::path::PathBuf;
-use wxpush_logquery::{LogQueryConfig, LogQueryGrpc, MemoryLogStore};
+use std::time::Duration;
+use wxpush_logquery::{LogQueryConfig, LogQueryGrpc, Tail, ingest, open_backend};
 
 /// Indexes delivery events and answers queries about them.
 #[derive(Parser)]
@@ -15,16 +16,27 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    wxpush_server::logging::init();
+    let telemetry = wxpush_telemetry::init("wxpush-logquery", env!("CARGO_PKG_VERSION"));
     let args = Args::parse();
     let config: LogQueryConfig =
         wxpush_server::config::load(args.config.as_deref(), "WXPUSH_LOGQUERY")?;
-    // Until the Redis event stream lands, a lone logquery process has no
-    // stream to read; `wxpush dev` wires delivery's events in.
-    tracing::warn!("no shared event stream configured: nothing will be ingested");
-    let store = MemoryLogStore::new(config.max_records);
+    let backend = open_backend(&config).await?;
+    let tail = Tail::default();
+    let _ingest = match backend.source {
+        Some(source) => Some(ingest::spawn(source, backend.store.clone(), tail.clone())),
+        None => {
+            tracing::warn!(
+                "memory backend: no shared event stream, nothing will be ingested (set backend.kind=redis)"
+            );
+            None
+        }
+    };
+    let _retention = ingest::spawn_retention(
+        backend.store.clone(),
+        Duration::from_secs(config.retention_sweep_secs),
+    );
     let listener = wxpush_server::grpc::bind(config.listen.parse()?).await?;
-    let routes = tonic::service::Routes::new(LogQueryGrpc::new(store).into_server());
+    let routes = tonic::service::Routes::new(LogQueryGrpc::new(backend.store, tail).into_server());
     wxpush_server::grpc::serve(
         routes,
         &[wxpush_proto::v1::log_query_service_server::SERVICE_NAME],
@@ -32,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
         wxpush_server::shutdown::signal(),
     )
     .await?;
+    telemetry.shutdown().await;
     Ok(())
 }

@@ -2,7 +2,18 @@
 //! event twice changes nothing, so a replayed stream never duplicates an
 //! attempt.
 
+use prost::Message;
 use wxpush_proto::v1::{Attempt, DeliveryEvent, DeliveryStatus, LogRecord};
+
+/// The stored form of a [`StoredRecord`] (the Redis value): protobuf, so it
+/// is compact and new `LogRecord` fields need no migration.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredProto {
+    #[prost(message, optional, tag = "1")]
+    record: Option<LogRecord>,
+    #[prost(string, repeated, tag = "2")]
+    event_ids: Vec<String>,
+}
 
 /// A record plus the ids of the events already folded into it.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +39,24 @@ impl StoredRecord {
             },
             event_ids: Vec::new(),
         }
+    }
+
+    /// The bytes a backend stores.
+    pub fn encode(&self) -> Vec<u8> {
+        StoredProto {
+            record: Some(self.record.clone()),
+            event_ids: self.event_ids.clone(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Reads bytes written by [`StoredRecord::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
+        let p = StoredProto::decode(bytes)?;
+        Ok(Self {
+            record: p.record.unwrap_or_default(),
+            event_ids: p.event_ids,
+        })
     }
 
     /// Folds one event in; returns false if it was already applied.
@@ -118,5 +147,8 @@ mod tests {
         );
         assert_eq!(r.record.status, DeliveryStatus::Sent as i32);
         assert_eq!(r.record.errcode, 0);
+        let back = StoredRecord::decode(&r.encode()).unwrap();
+        assert_eq!(back.record, r.record);
+        assert_eq!(back.event_ids, r.event_ids);
     }
 }

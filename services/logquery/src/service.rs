@@ -1,26 +1,55 @@
-//! The `wxpush.v1.LogQueryService` gRPC API over [`MemoryLogStore`].
+//! The `wxpush.v1.LogQueryService` gRPC API over a [`LogStore`]. Errors
+//! become `Status` in one place: `From<LogQueryError> for Status`.
 
-use crate::filter::check_query;
-use crate::store::MemoryLogStore;
+use crate::error::LogQueryError;
+use crate::filter::{check_filter, check_query, matches};
+use crate::ingest::Tail;
+use crate::stats::check_stats;
+use crate::store::LogStore;
+use std::sync::Arc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tonic::{Request, Response, Status};
 use wxpush_proto::v1::log_query_service_server::{LogQueryService, LogQueryServiceServer};
 use wxpush_proto::v1::*;
-use wxpush_server::status::{Violation, invalid_argument};
+use wxpush_server::status::Violation;
 
 /// The gRPC handlers; cheap to clone.
 #[derive(Clone)]
 pub struct LogQueryGrpc {
-    store: MemoryLogStore,
+    store: Arc<dyn LogStore>,
+    tail: Tail,
 }
 
 impl LogQueryGrpc {
-    pub fn new(store: MemoryLogStore) -> Self {
-        Self { store }
+    /// Handlers over `store`; `tail` is the one ingestion publishes to.
+    pub fn new(store: Arc<dyn LogStore>, tail: Tail) -> Self {
+        Self { store, tail }
     }
 
     /// The tonic service to add to a server.
     pub fn into_server(self) -> LogQueryServiceServer<Self> {
         LogQueryServiceServer::new(self)
+    }
+
+    async fn history(
+        &self,
+        req: GetMessageHistoryRequest,
+    ) -> Result<GetMessageHistoryResponse, LogQueryError> {
+        let id = req.message_id;
+        if id.trim().is_empty() {
+            return Err(vec![Violation::new("message_id", "is required")].into());
+        }
+        let record = self
+            .store
+            .get(&id)
+            .await?
+            .ok_or(LogQueryError::NotFound(id))?;
+        Ok(GetMessageHistoryResponse {
+            attempts: record.history.clone(),
+            record: Some(record),
+        })
     }
 }
 
@@ -30,8 +59,12 @@ impl LogQueryService for LogQueryGrpc {
         &self,
         request: Request<QueryLogsRequest>,
     ) -> Result<Response<QueryLogsResponse>, Status> {
-        let query = check_query(request.into_inner()).map_err(|v| invalid_argument(&v))?;
-        let page = self.store.query(&query).await;
+        let query = check_query(request.into_inner()).map_err(LogQueryError::from)?;
+        let page = self
+            .store
+            .query(&query)
+            .await
+            .map_err(LogQueryError::from)?;
         Ok(Response::new(QueryLogsResponse {
             records: page.records,
             next_page_token: page.next_page_token,
@@ -42,37 +75,43 @@ impl LogQueryService for LogQueryGrpc {
         &self,
         request: Request<GetMessageHistoryRequest>,
     ) -> Result<Response<GetMessageHistoryResponse>, Status> {
-        let id = request.into_inner().message_id;
-        if id.trim().is_empty() {
-            return Err(invalid_argument(&[Violation::new(
-                "message_id",
-                "is required",
-            )]));
-        }
-        let record = self
-            .store
-            .get(&id)
-            .await
-            .ok_or_else(|| Status::not_found(format!("message {id:?} not found")))?;
-        Ok(Response::new(GetMessageHistoryResponse {
-            attempts: record.history.clone(),
-            record: Some(record),
-        }))
+        Ok(Response::new(self.history(request.into_inner()).await?))
     }
 
     async fn get_stats(
         &self,
-        _request: Request<GetStatsRequest>,
+        request: Request<GetStatsRequest>,
     ) -> Result<Response<GetStatsResponse>, Status> {
-        Err(Status::unimplemented("GetStats is not implemented yet"))
+        let query = check_stats(request.into_inner()).map_err(LogQueryError::from)?;
+        let series = self
+            .store
+            .stats(&query)
+            .await
+            .map_err(LogQueryError::from)?;
+        Ok(Response::new(GetStatsResponse { series }))
     }
 
     type TailLogsStream = tonic::codegen::BoxStream<LogRecord>;
 
     async fn tail_logs(
         &self,
-        _request: Request<TailLogsRequest>,
+        request: Request<TailLogsRequest>,
     ) -> Result<Response<Self::TailLogsStream>, Status> {
-        Err(Status::unimplemented("TailLogs is not implemented yet"))
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let mut v = Vec::new();
+        check_filter(&filter, "filter.", &mut v);
+        if !v.is_empty() {
+            return Err(LogQueryError::from(v).into());
+        }
+        let stream =
+            BroadcastStream::new(self.tail.subscribe()).filter_map(move |item| match item {
+                Ok(r) if matches(&filter, &r) => Some(Ok(LogRecord::clone(&r))),
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "a TailLogs subscriber fell behind");
+                    None
+                }
+            });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

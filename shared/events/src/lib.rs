@@ -2,11 +2,20 @@
 //! [`DeliveryEvent`] that delivery publishes and logquery ingests. It is the
 //! only data path between the two services, so it sits behind two small
 //! traits with one implementation per backend: [`MemoryBus`] for
-//! `wxpush dev` and tests (in-process, bounded, back-pressured); Redis
-//! Streams with a consumer group in production.
+//! `wxpush dev` and tests (in-process, bounded, back-pressured), and
+//! [`RedisStreamSink`] / [`RedisStreamSource`] (Redis Streams with a consumer
+//! group) in production.
+//!
+//! Reading is at-least-once: a consumer acknowledges events only after it has
+//! applied them, and a new consumer first re-reads what a previous one took
+//! but never acknowledged. Consumers must therefore be idempotent (logquery
+//! folds by `event_id`).
 
-use std::sync::Arc;
-use tokio::sync::{Mutex, mpsc};
+mod memory;
+mod redis_stream;
+
+pub use memory::{MemoryBus, MemorySource};
+pub use redis_stream::{RedisStreamSink, RedisStreamSource, StreamSettings, stream_key};
 pub use wxpush_proto::v1::DeliveryEvent;
 
 /// Why an event could not be published or read.
@@ -18,6 +27,12 @@ pub enum EventError {
     Backend(String),
 }
 
+impl From<redis::RedisError> for EventError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Backend(e.to_string())
+    }
+}
+
 /// Where delivery writes its events.
 #[async_trait::async_trait]
 pub trait EventSink: Send + Sync {
@@ -25,45 +40,29 @@ pub trait EventSink: Send + Sync {
     async fn publish(&self, event: DeliveryEvent) -> Result<(), EventError>;
 }
 
+/// Proof of reading one event, handed back to [`EventSource::ack`] once the
+/// event has been applied. Opaque outside this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt(pub(crate) String);
+
+/// One event read from a source, with the receipt that acknowledges it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub event: DeliveryEvent,
+    pub receipt: Receipt,
+}
+
 /// Where logquery reads events from.
 #[async_trait::async_trait]
 pub trait EventSource: Send + Sync {
-    /// The next event; waits while there is none. `Ok(None)` once the stream
-    /// has ended for good.
-    async fn next(&self) -> Result<Option<DeliveryEvent>, EventError>;
-}
+    /// The next events, at most `max` (at least one); waits while there are
+    /// none. `Ok(None)` once the stream has ended for good. Events read but
+    /// not acknowledged are read again by the next consumer started on the
+    /// same stream, so a crash between reading and applying loses nothing.
+    async fn next_batch(&self, max: usize) -> Result<Option<Vec<Received>>, EventError>;
 
-/// In-process stream for a single process: a bounded channel, so a slow
-/// consumer slows publishers down instead of growing memory without bound.
-#[derive(Clone)]
-pub struct MemoryBus {
-    tx: mpsc::Sender<DeliveryEvent>,
-    rx: Arc<Mutex<mpsc::Receiver<DeliveryEvent>>>,
-}
-
-impl MemoryBus {
-    /// A bus holding at most `capacity` unread events.
-    pub fn new(capacity: usize) -> Self {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        Self {
-            tx,
-            rx: Arc::new(Mutex::new(rx)),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl EventSink for MemoryBus {
-    async fn publish(&self, event: DeliveryEvent) -> Result<(), EventError> {
-        self.tx.send(event).await.map_err(|_| EventError::Closed)
-    }
-}
-
-#[async_trait::async_trait]
-impl EventSource for MemoryBus {
-    async fn next(&self) -> Result<Option<DeliveryEvent>, EventError> {
-        Ok(self.rx.lock().await.recv().await)
-    }
+    /// Marks events as applied: they will not be read again.
+    async fn ack(&self, receipts: &[Receipt]) -> Result<(), EventError>;
 }
 
 /// A sink for a lone delivery process with no shared stream: each event
@@ -84,27 +83,5 @@ impl EventSink for LogSink {
             "delivery event"
         );
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn events_arrive_in_order() {
-        let bus = MemoryBus::new(4);
-        for i in 0..3 {
-            bus.publish(DeliveryEvent {
-                event_id: format!("e{i}"),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        }
-        for i in 0..3 {
-            let e = bus.next().await.unwrap().unwrap();
-            assert_eq!(e.event_id, format!("e{i}"));
-        }
     }
 }

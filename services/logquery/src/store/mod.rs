@@ -1,0 +1,69 @@
+//! Record stores: one trait, two backends. [`MemoryLogStore`] for
+//! `wxpush dev` and a single replica (bounded by a record count), and
+//! [`RedisLogStore`] shared by replicas and surviving restarts (bounded by
+//! retention). Both answer every query from indexes, walking only the
+//! smallest candidate set, never every record.
+
+mod memory;
+mod redis;
+
+use crate::error::StoreError;
+use crate::filter::Query;
+use crate::stats::StatsQuery;
+pub use memory::MemoryLogStore;
+pub use redis::RedisLogStore;
+use std::time::Duration;
+use wxpush_proto::v1::{DeliveryEvent, LogRecord, StatsSeries};
+
+/// One page of results.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Page {
+    pub records: Vec<LogRecord>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+/// Where records live. Implementations are shared by ingestion and the
+/// gRPC handlers.
+#[async_trait::async_trait]
+pub trait LogStore: Send + Sync {
+    /// Folds events in (in order); a replayed event changes nothing. Returns
+    /// the records that changed, for `TailLogs`.
+    async fn apply(&self, events: &[DeliveryEvent]) -> Result<Vec<LogRecord>, StoreError>;
+
+    /// Records matching the query, newest first by (accepted_at, message id).
+    async fn query(&self, q: &Query) -> Result<Page, StoreError>;
+
+    /// One message's record with its whole attempt history.
+    async fn get(&self, message_id: &str) -> Result<Option<LogRecord>, StoreError>;
+
+    /// Counts per bucket and group.
+    async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsSeries>, StoreError>;
+
+    /// Drops what is older than the retention; returns how many index
+    /// entries or records went. Called periodically.
+    async fn enforce_retention(&self) -> Result<u64, StoreError>;
+
+    /// Records dropped to stay within a bound (memory: the record count).
+    fn evicted(&self) -> u64 {
+        0
+    }
+}
+
+/// How long records are kept; both backends take it.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention(pub Duration);
+
+impl Retention {
+    /// The oldest accepted_at (µs) still kept at `now_micros`.
+    pub fn cutoff(&self, now_micros: i64) -> i64 {
+        now_micros - self.0.as_micros() as i64
+    }
+}
+
+/// Now in µs since the epoch.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

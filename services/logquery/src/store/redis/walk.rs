@@ -1,0 +1,313 @@
+//! Reading the Redis indexes: a query picks the cheapest candidate source
+//! (a trace's zset, a user's zset, the union of matching combos, or
+//! `log:all`, by `ZCOUNT` in the time range), merges its zsets newest first
+//! from the cursor, and checks each candidate record against the whole
+//! filter. Only candidates are read, never every record.
+
+use super::RedisLogStore;
+use super::keys::{Combo, has_combo_fields};
+use crate::error::StoreError;
+use crate::filter::{Cursor, Query, bounds, encode_cursor, matches, micros};
+use crate::stats::{StatsCounter, StatsQuery, align, status_name};
+use std::collections::VecDeque;
+use wxpush_proto::v1::{LogFilter, LogRecord, StatsGroupBy, StatsSeries};
+
+/// One zset walked newest first below an exclusive position.
+struct Walker {
+    key: String,
+    buf: VecDeque<Cursor>,
+    pos: Option<Cursor>,
+    done: bool,
+}
+
+/// The zsets of one source, merged newest first.
+struct Merge {
+    walkers: Vec<Walker>,
+    lower: i64,
+}
+
+fn score_arg(v: i64) -> String {
+    v.to_string()
+}
+
+impl Merge {
+    fn new(keys: Vec<String>, lower: i64, upper: Option<Cursor>) -> Self {
+        let walkers = keys
+            .into_iter()
+            .map(|key| Walker {
+                key,
+                buf: VecDeque::new(),
+                pos: upper.clone(),
+                done: false,
+            })
+            .collect();
+        Self { walkers, lower }
+    }
+
+    /// Refills every empty walker (one pipeline). Entries with the position's
+    /// score but not below its member are skipped; if a whole batch was such
+    /// ties the batch grows until it gets past them.
+    async fn refill(&mut self, store: &RedisLogStore, batch: usize) -> Result<(), StoreError> {
+        let mut size = batch;
+        loop {
+            let todo: Vec<usize> = (0..self.walkers.len())
+                .filter(|&i| self.walkers[i].buf.is_empty() && !self.walkers[i].done)
+                .collect();
+            if todo.is_empty() {
+                return Ok(());
+            }
+            let min = if self.lower == i64::MIN {
+                "-inf".to_string()
+            } else {
+                score_arg(self.lower)
+            };
+            let mut pipe = redis::pipe();
+            for &i in &todo {
+                let w = &self.walkers[i];
+                let max = w
+                    .pos
+                    .as_ref()
+                    .map_or("+inf".to_string(), |p| score_arg(p.0));
+                pipe.cmd("ZRANGE")
+                    .arg(&w.key)
+                    .arg(max)
+                    .arg(&min)
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(size)
+                    .arg("WITHSCORES");
+            }
+            let mut conn = store.conn.clone();
+            let replies: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await?;
+            for (&i, entries) in todo.iter().zip(replies) {
+                let w = &mut self.walkers[i];
+                let full = entries.len() == size;
+                for (member, score) in entries {
+                    let c = (score as i64, member);
+                    if w.pos.as_ref().is_none_or(|p| &c < p) {
+                        w.buf.push_back(c);
+                    }
+                }
+                if let Some(last) = w.buf.back() {
+                    w.pos = Some(last.clone());
+                }
+                if !full {
+                    w.done = true;
+                }
+            }
+            size = size.saturating_mul(2);
+        }
+    }
+
+    /// Up to `n` next message ids, newest first.
+    async fn next(&mut self, store: &RedisLogStore, n: usize) -> Result<Vec<Cursor>, StoreError> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            self.refill(store, n.clamp(16, 1000)).await?;
+            let best = self
+                .walkers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.buf.front().map(|c| (c, i)))
+                .max()
+                .map(|(_, i)| i);
+            let Some(i) = best else { break };
+            out.extend(self.walkers[i].buf.pop_front());
+        }
+        Ok(out)
+    }
+}
+
+/// Candidate zsets for a filter and whether all their entries match it.
+async fn plan(
+    store: &RedisLogStore,
+    f: &LogFilter,
+    lower: i64,
+    upper: Option<&Cursor>,
+) -> Result<(Vec<String>, bool), StoreError> {
+    let has_trace = !f.trace_id.is_empty();
+    let has_openid = !f.openid.is_empty();
+    let has_combo = has_combo_fields(f);
+    let mut options: Vec<(Vec<String>, bool)> = Vec::new();
+    if has_trace {
+        options.push((
+            vec![store.keys.trace(&f.trace_id)],
+            !has_openid && !has_combo,
+        ));
+    }
+    if has_openid {
+        options.push((vec![store.keys.openid(&f.openid)], !has_trace && !has_combo));
+    }
+    if has_combo {
+        let keys = store
+            .combos()
+            .await?
+            .into_iter()
+            .filter(|(_, c)| c.matches(f))
+            .map(|(n, _)| store.keys.combo(&n))
+            .collect();
+        options.push((keys, !has_trace && !has_openid));
+    }
+    if options.is_empty() {
+        options.push((vec![store.keys.all()], true));
+    }
+    if options.len() == 1 {
+        return Ok(options.pop().expect("one option"));
+    }
+    let min = if lower == i64::MIN {
+        "-inf".into()
+    } else {
+        score_arg(lower)
+    };
+    let max = upper.map_or("+inf".to_string(), |u| score_arg(u.0));
+    let mut pipe = redis::pipe();
+    for (keys, _) in &options {
+        for k in keys {
+            pipe.cmd("ZCOUNT").arg(k).arg(&min).arg(&max);
+        }
+    }
+    let mut conn = store.conn.clone();
+    let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+    let mut counts = counts.into_iter();
+    let cost: Vec<u64> = options
+        .iter()
+        .map(|(keys, _)| keys.iter().map(|_| counts.next().unwrap_or(0) + 20).sum())
+        .collect();
+    let best = (0..options.len()).min_by_key(|&i| cost[i]).unwrap_or(0);
+    Ok(options.swap_remove(best))
+}
+
+/// Records matching `f` in `[lower, upper)`, newest first, at most `limit`.
+async fn collect(
+    store: &RedisLogStore,
+    f: &LogFilter,
+    lower: i64,
+    upper: Option<Cursor>,
+    limit: usize,
+) -> Result<Vec<LogRecord>, StoreError> {
+    if !f.message_id.is_empty() {
+        let r = store.get_record(&f.message_id).await?;
+        return Ok(r
+            .filter(|r| {
+                let c = (micros(r.accepted_at.as_ref()), r.message_id.clone());
+                matches(f, r) && c.0 >= lower && upper.as_ref().is_none_or(|u| &c < u)
+            })
+            .into_iter()
+            .collect());
+    }
+    let (keys, exact) = plan(store, f, lower, upper.as_ref()).await?;
+    let mut merge = Merge::new(keys, lower, upper);
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let need = limit - out.len();
+        let chunk = if exact {
+            need.min(1000)
+        } else {
+            need.saturating_mul(2).clamp(64, 1000)
+        };
+        let ids: Vec<String> = merge
+            .next(store, chunk)
+            .await?
+            .into_iter()
+            .map(|c| c.1)
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        for r in store.records(&ids).await?.into_iter().flatten() {
+            if out.len() < limit && matches(f, &r) {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn query(
+    store: &RedisLogStore,
+    q: &Query,
+) -> Result<crate::store::Page, StoreError> {
+    let (lower, upper) = bounds(&q.filter, q.after.as_ref());
+    let mut records = collect(store, &q.filter, lower, upper, q.page_size + 1).await?;
+    let more = records.len() > q.page_size;
+    records.truncate(q.page_size);
+    let next_page_token = match records.last() {
+        Some(r) if more => encode_cursor(&(micros(r.accepted_at.as_ref()), r.message_id.clone())),
+        _ => String::new(),
+    };
+    Ok(crate::store::Page {
+        records,
+        next_page_token,
+    })
+}
+
+fn combo_group(group_by: StatsGroupBy, c: &Combo) -> String {
+    match group_by {
+        StatsGroupBy::Errcode => c.errcode.to_string(),
+        StatsGroupBy::Template => c.template_key.clone(),
+        StatsGroupBy::Status | StatsGroupBy::Unspecified => status_name(c.status),
+    }
+}
+
+pub(super) async fn stats(
+    store: &RedisLogStore,
+    q: &StatsQuery,
+) -> Result<Vec<StatsSeries>, StoreError> {
+    let f = &q.filter;
+    let mut counter = StatsCounter::default();
+    if !f.message_id.is_empty() || !f.trace_id.is_empty() || !f.openid.is_empty() {
+        let upper = Some((q.end, String::new()));
+        for r in collect(store, f, q.start, upper, usize::MAX).await? {
+            counter.add_record(q, &r);
+        }
+        return Ok(counter.into_series());
+    }
+    // Combo fields only: count with ZCOUNT, no record read.
+    let start = q.start.max(store.retention.cutoff(super::now_micros()));
+    if start >= q.end {
+        return Ok(Vec::new());
+    }
+    let combos: Vec<(String, Combo)> = store
+        .combos()
+        .await?
+        .into_iter()
+        .filter(|(_, c)| c.matches(f))
+        .collect();
+    let span = |lo: i64, hi: i64| (score_arg(lo), format!("({hi}"));
+    let mut conn = store.conn.clone();
+    let mut pipe = redis::pipe();
+    let (lo, hi) = span(start, q.end);
+    for (name, _) in &combos {
+        pipe.cmd("ZCOUNT")
+            .arg(store.keys.combo(name))
+            .arg(&lo)
+            .arg(&hi);
+    }
+    if combos.is_empty() {
+        return Ok(Vec::new());
+    }
+    let totals: Vec<u64> = pipe.query_async(&mut conn).await?;
+    let buckets: Vec<i64> = (align(start, q.bucket)..q.end)
+        .step_by(q.bucket as usize)
+        .collect();
+    for ((name, combo), total) in combos.iter().zip(totals) {
+        if total == 0 {
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for &b in &buckets {
+            let (lo, hi) = span(b.max(start), (b + q.bucket).min(q.end));
+            pipe.cmd("ZCOUNT")
+                .arg(store.keys.combo(name))
+                .arg(lo)
+                .arg(hi);
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        for (&b, n) in buckets.iter().zip(counts) {
+            counter.add(combo_group(q.group_by, combo), b, n);
+        }
+    }
+    Ok(counter.into_series())
+}
