@@ -1,7 +1,116 @@
 //! Delivery service configuration.
 
 use serde::Deserialize;
+use wxpush_server::config::BackendSettings;
 use wxpush_wechat::ClientSettings;
+
+/// Retries of one message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetrySettings {
+    /// Attempts per message, the first included.
+    pub max_attempts: u32,
+    /// Backoff before attempt n+1 is uniform in [0, min(max, base * 2^(n-1))]
+    /// ("full jitter"), so many senders do not retry in step.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A sync send gives up after this, or the caller's deadline if sooner.
+    pub total_deadline_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff_base_ms: 100,
+            backoff_max_ms: 2_000,
+            total_deadline_ms: 10_000,
+        }
+    }
+}
+
+/// What a sync `Send` does while the app's breaker is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncFallback {
+    /// Accept it into the async queue and answer DEFERRED (degrade, never drop).
+    #[default]
+    Queue,
+    /// Answer UNAVAILABLE with a retry delay; the caller retries.
+    Unavailable,
+}
+
+/// The circuit breaker per app around WeChat send calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BreakerSettings {
+    /// Consecutive transient failures that open the breaker.
+    pub failure_threshold: u32,
+    /// First open period (≥ 1 s); doubles on each re-open up to the max.
+    pub open_min_secs: u64,
+    pub open_max_secs: u64,
+    /// What a sync `Send` does while the breaker is open.
+    pub sync_fallback: SyncFallback,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_min_secs: 5,
+            open_max_secs: 60,
+            sync_fallback: SyncFallback::Queue,
+        }
+    }
+}
+
+/// Sends per second per app, shared by every replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RateLimitSettings {
+    /// Sustained rate; 0 turns the limit off.
+    pub per_second: f64,
+    /// Sends allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_second: 200.0,
+            burst: 50,
+        }
+    }
+}
+
+/// The async queue's workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct QueueSettings {
+    /// Messages in flight at once per process.
+    pub concurrency: usize,
+    /// A message held this long by a worker is taken over by another (its
+    /// worker is presumed dead). Longer than one attempt can take.
+    pub claim_idle_ms: u64,
+    /// How often a worker looks for such messages.
+    pub reclaim_every_ms: u64,
+    /// Longest wait for new messages before looking at the delayed set.
+    pub poll_ms: u64,
+    /// Run workers in this process.
+    pub workers: bool,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            claim_idle_ms: 30_000,
+            reclaim_every_ms: 5_000,
+            poll_ms: 200,
+            workers: true,
+        }
+    }
+}
 
 /// The whole delivery service configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -9,20 +118,37 @@ use wxpush_wechat::ClientSettings;
 pub struct DeliveryConfig {
     /// gRPC listen address.
     pub listen: String,
+    /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
+    pub admin_listen: String,
     /// The template service, e.g. `http://wxpush-template:50052`.
     pub template_endpoint: String,
     /// The token service, e.g. `http://wxpush-token:50051`.
     pub token_endpoint: String,
     pub wechat: ClientSettings,
+    pub retry: RetrySettings,
+    pub breaker: BreakerSettings,
+    pub rate_limit: RateLimitSettings,
+    pub queue: QueueSettings,
+    /// The same idempotency key within this window returns the first result.
+    pub idempotency_window_secs: u64,
+    /// `memory` or `redis` (idempotency records and rate limits shared by replicas).
+    pub backend: BackendSettings,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:50053".into(),
+            admin_listen: "0.0.0.0:9093".into(),
             template_endpoint: "http://127.0.0.1:50052".into(),
             token_endpoint: "http://127.0.0.1:50051".into(),
             wechat: ClientSettings::default(),
+            retry: RetrySettings::default(),
+            breaker: BreakerSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            queue: QueueSettings::default(),
+            idempotency_window_secs: 86_400,
+            backend: BackendSettings::default(),
         }
     }
 }

@@ -1,28 +1,54 @@
-//! One message through the pipeline: render (template service), token (token
-//! service), WeChat send, delivery event. The trace context of the incoming
-//! call travels to each hop.
+//! One message through the pipeline: checks, render (template service),
+//! idempotency, rate limit, then the attempts (see [`crate::attempts`]).
+//! The trace context of the incoming call travels to each hop.
 
+use crate::breaker::Breakers;
+use crate::config::{DeliveryConfig, QueueSettings, RetrySettings};
 use crate::error::DeliveryError;
+use crate::idempotency::{Claim, IdempotencyStore, MemoryIdempotency};
+use crate::message::MessageCtx;
+use crate::queue::{MemoryQueue, Queue, RedisQueue};
+use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::request::check_send;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tonic::transport::{Channel, Endpoint};
 use wxpush_events::EventSink;
-use wxpush_proto::timestamp;
 use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::*;
+use wxpush_server::config::{BackendKind, BackendSettings};
+use wxpush_server::rpc::{TracedChannel, traced};
 use wxpush_server::status::Violation;
 use wxpush_server::trace_context::TraceContext;
-use wxpush_wechat::{MessageApi, WechatClient};
+use wxpush_wechat::WechatClient;
+
+/// Margin kept from the caller's deadline so the answer still reaches it.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
 /// The delivery pipeline, shared by the gRPC handlers; cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
-    template: TemplateServiceClient<Channel>,
-    token: TokenServiceClient<Channel>,
-    wechat: WechatClient,
-    events: Arc<dyn EventSink>,
+    pub(crate) template: TemplateServiceClient<TracedChannel>,
+    pub(crate) token: TokenServiceClient<TracedChannel>,
+    pub(crate) wechat: WechatClient,
+    pub(crate) events: Arc<dyn EventSink>,
+    pub(crate) breakers: Breakers,
+    pub(crate) retry: RetrySettings,
+    pub(crate) idempotency: Arc<dyn IdempotencyStore>,
+    limiter: Arc<dyn RateLimiter>,
+    pub(crate) idempotency_window: Duration,
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) queue_settings: QueueSettings,
+    pub(crate) sync_fallback: crate::config::SyncFallback,
+}
+
+/// What replicas share: idempotency records, rate limits, the queue.
+#[derive(Clone)]
+pub struct SharedState {
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub queue: Arc<dyn Queue>,
 }
 
 /// A lazily connecting channel, so services can start in any order.
@@ -30,62 +56,108 @@ pub fn lazy_channel(endpoint: &str) -> Result<Channel, tonic::transport::Error> 
     Ok(Endpoint::from_shared(endpoint.to_string())?.connect_lazy())
 }
 
-fn with_trace<T>(message: T, trace: &TraceContext) -> tonic::Request<T> {
+pub(crate) fn with_trace<T>(message: T, trace: &TraceContext) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     trace.inject(request.metadata_mut());
     request
 }
 
+/// Idempotency records, rate limits and the queue, shared by replicas
+/// (Redis) or kept in this process (memory).
+pub async fn shared_state(config: &DeliveryConfig) -> Result<SharedState, DeliveryError> {
+    let BackendSettings {
+        kind,
+        redis_url,
+        key_prefix,
+    } = &config.backend;
+    Ok(match kind {
+        BackendKind::Memory => SharedState {
+            idempotency: Arc::new(MemoryIdempotency::default()),
+            limiter: Arc::new(MemoryRateLimiter::new(&config.rate_limit)),
+            queue: Arc::new(MemoryQueue::new()),
+        },
+        BackendKind::Redis => {
+            let client = redis::Client::open(redis_url.as_str())
+                .map_err(|e| DeliveryError::Backend(e.to_string()))?;
+            let conn = client
+                .get_connection_manager()
+                .await
+                .map_err(|e| DeliveryError::Backend(e.to_string()))?;
+            SharedState {
+                idempotency: Arc::new(crate::idempotency::RedisIdempotency::new(
+                    conn.clone(),
+                    key_prefix,
+                )),
+                limiter: Arc::new(RedisRateLimiter::new(&config.rate_limit, conn, key_prefix)),
+                queue: Arc::new(
+                    RedisQueue::connect(redis_url, key_prefix)
+                        .await
+                        .map_err(|e| DeliveryError::Backend(e.to_string()))?,
+                ),
+            }
+        }
+    })
+}
+
 impl Pipeline {
+    /// A pipeline with in-process idempotency and rate limits; see
+    /// [`Self::with_shared_state`] for replicas.
     pub fn new(
         template: Channel,
         token: Channel,
         wechat: WechatClient,
         events: Arc<dyn EventSink>,
+        config: &DeliveryConfig,
     ) -> Self {
         Self {
-            template: TemplateServiceClient::new(template),
-            token: TokenServiceClient::new(token),
+            // Traced: each call is a client span whose context the callee continues.
+            template: TemplateServiceClient::new(traced(template)),
+            token: TokenServiceClient::new(traced(token)),
             wechat,
             events,
+            breakers: Breakers::new(config.breaker.clone()),
+            retry: config.retry.clone(),
+            idempotency: Arc::new(MemoryIdempotency::default()),
+            limiter: Arc::new(MemoryRateLimiter::new(&config.rate_limit)),
+            idempotency_window: Duration::from_secs(config.idempotency_window_secs),
+            queue: Arc::new(MemoryQueue::new()),
+            queue_settings: config.queue.clone(),
+            sync_fallback: config.breaker.sync_fallback,
         }
     }
 
-    /// Sends one message now. A WeChat rejection is a FAILED result; only a
-    /// bad request or a failing upstream service is an error.
+    /// Uses the given shared state (from [`shared_state`]).
+    pub fn with_shared_state(mut self, shared: SharedState) -> Self {
+        self.idempotency = shared.idempotency;
+        self.limiter = shared.limiter;
+        self.queue = shared.queue;
+        self
+    }
+
+    /// The breakers, for `GetBreakerState`.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// Sends one message now. A WeChat rejection is a FAILED result; a bad
+    /// request, a failing upstream service, an open breaker or a rate limit
+    /// is an error. Never outlives `caller_timeout`.
     pub async fn send(
         &self,
         req: SendRequest,
         trace: TraceContext,
+        caller_timeout: Option<Duration>,
     ) -> Result<DeliveryResult, DeliveryError> {
         let violations = check_send(&req);
         if !violations.is_empty() {
             return Err(DeliveryError::InvalidArgument(violations));
         }
-        let accepted_at = SystemTime::now();
+        let budget = Duration::from_millis(self.retry.total_deadline_ms);
+        let budget =
+            caller_timeout.map_or(budget, |t| budget.min(t.saturating_sub(DEADLINE_MARGIN)));
+        let deadline = Instant::now() + budget;
         let message_id = uuid::Uuid::now_v7().simple().to_string();
-
-        let rendered = self
-            .template
-            .clone()
-            .render_template(with_trace(
-                RenderTemplateRequest {
-                    key: req.template_key.clone(),
-                    variables: req.variables.clone(),
-                    openid: req.openid.clone(),
-                    client_msg_id: message_id.clone(),
-                    url: req.url.clone(),
-                    miniprogram: req.miniprogram.clone(),
-                    page: req.page.clone(),
-                },
-                &trace.child(),
-            ))
-            .await
-            .map_err(|status| DeliveryError::Upstream {
-                service: "template",
-                status,
-            })?
-            .into_inner();
+        let rendered = self.render(&req, &message_id, &trace).await?;
         if !req.app_id.is_empty() && req.app_id != rendered.app_id {
             return Err(DeliveryError::InvalidArgument(vec![Violation::new(
                 "app_id",
@@ -95,95 +167,122 @@ impl Pipeline {
                 ),
             )]));
         }
-        let token = self
-            .token
-            .clone()
-            .get_access_token(with_trace(
-                GetAccessTokenRequest {
-                    app_id: rendered.app_id.clone(),
-                },
-                &trace.child(),
-            ))
-            .await
-            .map_err(|status| DeliveryError::Upstream {
-                service: "token",
-                status,
-            })?
-            .into_inner();
-
-        let api = if rendered.kind == MessageKind::Subscribe as i32 {
-            MessageApi::Subscribe
-        } else {
-            MessageApi::Template
-        };
-        let started = Instant::now();
-        let outcome = self
-            .wechat
-            .send_message(
-                api,
-                &token.access_token,
-                &rendered.body_json,
-                Some(&trace.child()),
-            )
-            .await;
-        let latency_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
-
-        let (status, errcode, errmsg, wechat_msgid) = match outcome {
-            Ok(receipt) => (DeliveryStatus::Sent, 0, "ok".to_string(), receipt.msgid),
-            Err(e) => (
-                DeliveryStatus::Failed,
-                e.errcode(),
-                e.errmsg(),
-                String::new(),
-            ),
-        };
-        tracing::info!(
-            message_id = %message_id,
-            trace_id = %trace.trace_id(),
-            app_id = %rendered.app_id,
-            template_key = %req.template_key,
-            status = status.as_str_name(),
-            errcode,
-            latency_ms,
-            "delivery attempt"
-        );
-
-        let now = SystemTime::now();
-        let event = DeliveryEvent {
-            event_id: format!("{message_id}/1"),
-            message_id: message_id.clone(),
+        let ctx = MessageCtx {
+            message_id,
             trace_id: trace.trace_id(),
             app_id: rendered.app_id.clone(),
             openid: req.openid.clone(),
             template_key: req.template_key.clone(),
             template_id: rendered.template_id.clone(),
             kind: rendered.kind,
-            attempt: 1,
-            status: status as i32,
-            errcode,
-            errmsg: errmsg.clone(),
-            wechat_msgid: wechat_msgid.clone(),
-            latency_ms,
-            accepted_at: Some(timestamp(accepted_at)),
-            occurred_at: Some(timestamp(now)),
+            accepted_at: SystemTime::now(),
             data_json: rendered.data_json.clone(),
         };
-        if let Err(e) = self.events.publish(event).await {
-            tracing::error!(message_id = %message_id, error = %e, "delivery event not published");
+        if req.idempotency_key.is_empty() {
+            let result = self.admitted(&req, &ctx, &rendered, &trace, deadline).await;
+            if let Ok(r) = &result {
+                self.record_status(r).await;
+            }
+            return result;
         }
+        // Keys are per app: two apps may use the same business key.
+        let key = format!("{}:{}", ctx.app_id, req.idempotency_key);
+        if let Some(first) = self.claim(&key, &ctx.message_id, deadline).await? {
+            return Ok(first);
+        }
+        let result = self.admitted(&req, &ctx, &rendered, &trace, deadline).await;
+        let stored = match &result {
+            Ok(r) => {
+                self.idempotency
+                    .complete(&key, r, self.idempotency_window)
+                    .await
+            }
+            Err(_) => self.idempotency.release(&key).await,
+        };
+        if let Err(e) = stored {
+            tracing::error!(message_id = %ctx.message_id, error = %e, "idempotency record not stored");
+        }
+        result
+    }
 
-        Ok(DeliveryResult {
-            message_id,
-            trace_id: trace.trace_id(),
-            status: status as i32,
-            errcode,
-            errmsg,
-            wechat_msgid,
-            attempts: 1,
-            app_id: rendered.app_id,
-            template_key: req.template_key,
-            accepted_at: Some(timestamp(accepted_at)),
-            updated_at: Some(timestamp(now)),
-        })
+    pub(crate) async fn render(
+        &self,
+        req: &SendRequest,
+        message_id: &str,
+        trace: &TraceContext,
+    ) -> Result<RenderTemplateResponse, DeliveryError> {
+        let request = RenderTemplateRequest {
+            key: req.template_key.clone(),
+            variables: req.variables.clone(),
+            openid: req.openid.clone(),
+            client_msg_id: message_id.to_string(),
+            url: req.url.clone(),
+            miniprogram: req.miniprogram.clone(),
+            page: req.page.clone(),
+        };
+        self.template
+            .clone()
+            .render_template(with_trace(request, &trace.child()))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|status| DeliveryError::Upstream {
+                service: "template",
+                status,
+            })
+    }
+
+    /// `Some(first result)` when the key was used before (waiting for a
+    /// request still in flight), `None` when this request now owns the key.
+    pub(crate) async fn claim(
+        &self,
+        key: &str,
+        message_id: &str,
+        deadline: Instant,
+    ) -> Result<Option<DeliveryResult>, DeliveryError> {
+        loop {
+            let claim = self
+                .idempotency
+                .claim(key, message_id)
+                .await
+                .map_err(|e| DeliveryError::Backend(e.to_string()))?;
+            match claim {
+                Claim::Reserved => return Ok(None),
+                Claim::Done(first) => return Ok(Some(first)),
+                Claim::Pending(_) if Instant::now() + Duration::from_millis(20) < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Claim::Pending(_) => return Err(DeliveryError::InProgress(key.to_string())),
+            }
+        }
+    }
+
+    /// Keeps the result for `GetMessage`.
+    async fn record_status(&self, r: &DeliveryResult) {
+        if let Err(e) = self.queue.set_status(r).await {
+            tracing::warn!(message_id = %r.message_id, error = %e, "status not stored");
+        }
+    }
+
+    /// Rate limit, then the attempts.
+    async fn admitted(
+        &self,
+        req: &SendRequest,
+        ctx: &MessageCtx,
+        rendered: &RenderTemplateResponse,
+        trace: &TraceContext,
+        deadline: Instant,
+    ) -> Result<DeliveryResult, DeliveryError> {
+        let wait = self
+            .limiter
+            .check(&ctx.app_id)
+            .await
+            .map_err(|e| DeliveryError::Backend(e.to_string()))?;
+        if let Some(retry_after) = wait {
+            return Err(DeliveryError::RateLimited {
+                app_id: ctx.app_id.clone(),
+                retry_after,
+            });
+        }
+        self.attempts(req, ctx, rendered, trace, deadline).await
     }
 }

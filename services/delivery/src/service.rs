@@ -1,10 +1,12 @@
 //! The `wxpush.v1.DeliveryService` gRPC API over [`Pipeline`].
 
-use crate::error::DeliveryError;
+use crate::breaker::State;
 use crate::pipeline::Pipeline;
 use tonic::{Request, Response, Status};
+use wxpush_proto::timestamp;
 use wxpush_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
 use wxpush_proto::v1::*;
+use wxpush_server::deadline::grpc_timeout;
 use wxpush_server::trace_context::TraceContext;
 
 /// The gRPC handlers; cheap to clone.
@@ -31,49 +33,94 @@ impl DeliveryService for DeliveryGrpc {
         request: Request<SendRequest>,
     ) -> Result<Response<DeliveryResult>, Status> {
         let trace = TraceContext::from_metadata_or_new(request.metadata());
-        let result = self.pipeline.send(request.into_inner(), trace).await?;
+        let timeout = grpc_timeout(request.metadata());
+        let result = self
+            .pipeline
+            .send(request.into_inner(), trace, timeout)
+            .await?;
         Ok(Response::new(result))
     }
 
     async fn send_async(
         &self,
-        _request: Request<SendRequest>,
+        request: Request<SendRequest>,
     ) -> Result<Response<SendAsyncResponse>, Status> {
-        Err(DeliveryError::Unimplemented("SendAsync (the durable queue)").into())
+        let trace = TraceContext::from_metadata_or_new(request.metadata());
+        Ok(Response::new(
+            self.pipeline
+                .send_async(request.into_inner(), trace)
+                .await?,
+        ))
     }
 
     async fn send_batch(
         &self,
-        _request: Request<SendBatchRequest>,
+        request: Request<SendBatchRequest>,
     ) -> Result<Response<SendBatchResponse>, Status> {
-        Err(DeliveryError::Unimplemented("SendBatch (the durable queue)").into())
+        let trace = TraceContext::from_metadata_or_new(request.metadata());
+        Ok(Response::new(
+            self.pipeline
+                .send_batch(request.into_inner(), trace)
+                .await?,
+        ))
     }
 
     async fn get_message(
         &self,
-        _request: Request<GetMessageRequest>,
+        request: Request<GetMessageRequest>,
     ) -> Result<Response<DeliveryResult>, Status> {
-        Err(DeliveryError::Unimplemented("GetMessage (use LogQueryService.QueryLogs)").into())
+        let id = request.into_inner().message_id;
+        match self.pipeline.get_message(&id).await? {
+            Some(r) => Ok(Response::new(r)),
+            None => Err(Status::not_found(format!("message {id:?} not found"))),
+        }
     }
 
     async fn list_dead_letters(
         &self,
-        _request: Request<ListDeadLettersRequest>,
+        request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
-        Err(DeliveryError::Unimplemented("ListDeadLetters").into())
+        Ok(Response::new(
+            self.pipeline
+                .list_dead_letters(request.into_inner())
+                .await?,
+        ))
     }
 
     async fn replay_dead_letters(
         &self,
-        _request: Request<ReplayDeadLettersRequest>,
+        request: Request<ReplayDeadLettersRequest>,
     ) -> Result<Response<ReplayDeadLettersResponse>, Status> {
-        Err(DeliveryError::Unimplemented("ReplayDeadLetters").into())
+        Ok(Response::new(
+            self.pipeline
+                .replay_dead_letters(request.into_inner())
+                .await?,
+        ))
     }
 
     async fn get_breaker_state(
         &self,
-        _request: Request<GetBreakerStateRequest>,
+        request: Request<GetBreakerStateRequest>,
     ) -> Result<Response<GetBreakerStateResponse>, Status> {
-        Err(DeliveryError::Unimplemented("GetBreakerState (the circuit breaker)").into())
+        let app_id = request.into_inner().app_id;
+        let filter = (!app_id.is_empty()).then_some(app_id.as_str());
+        let apps = self
+            .pipeline
+            .breakers()
+            .views(filter)
+            .into_iter()
+            .map(|v| AppBreaker {
+                app_id: v.app_id,
+                state: match v.state {
+                    State::Closed => BreakerState::Closed,
+                    State::Open => BreakerState::Open,
+                    State::HalfOpen => BreakerState::HalfOpen,
+                } as i32,
+                recent_failures: v.consecutive_failures,
+                recent_successes: 0,
+                next_probe_at: v.next_probe_at.map(timestamp),
+            })
+            .collect();
+        Ok(Response::new(GetBreakerStateResponse { apps }))
     }
 }

@@ -107,6 +107,112 @@ pub async fn logs(addr: &str, filter: LogFilter, limit: u32, json: bool) -> i32 
     }
 }
 
+/// Prints the circuit breaker state per app; returns the exit code.
+pub async fn breaker(addr: &str, app_id: Option<String>, json: bool) -> i32 {
+    let channel = match connect(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_RPC_ERROR;
+        }
+    };
+    let request = GetBreakerStateRequest {
+        app_id: app_id.unwrap_or_default(),
+    };
+    match DeliveryServiceClient::new(channel)
+        .get_breaker_state(request)
+        .await
+    {
+        Ok(resp) => {
+            let apps = resp.into_inner().apps;
+            if json {
+                let list: Vec<_> = apps.iter().map(output::breaker_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if apps.is_empty() {
+                println!("no app has sent anything yet");
+            } else {
+                for a in &apps {
+                    println!("{}", output::breaker_line(a));
+                }
+            }
+            0
+        }
+        Err(status) => {
+            eprintln!("{}", output::status_text(&status));
+            EXIT_RPC_ERROR
+        }
+    }
+}
+
+/// Lists dead letters, or replays them (by ids, or all matching the
+/// filter); returns the exit code.
+pub async fn dlq(
+    addr: &str,
+    replay: bool,
+    ids: Vec<String>,
+    filter: DeadLetterFilter,
+    limit: u32,
+    json: bool,
+) -> i32 {
+    let channel = match connect(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_RPC_ERROR;
+        }
+    };
+    let mut client = DeliveryServiceClient::new(channel);
+    if replay {
+        let request = ReplayDeadLettersRequest {
+            message_ids: ids,
+            filter: Some(filter),
+        };
+        return match client.replay_dead_letters(request).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"replayed": r.replayed, "message_ids": r.message_ids})
+                    );
+                } else {
+                    println!("replayed {} message(s)", r.replayed);
+                }
+                0
+            }
+            Err(status) => {
+                eprintln!("{}", output::status_text(&status));
+                EXIT_RPC_ERROR
+            }
+        };
+    }
+    let request = ListDeadLettersRequest {
+        filter: Some(filter),
+        page_size: limit,
+        page_token: String::new(),
+    };
+    match client.list_dead_letters(request).await {
+        Ok(r) => {
+            let letters = r.into_inner().dead_letters;
+            if json {
+                let list: Vec<_> = letters.iter().map(output::dead_letter_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if letters.is_empty() {
+                println!("no dead letters");
+            } else {
+                for d in &letters {
+                    println!("{}", output::dead_letter_line(d));
+                }
+            }
+            0
+        }
+        Err(status) => {
+            eprintln!("{}", output::status_text(&status));
+            EXIT_RPC_ERROR
+        }
+    }
+}
+
 /// Prints every app's token status, or one app's; returns the exit code.
 pub async fn token_status(addr: &str, app_id: Option<String>, json: bool) -> i32 {
     let channel = match connect(addr).await {

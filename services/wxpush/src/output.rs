@@ -3,7 +3,10 @@
 
 use serde_json::{Value, json};
 use wxpush_proto::Timestamp;
-use wxpush_proto::v1::{AppKind, Attempt, DeliveryResult, DeliveryStatus, LogRecord, TokenStatus};
+use wxpush_proto::v1::{
+    AppBreaker, AppKind, Attempt, BreakerState, DeadLetter, DeliveryResult, DeliveryStatus,
+    LogRecord, TokenStatus,
+};
 
 /// A status number as its short name (`SENT`).
 pub fn status_name(status: i32) -> &'static str {
@@ -134,6 +137,71 @@ pub fn token_status_line(t: &TokenStatus) -> String {
         line += &format!("  last_error={:?}", t.last_error);
     }
     line
+}
+
+fn breaker_state(state: i32) -> String {
+    BreakerState::try_from(state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("BREAKER_STATE_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| "UNKNOWN".into())
+}
+
+/// One app's circuit breaker as JSON.
+pub fn breaker_json(b: &AppBreaker) -> Value {
+    json!({
+        "app_id": b.app_id,
+        "state": breaker_state(b.state),
+        "consecutive_failures": b.recent_failures,
+        "next_probe_at": time(b.next_probe_at.as_ref()),
+    })
+}
+
+/// One app's circuit breaker as a line for people.
+pub fn breaker_line(b: &AppBreaker) -> String {
+    let mut line = format!(
+        "{}  {}  consecutive_failures={}",
+        b.app_id,
+        breaker_state(b.state),
+        b.recent_failures
+    );
+    if b.next_probe_at.is_some() {
+        line += &format!("  next_probe_at={}", time(b.next_probe_at.as_ref()));
+    }
+    line
+}
+
+/// A dead letter as JSON.
+pub fn dead_letter_json(d: &DeadLetter) -> Value {
+    json!({
+        "message_id": d.message_id,
+        "app_id": d.app_id,
+        "template_key": d.template_key,
+        "openid": d.openid,
+        "errcode": d.errcode,
+        "errmsg": d.errmsg,
+        "attempts": d.attempts,
+        "dead_at": time(d.dead_at.as_ref()),
+        "trace_id": d.trace_id,
+    })
+}
+
+/// A dead letter as a line for people.
+pub fn dead_letter_line(d: &DeadLetter) -> String {
+    format!(
+        "{}  {}  {}  {}  openid={}  errcode={} errmsg={:?}  attempts={}  trace_id={}",
+        time(d.dead_at.as_ref()),
+        d.message_id,
+        d.app_id,
+        d.template_key,
+        d.openid,
+        d.errcode,
+        d.errmsg,
+        d.attempts,
+        d.trace_id
+    )
 }
 
 /// A gRPC error for people: code, message and each field violation.

@@ -226,25 +226,6 @@ async fn an_incoming_traceparent_is_continued() {
 }
 
 #[tokio::test]
-async fn not_yet_built_rpcs_say_unimplemented() {
-    let h = Harness::start().await;
-    let err = h
-        .delivery()
-        .send_async(shipped_to("o_demo_follower"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("SendAsync"));
-    let err = h
-        .logs()
-        .get_stats(GetStatsRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    h.suite.shutdown().await;
-}
-
-#[tokio::test]
 async fn every_service_reports_serving_on_grpc_health() {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;

@@ -66,3 +66,23 @@ mod tests {
         }
     }
 }
+
+/// Time until WeChat's daily quotas reset (midnight, Beijing time), for the
+/// retry delay of a 45009.
+pub fn until_quota_reset() -> std::time::Duration {
+    const DAY_MS: u128 = 86_400_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let beijing = now + 8 * 3_600_000;
+    std::time::Duration::from_millis((DAY_MS - beijing % DAY_MS) as u64)
+}
+
+#[cfg(test)]
+mod reset_tests {
+    #[test]
+    fn reset_is_within_a_day() {
+        let d = super::until_quota_reset();
+        assert!(d > std::time::Duration::ZERO && d <= std::time::Duration::from_secs(86_400));
+    }
+}

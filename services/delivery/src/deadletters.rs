@@ -1,0 +1,126 @@
+//! Operators' view of messages that ran out of attempts or failed for
+//! good: list them (filter, pages) and put them back on the queue.
+
+use crate::error::DeliveryError;
+use crate::message::{MessageCtx, Step};
+use crate::pipeline::Pipeline;
+use crate::queue::{DeadRecord, now_ms};
+use wxpush_proto::v1::*;
+use wxpush_server::status::Violation;
+use wxpush_server::trace_context::TraceContext;
+
+/// Largest page of dead letters.
+pub const MAX_PAGE_SIZE: usize = 500;
+/// Most dead letters one replay by filter takes.
+pub const MAX_REPLAY: usize = 10_000;
+
+fn backend(e: crate::queue::QueueError) -> DeliveryError {
+    DeliveryError::Backend(e.to_string())
+}
+
+impl Pipeline {
+    /// Dead letters matching the filter, newest first.
+    pub async fn list_dead_letters(
+        &self,
+        req: ListDeadLettersRequest,
+    ) -> Result<ListDeadLettersResponse, DeliveryError> {
+        let page_size = match req.page_size as usize {
+            0 => 50,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(DeliveryError::InvalidArgument(vec![Violation::new(
+                    "page_size",
+                    format!("is {n}, at most {MAX_PAGE_SIZE} allowed"),
+                )]));
+            }
+            n => n,
+        };
+        if !req.page_token.is_empty() && crate::queue::decode_cursor(&req.page_token).is_none() {
+            return Err(DeliveryError::InvalidArgument(vec![Violation::new(
+                "page_token",
+                "is not a token returned by ListDeadLetters",
+            )]));
+        }
+        let filter = req.filter.unwrap_or_default();
+        let page = self
+            .queue
+            .dead_letters(&filter, page_size, &req.page_token)
+            .await
+            .map_err(backend)?;
+        Ok(ListDeadLettersResponse {
+            dead_letters: page.records.iter().map(DeadRecord::to_proto).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// Puts dead letters back on the queue with a fresh attempt budget.
+    pub async fn replay_dead_letters(
+        &self,
+        req: ReplayDeadLettersRequest,
+    ) -> Result<ReplayDeadLettersResponse, DeliveryError> {
+        let ids = if !req.message_ids.is_empty() {
+            req.message_ids
+        } else if let Some(filter) = req.filter {
+            let mut ids = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = self
+                    .queue
+                    .dead_letters(&filter, MAX_PAGE_SIZE, &token)
+                    .await
+                    .map_err(backend)?;
+                ids.extend(page.records.iter().map(|r| r.message.message_id.clone()));
+                if page.next_page_token.is_empty() || ids.len() >= MAX_REPLAY {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            ids.truncate(MAX_REPLAY);
+            ids
+        } else {
+            return Err(DeliveryError::InvalidArgument(vec![Violation::new(
+                "message_ids",
+                "give message_ids or a filter",
+            )]));
+        };
+        let records = self.queue.exhume(&ids).await.map_err(backend)?;
+        let mut replayed = Vec::with_capacity(records.len());
+        for record in records {
+            let mut m = record.message;
+            m.failures = 0;
+            m.token_refreshed = false;
+            self.queue
+                .push(std::slice::from_ref(&m), now_ms())
+                .await
+                .map_err(backend)?;
+            let trace = TraceContext::parse(&m.traceparent).unwrap_or_else(TraceContext::new_root);
+            let ctx = MessageCtx::for_queued_unrendered(&m, &trace);
+            let mut step = Step::new(0, DeliveryStatus::Queued);
+            step.after = m.attempts;
+            step.errmsg = "replayed from the dead-letter store".into();
+            self.emit(&ctx, &step).await;
+            self.queue
+                .set_status(&ctx.result(&step, m.attempts))
+                .await
+                .map_err(backend)?;
+            replayed.push(m.message_id);
+        }
+        Ok(ReplayDeadLettersResponse {
+            replayed: replayed.len() as u32,
+            message_ids: replayed,
+        })
+    }
+
+    /// The live status of a message.
+    pub async fn get_message(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<DeliveryResult>, DeliveryError> {
+        if message_id.trim().is_empty() {
+            return Err(DeliveryError::InvalidArgument(vec![Violation::new(
+                "message_id",
+                "is required",
+            )]));
+        }
+        self.queue.status(message_id).await.map_err(backend)
+    }
+}

@@ -1,0 +1,209 @@
+//! The single-process queue for `wxpush dev` and tests.
+
+use super::*;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct State {
+    seq: u64,
+    ready: VecDeque<(String, QueuedMessage, i64)>,
+    held: HashMap<String, (QueuedMessage, String, i64, i64)>,
+    delayed: BTreeMap<(i64, u64), QueuedMessage>,
+    status: HashMap<String, DeliveryResult>,
+    dead: BTreeMap<(i64, String), DeadRecord>,
+}
+
+/// In-process queue: lost on restart, like everything in `wxpush dev`.
+#[derive(Default)]
+pub struct MemoryQueue {
+    state: Mutex<State>,
+    arrived: Notify,
+}
+
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Queue for MemoryQueue {
+    async fn push(&self, messages: &[QueuedMessage], not_before_ms: i64) -> Result<(), QueueError> {
+        let now = now_ms();
+        self.with(|s| {
+            for m in messages {
+                s.seq += 1;
+                if not_before_ms > now {
+                    s.delayed.insert((not_before_ms, s.seq), m.clone());
+                } else {
+                    s.ready.push_back((format!("m{}", s.seq), m.clone(), now));
+                }
+            }
+        });
+        self.arrived.notify_waiters();
+        Ok(())
+    }
+
+    async fn promote_due(&self, now_ms: i64) -> Result<usize, QueueError> {
+        let moved = self.with(|s| {
+            let due: Vec<(i64, u64)> = s
+                .delayed
+                .range(..(now_ms + 1, 0))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in &due {
+                if let Some(m) = s.delayed.remove(k) {
+                    s.seq += 1;
+                    s.ready.push_back((format!("m{}", s.seq), m, now_ms));
+                }
+            }
+            due.len()
+        });
+        if moved > 0 {
+            self.arrived.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    async fn pull(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let take = |s: &mut State| {
+            let mut out = Vec::new();
+            while out.len() < max {
+                let Some((id, m, enqueued)) = s.ready.pop_front() else {
+                    break;
+                };
+                s.held.insert(
+                    id.clone(),
+                    (m.clone(), consumer.to_string(), now_ms(), enqueued),
+                );
+                out.push(Delivery { id, message: m });
+            }
+            out
+        };
+        let notified = self.arrived.notified();
+        let got = self.with(take);
+        if !got.is_empty() {
+            return Ok(got);
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        Ok(self.with(take))
+    }
+
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let cutoff = now_ms() - idle.as_millis() as i64;
+        Ok(self.with(|s| {
+            let mut out = Vec::new();
+            for (id, (m, owner, since, _)) in s.held.iter_mut() {
+                if out.len() == max {
+                    break;
+                }
+                if *since < cutoff {
+                    *owner = consumer.to_string();
+                    *since = now_ms();
+                    out.push(Delivery {
+                        id: id.clone(),
+                        message: m.clone(),
+                    });
+                }
+            }
+            out
+        }))
+    }
+
+    async fn ack(&self, id: &str) -> Result<(), QueueError> {
+        self.with(|s| s.held.remove(id));
+        Ok(())
+    }
+
+    async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError> {
+        Ok(self.with(|s| {
+            let oldest = s
+                .ready
+                .iter()
+                .map(|r| r.2)
+                .chain(s.held.values().map(|h| h.3))
+                .min();
+            Depth {
+                ready: (s.ready.len() + s.held.len()) as u64,
+                delayed: s.delayed.len() as u64,
+                oldest_age: oldest.map_or(Duration::ZERO, |t| {
+                    Duration::from_millis((now_ms - t).max(0) as u64)
+                }),
+                dead: s.dead.len() as u64,
+            }
+        }))
+    }
+
+    async fn set_status(&self, result: &DeliveryResult) -> Result<(), QueueError> {
+        self.with(|s| s.status.insert(result.message_id.clone(), result.clone()));
+        Ok(())
+    }
+
+    async fn status(&self, message_id: &str) -> Result<Option<DeliveryResult>, QueueError> {
+        Ok(self.with(|s| s.status.get(message_id).cloned()))
+    }
+
+    async fn bury(&self, record: &DeadRecord) -> Result<(), QueueError> {
+        self.with(|s| {
+            s.dead.retain(|(_, id), _| id != &record.message.message_id);
+            s.dead.insert(
+                (record.dead_at_ms, record.message.message_id.clone()),
+                record.clone(),
+            );
+        });
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<DeadPage, QueueError> {
+        let after = decode_cursor(page_token);
+        Ok(self.with(|s| {
+            let mut page = DeadPage::default();
+            let iter: Box<dyn Iterator<Item = (&(i64, String), &DeadRecord)>> = match &after {
+                Some(c) => Box::new(s.dead.range(..c.clone()).rev()),
+                None => Box::new(s.dead.iter().rev()),
+            };
+            for (_, r) in iter.filter(|(_, r)| r.matches(filter)) {
+                if page.records.len() == page_size {
+                    page.next_page_token =
+                        page.records.last().map(encode_cursor).unwrap_or_default();
+                    break;
+                }
+                page.records.push(r.clone());
+            }
+            page
+        }))
+    }
+
+    async fn exhume(&self, message_ids: &[String]) -> Result<Vec<DeadRecord>, QueueError> {
+        Ok(self.with(|s| {
+            let keys: Vec<(i64, String)> = s
+                .dead
+                .keys()
+                .filter(|(_, id)| message_ids.contains(id))
+                .cloned()
+                .collect();
+            keys.into_iter().filter_map(|k| s.dead.remove(&k)).collect()
+        }))
+    }
+}

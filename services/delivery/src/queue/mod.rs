@@ -1,0 +1,215 @@
+//! The durable queue behind `SendAsync` and `SendBatch`, with what lives
+//! beside it: the delayed set (retries, `send_at`, quiet hours, deferrals),
+//! the dead-letter store and each message's live status.
+//!
+//! Delivery is at-least-once from the queue's side: a message is
+//! acknowledged only after its next step is stored (re-queued, dead-lettered
+//! or finished), and a message held by a worker that died is claimed by
+//! another after an idle timeout. A second send to WeChat is stopped by the
+//! finished status and by `client_msg_id` (the message id).
+
+mod memory;
+mod redis;
+
+pub use memory::MemoryQueue;
+pub use redis::RedisQueue;
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+use wxpush_proto::v1::{DeadLetter, DeadLetterFilter, DeliveryResult};
+
+/// A message waiting to be delivered: the request as it was accepted, plus
+/// what its attempts so far left behind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    pub message_id: String,
+    /// The `traceparent` of the accepting call: delivery continues its trace.
+    pub traceparent: String,
+    pub app_id: String,
+    pub template_key: String,
+    pub openid: String,
+    pub variables: HashMap<String, String>,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub page: String,
+    #[serde(default)]
+    pub miniprogram: Option<(String, String)>,
+    pub accepted_at_ms: i64,
+    /// Attempts made (numbering in the log).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Transient failures counted against the attempt budget (failures while
+    /// WeChat is down as a whole, i.e. the breaker opened, are not).
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub token_refreshed: bool,
+    #[serde(default)]
+    pub last_errcode: i64,
+    #[serde(default)]
+    pub last_errmsg: String,
+}
+
+impl QueuedMessage {
+    /// The request it was accepted as (for rendering again at delivery).
+    pub fn to_send_request(&self) -> wxpush_proto::v1::SendRequest {
+        wxpush_proto::v1::SendRequest {
+            app_id: self.app_id.clone(),
+            template_key: self.template_key.clone(),
+            openid: self.openid.clone(),
+            variables: self.variables.clone(),
+            url: self.url.clone(),
+            miniprogram: self.miniprogram.as_ref().map(|(appid, pagepath)| {
+                wxpush_proto::v1::MiniProgramTarget {
+                    appid: appid.clone(),
+                    pagepath: pagepath.clone(),
+                }
+            }),
+            page: self.page.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A message handed to a worker; `id` acknowledges it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub message: QueuedMessage,
+}
+
+/// A dead letter with the message to replay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadRecord {
+    pub message: QueuedMessage,
+    pub template_id: String,
+    pub trace_id: String,
+    pub dead_at_ms: i64,
+}
+
+impl DeadRecord {
+    /// The API form.
+    pub fn to_proto(&self) -> DeadLetter {
+        DeadLetter {
+            message_id: self.message.message_id.clone(),
+            app_id: self.message.app_id.clone(),
+            template_key: self.message.template_key.clone(),
+            openid: self.message.openid.clone(),
+            errcode: self.message.last_errcode,
+            errmsg: self.message.last_errmsg.clone(),
+            attempts: self.message.attempts,
+            dead_at: Some(wxpush_proto::timestamp(crate::queue::ms_to_time(
+                self.dead_at_ms,
+            ))),
+            trace_id: self.trace_id.clone(),
+        }
+    }
+
+    /// Whether it matches a dead-letter filter (unset fields match all).
+    pub fn matches(&self, f: &DeadLetterFilter) -> bool {
+        let t = self.dead_at_ms;
+        let range_ok = f.time_range.as_ref().is_none_or(|r| {
+            r.start.as_ref().is_none_or(|s| t >= ts_ms(s))
+                && r.end.as_ref().is_none_or(|e| t < ts_ms(e))
+        });
+        (f.app_id.is_empty() || f.app_id == self.message.app_id)
+            && (f.template_key.is_empty() || f.template_key == self.message.template_key)
+            && (f.errcode == 0 || f.errcode == self.message.last_errcode)
+            && range_ok
+    }
+}
+
+/// How much is waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Ready or held by a worker.
+    pub ready: u64,
+    /// Waiting for their time (retries, scheduled, deferred).
+    pub delayed: u64,
+    /// Age of the oldest ready message.
+    pub oldest_age: Duration,
+    pub dead: u64,
+}
+
+/// The backend could not be reached or held something unreadable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("queue backend: {0}")]
+pub struct QueueError(pub String);
+
+/// One page of dead letters, newest first.
+#[derive(Debug, Default)]
+pub struct DeadPage {
+    pub records: Vec<DeadRecord>,
+    pub next_page_token: String,
+}
+
+/// The queue, its delayed set, dead letters and statuses.
+#[async_trait::async_trait]
+pub trait Queue: Send + Sync {
+    /// Enqueues messages, ready at once or (with `not_before_ms` in the
+    /// future) when their time comes.
+    async fn push(&self, messages: &[QueuedMessage], not_before_ms: i64) -> Result<(), QueueError>;
+    /// Moves delayed messages whose time has come to the ready queue.
+    async fn promote_due(&self, now_ms: i64) -> Result<usize, QueueError>;
+    /// Up to `max` ready messages for `consumer`, waiting up to `wait`.
+    async fn pull(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError>;
+    /// Messages other consumers held longer than `idle` (they died).
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError>;
+    /// Done with a pulled message.
+    async fn ack(&self, id: &str) -> Result<(), QueueError>;
+    async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError>;
+
+    async fn set_status(&self, result: &DeliveryResult) -> Result<(), QueueError>;
+    async fn status(&self, message_id: &str) -> Result<Option<DeliveryResult>, QueueError>;
+
+    async fn bury(&self, record: &DeadRecord) -> Result<(), QueueError>;
+    /// Dead letters matching `filter`, newest first, after `page_token`.
+    async fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<DeadPage, QueueError>;
+    /// Removes and returns the named dead letters (unknown ids are skipped).
+    async fn exhume(&self, message_ids: &[String]) -> Result<Vec<DeadRecord>, QueueError>;
+}
+
+pub(crate) fn ms_to_time(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+pub(crate) fn ts_ms(t: &wxpush_proto::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+/// Milliseconds since the epoch now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Dead-letter page cursor: (dead_at_ms, message_id) of the last record.
+pub(crate) fn encode_cursor(r: &DeadRecord) -> String {
+    format!("{}.{}", r.dead_at_ms, r.message.message_id)
+}
+
+pub(crate) fn decode_cursor(token: &str) -> Option<(i64, String)> {
+    if token.is_empty() {
+        return None;
+    }
+    let (ms, id) = token.split_once('.')?;
+    Some((ms.parse().ok()?, id.to_string()))
+}

@@ -1,0 +1,445 @@
+//! Async delivery: SendAsync and SendBatch on the durable queue, retries as
+//! delayed re-queues, dead letters and replay, send_at and quiet hours,
+//! degradation while the breaker is open, on the suite's memory queue
+//! (the Redis queue with real processes: `delivery_processes.rs`).
+
+mod common;
+
+use common::{Harness, shipped_to, vars};
+use std::time::{Duration, Instant};
+use tonic::Code;
+use wechat_sandbox::{Fault, MessageQuery, Outage};
+use wxpush::SuiteOptions;
+use wxpush_delivery::DeliveryConfig;
+use wxpush_delivery::config::{BreakerSettings, QueueSettings, RateLimitSettings, RetrySettings};
+use wxpush_proto::v1::template_service_client::TemplateServiceClient;
+use wxpush_proto::v1::*;
+
+const SEND_PATH: &str = "/cgi-bin/message/template/send";
+
+fn config() -> DeliveryConfig {
+    DeliveryConfig {
+        retry: RetrySettings {
+            max_attempts: 3,
+            backoff_base_ms: 20,
+            backoff_max_ms: 100,
+            total_deadline_ms: 5_000,
+        },
+        breaker: BreakerSettings {
+            failure_threshold: 5,
+            open_min_secs: 1,
+            open_max_secs: 2,
+            ..Default::default()
+        },
+        rate_limit: RateLimitSettings {
+            per_second: 0.0,
+            burst: 1,
+        },
+        queue: QueueSettings {
+            concurrency: 16,
+            claim_idle_ms: 2_000,
+            reclaim_every_ms: 500,
+            poll_ms: 50,
+            workers: true,
+        },
+        ..Default::default()
+    }
+}
+
+async fn harness(delivery: DeliveryConfig) -> Harness {
+    let mut opts = SuiteOptions::demo_on_free_ports();
+    opts.delivery = delivery;
+    Harness::start_with(opts).await
+}
+
+/// Polls GetMessage until the status is final (or `timeout`).
+async fn settled(h: &Harness, message_id: &str, timeout: Duration) -> DeliveryResult {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = h
+            .delivery()
+            .get_message(GetMessageRequest {
+                message_id: message_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let done = [
+            DeliveryStatus::Sent,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Dead,
+        ]
+        .iter()
+        .any(|s| *s as i32 == r.status);
+        if done || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn received_by(h: &Harness, openid: &str) -> usize {
+    h.admin
+        .messages(&MessageQuery {
+            openid: Some(openid.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn send_async_is_queued_then_sent_once_in_the_callers_trace() {
+    let h = harness(config()).await;
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let mut req = tonic::Request::new(shipped_to("o_demo_follower"));
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let accepted = h.delivery().send_async(req).await.unwrap().into_inner();
+    assert_eq!(accepted.status, DeliveryStatus::Queued as i32);
+    assert_eq!(accepted.trace_id, trace_id);
+    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+    assert_eq!(received_by(&h, "o_demo_follower").await, 1);
+    let rec = h
+        .find_one(LogFilter {
+            trace_id: trace_id.into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(rec.message_id, accepted.message_id);
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_reports_bad_recipients_and_delivers_the_rest() {
+    let h = harness(config()).await;
+    let common = vars(&[("ship_time", "2026-11-23 10:00"), ("carrier", "顺丰速运")]);
+    let recipient = |openid: &str, order: Option<&str>| BatchRecipient {
+        openid: openid.into(),
+        variables: order.map(|o| vars(&[("order_id", o)])).unwrap_or_default(),
+        idempotency_key: String::new(),
+    };
+    let resp = h
+        .delivery()
+        .send_batch(SendBatchRequest {
+            template_key: "order_shipped".into(),
+            common_variables: common,
+            recipients: vec![
+                recipient("o_demo_follower", Some("A1")),
+                recipient("", Some("A2")),
+                recipient("o_demo_follower2", None),
+                recipient("o_demo_unfollowed", Some("A4")),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((resp.accepted, resp.rejected), (2, 2));
+    assert!(
+        resp.results[1].error.contains("recipients[1].openid"),
+        "{:?}",
+        resp.results[1]
+    );
+    assert!(
+        resp.results[2].error.contains("variables.order_id"),
+        "{:?}",
+        resp.results[2]
+    );
+    let sent = settled(&h, &resp.results[0].message_id, Duration::from_secs(5)).await;
+    assert_eq!(sent.status, DeliveryStatus::Sent as i32);
+    let failed = settled(&h, &resp.results[3].message_id, Duration::from_secs(5)).await;
+    assert_eq!(
+        (failed.status, failed.errcode),
+        (DeliveryStatus::Failed as i32, 43004)
+    );
+
+    let too_many = SendBatchRequest {
+        template_key: "order_shipped".into(),
+        recipients: vec![recipient("o_demo_follower", Some("X")); 1001],
+        ..Default::default()
+    };
+    let err = h.delivery().send_batch(too_many).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        wxpush_server::status::field_violations(&err)[0].field,
+        "recipients"
+    );
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
+    let h = harness(config()).await;
+    h.admin
+        .set_fault(&Fault {
+            path: SEND_PATH.into(),
+            errcode: Some(40037),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let accepted = h
+        .delivery()
+        .send_async(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    assert_eq!(
+        (r.status, r.errcode),
+        (DeliveryStatus::Failed as i32, 40037)
+    );
+    let dead = h
+        .delivery()
+        .list_dead_letters(ListDeadLettersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].message_id.as_str(), dead[0].errcode),
+        (accepted.message_id.as_str(), 40037)
+    );
+
+    h.admin.clear_faults().await.unwrap();
+    let replayed = h
+        .delivery()
+        .replay_dead_letters(ReplayDeadLettersRequest {
+            message_ids: vec![accepted.message_id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed.replayed, 1);
+    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+    assert_eq!(received_by(&h, "o_demo_follower").await, 1);
+    let empty = h
+        .delivery()
+        .list_dead_letters(ListDeadLettersRequest::default())
+        .await
+        .unwrap();
+    assert!(empty.into_inner().dead_letters.is_empty());
+    let err = h
+        .delivery()
+        .list_dead_letters(ListDeadLettersRequest {
+            page_size: 501,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn busy_forever_ends_dead_after_the_attempt_budget() {
+    let h = harness(config()).await;
+    h.admin
+        .set_fault(&Fault {
+            path: SEND_PATH.into(),
+            errcode: Some(-1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let accepted = h
+        .delivery()
+        .send_async(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    assert_eq!(
+        (r.status, r.attempts),
+        (DeliveryStatus::Dead as i32, 3),
+        "{r:?}"
+    );
+    let dead = h
+        .delivery()
+        .list_dead_letters(ListDeadLettersRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(dead.into_inner().dead_letters[0].attempts, 3);
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_message_waits_for_send_at() {
+    let h = harness(config()).await;
+    let at = std::time::SystemTime::now() + Duration::from_millis(1500);
+    let accepted = h
+        .delivery()
+        .send_async(SendRequest {
+            send_at: Some(wxpush_proto::timestamp(at)),
+            ..shipped_to("o_demo_follower")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(accepted.status, DeliveryStatus::Deferred as i32);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        received_by(&h, "o_demo_follower").await,
+        0,
+        "sent before send_at"
+    );
+    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    assert_eq!(r.status, DeliveryStatus::Sent as i32);
+    let got = h
+        .admin
+        .messages(&MessageQuery {
+            client_msg_id: Some(accepted.message_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let at_ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        got[0].received_at_ms + 50 >= at_ms,
+        "received before send_at"
+    );
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
+    let h = harness(config()).await;
+    let mut templates = TemplateServiceClient::new(h.channel.clone());
+    let mut t = templates
+        .get_template(GetTemplateRequest {
+            key: "order_shipped".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let hour = chrono::Utc::now()
+        .format("%H")
+        .to_string()
+        .parse::<u32>()
+        .unwrap();
+    let hhmm = |h: u32| format!("{:02}:00", h % 24);
+    // A window around now (UTC), then one that ended an hour ago.
+    for (start, end, waits) in [
+        (hhmm(hour + 23), hhmm(hour + 2), true),
+        (hhmm(hour + 22), hhmm(hour + 23), false),
+    ] {
+        let version = t.version;
+        t.quiet_hours = Some(QuietHours {
+            start,
+            end,
+            time_zone: "UTC".into(),
+        });
+        t = templates
+            .upsert_template(UpsertTemplateRequest {
+                template: Some(t.clone()),
+                expected_version: version,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let accepted = h
+            .delivery()
+            .send_async(shipped_to("o_demo_follower2"))
+            .await
+            .unwrap()
+            .into_inner();
+        if waits {
+            assert_eq!(accepted.status, DeliveryStatus::Deferred as i32);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let r = h
+                .delivery()
+                .get_message(GetMessageRequest {
+                    message_id: accepted.message_id.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.status, DeliveryStatus::Deferred as i32);
+            assert_eq!(received_by(&h, "o_demo_follower2").await, 0);
+        } else {
+            assert_eq!(accepted.status, DeliveryStatus::Queued as i32);
+            let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+            assert_eq!(r.status, DeliveryStatus::Sent as i32);
+        }
+    }
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_outage_defers_messages_until_the_breaker_closes_and_dead_letters_none() {
+    let mut c = config();
+    c.breaker.failure_threshold = 3;
+    let h = harness(c).await;
+    h.admin
+        .set_fault(&Fault {
+            path: SEND_PATH.into(),
+            outage: Some(Outage::Http5xx { status: 503 }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let recipients: Vec<BatchRecipient> = (0..40)
+        .map(|i| BatchRecipient {
+            openid: "o_demo_follower".into(),
+            variables: vars(&[("order_id", &format!("OUT{i}"))]),
+            idempotency_key: String::new(),
+        })
+        .collect();
+    let resp = h
+        .delivery()
+        .send_batch(SendBatchRequest {
+            template_key: "order_shipped".into(),
+            common_variables: vars(&[("ship_time", "2026-11-23 10:00"), ("carrier", "顺丰速运")]),
+            recipients,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.accepted, 40);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state = h
+        .delivery()
+        .get_breaker_state(GetBreakerStateRequest::default())
+        .await
+        .unwrap();
+    assert_ne!(
+        state.into_inner().apps[0].state,
+        BreakerState::Closed as i32,
+        "the outage opened the breaker"
+    );
+    let calls_during_outage = h.admin.counters().await.unwrap().api_calls[SEND_PATH];
+    assert!(
+        calls_during_outage < 40,
+        "{calls_during_outage} calls: the breaker did not hold them back"
+    );
+    h.admin.clear_faults().await.unwrap();
+    for r in &resp.results {
+        let done = settled(&h, &r.message_id, Duration::from_secs(15)).await;
+        assert_eq!(done.status, DeliveryStatus::Sent as i32, "{done:?}");
+    }
+    assert_eq!(received_by(&h, "o_demo_follower").await, 40);
+    let dead = h
+        .delivery()
+        .list_dead_letters(ListDeadLettersRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        dead.into_inner().dead_letters.is_empty(),
+        "nothing dead-lettered for the outage"
+    );
+    h.suite.shutdown().await;
+}

@@ -1,0 +1,502 @@
+//! Delivery's errcode policy, retries, circuit breaker, idempotency and rate
+//! limit, against the sandbox's fault injection over real gRPC (and real
+//! Redis for what replicas share).
+
+mod common;
+
+use common::{Harness, shipped_to};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::Code;
+use tonic::transport::Channel;
+use wechat_sandbox::{Fault, MessageQuery, Outage};
+use wxpush::SuiteOptions;
+use wxpush_delivery::config::{BreakerSettings, RateLimitSettings, RetrySettings, SyncFallback};
+use wxpush_delivery::pipeline::{lazy_channel, shared_state};
+use wxpush_delivery::{DeliveryConfig, DeliveryGrpc, Pipeline};
+use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
+use wxpush_proto::v1::*;
+use wxpush_server::config::{BackendKind, BackendSettings};
+use wxpush_testkit::RedisServer;
+use wxpush_wechat::{ClientSettings, WechatClient};
+
+const SEND_PATH: &str = "/cgi-bin/message/template/send";
+
+fn quick_delivery() -> DeliveryConfig {
+    DeliveryConfig {
+        retry: RetrySettings {
+            max_attempts: 3,
+            backoff_base_ms: 10,
+            backoff_max_ms: 40,
+            total_deadline_ms: 5_000,
+        },
+        breaker: BreakerSettings {
+            failure_threshold: 5,
+            open_min_secs: 1,
+            open_max_secs: 1,
+            sync_fallback: SyncFallback::Unavailable,
+        },
+        rate_limit: RateLimitSettings {
+            per_second: 0.0,
+            burst: 1,
+        },
+        ..Default::default()
+    }
+}
+
+async fn harness(delivery: DeliveryConfig) -> Harness {
+    let mut opts = SuiteOptions::demo_on_free_ports();
+    opts.delivery = delivery;
+    Harness::start_with(opts).await
+}
+
+fn fault(errcode: i64, times: Option<u32>) -> Fault {
+    Fault {
+        path: SEND_PATH.into(),
+        errcode: Some(errcode),
+        times,
+        ..Default::default()
+    }
+}
+
+async fn history(h: &Harness, message_id: &str) -> Vec<Attempt> {
+    let rec = h
+        .find_one(LogFilter {
+            message_id: message_id.into(),
+            ..Default::default()
+        })
+        .await;
+    // Events of the last attempt may trail the first ones by a moment.
+    for _ in 0..50 {
+        let r = h
+            .logs()
+            .get_message_history(GetMessageHistoryRequest {
+                message_id: message_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if r.attempts.len() as u32
+            == rec
+                .attempts
+                .max(r.record.as_ref().map_or(0, |x| x.attempts))
+        {
+            return r.attempts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("history of {message_id} incomplete")
+}
+
+async fn sends_reaching_wechat(h: &Harness) -> u64 {
+    h.admin
+        .counters()
+        .await
+        .unwrap()
+        .api_calls
+        .get(SEND_PATH)
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_bad_token_once_means_one_invalidation_one_retry_and_sent() {
+    let h = harness(quick_delivery()).await;
+    // Warm the token so the invalidation is the only new token.
+    h.delivery()
+        .send(shipped_to("o_demo_follower2"))
+        .await
+        .unwrap();
+    let issued = h.admin.counters().await.unwrap().new_tokens_issued["wx_demo_oa"];
+    h.admin.set_fault(&fault(40001, Some(1))).await.unwrap();
+    let r = h
+        .delivery()
+        .send(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+    assert_eq!(r.attempts, 2);
+    assert_eq!(
+        h.admin.counters().await.unwrap().new_tokens_issued["wx_demo_oa"],
+        issued + 1,
+        "exactly one invalidation (one new token)"
+    );
+    let attempts = history(&h, &r.message_id).await;
+    let codes: Vec<(i64, i32)> = attempts.iter().map(|a| (a.errcode, a.status)).collect();
+    assert_eq!(
+        codes,
+        [
+            (40001, DeliveryStatus::Retrying as i32),
+            (0, DeliveryStatus::Sent as i32)
+        ]
+    );
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn busy_twice_is_sent_on_the_third_attempt_and_busy_forever_fails_after_max() {
+    let h = harness(quick_delivery()).await;
+    h.admin.set_fault(&fault(-1, Some(2))).await.unwrap();
+    let r = h
+        .delivery()
+        .send(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+    assert_eq!(r.attempts, 3);
+    assert_eq!(history(&h, &r.message_id).await.len(), 3);
+
+    h.admin.set_fault(&fault(-1, None)).await.unwrap();
+    let r = h
+        .delivery()
+        .send(shipped_to("o_demo_follower2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, DeliveryStatus::Failed as i32, "{r:?}");
+    assert_eq!((r.attempts, r.errcode), (3, -1));
+    let attempts = history(&h, &r.message_id).await;
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(attempts.iter().all(|a| a.errcode == -1));
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_non_follower_fails_once_and_a_hundred_of_them_leave_the_breaker_closed() {
+    let mut config = quick_delivery();
+    config.breaker.failure_threshold = 3;
+    let h = harness(config).await;
+    for _ in 0..100 {
+        let r = h
+            .delivery()
+            .send(shipped_to("o_demo_unfollowed"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (r.status, r.attempts, r.errcode),
+            (DeliveryStatus::Failed as i32, 1, 43004)
+        );
+    }
+    assert_eq!(sends_reaching_wechat(&h).await, 100);
+    let state = h
+        .delivery()
+        .get_breaker_state(GetBreakerStateRequest {
+            app_id: "wx_demo_oa".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state.apps[0].state, BreakerState::Closed as i32);
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_outage_opens_the_breaker_which_keeps_wechat_untouched_until_a_probe_closes_it() {
+    let mut config = quick_delivery();
+    config.breaker.failure_threshold = 3;
+    let h = harness(config).await;
+    h.admin
+        .set_fault(&Fault {
+            path: SEND_PATH.into(),
+            outage: Some(Outage::Http5xx { status: 503 }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = h
+        .delivery()
+        .send(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.status, r.attempts), (DeliveryStatus::Failed as i32, 3));
+    let reached = sends_reaching_wechat(&h).await;
+    assert_eq!(reached, 3);
+
+    let state = |h: &Harness| {
+        let mut d = h.delivery();
+        async move {
+            d.get_breaker_state(GetBreakerStateRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .apps[0]
+                .clone()
+        }
+    };
+    let open = state(&h).await;
+    assert_eq!(open.state, BreakerState::Open as i32);
+    assert!(open.next_probe_at.is_some());
+    for _ in 0..5 {
+        let err = h
+            .delivery()
+            .send(shipped_to("o_demo_follower"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(wxpush_server::status::retry_delay(&err).is_some());
+    }
+    assert_eq!(
+        sends_reaching_wechat(&h).await,
+        reached,
+        "nothing reached WeChat while open"
+    );
+
+    h.admin.clear_faults().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = h
+        .delivery()
+        .send(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status,
+        DeliveryStatus::Sent as i32,
+        "the half-open probe goes through"
+    );
+    assert_eq!(state(&h).await.state, BreakerState::Closed as i32);
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_stops_further_attempts() {
+    let mut config = quick_delivery();
+    config.retry = RetrySettings {
+        max_attempts: 50,
+        backoff_base_ms: 150,
+        backoff_max_ms: 150,
+        total_deadline_ms: 60_000,
+    };
+    config.breaker.failure_threshold = 1_000;
+    let h = harness(config).await;
+    h.admin.set_fault(&fault(-1, None)).await.unwrap();
+    let mut req = tonic::Request::new(shipped_to("o_demo_follower"));
+    req.set_timeout(Duration::from_millis(400));
+    let started = Instant::now();
+    let outcome = h.delivery().send(req).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Either the server answered FAILED in time or the client's deadline hit.
+    if let Ok(r) = &outcome {
+        assert_eq!(r.get_ref().status, DeliveryStatus::Failed as i32);
+    }
+    let after_deadline = sends_reaching_wechat(&h).await;
+    assert!(
+        (1..50).contains(&after_deadline),
+        "{after_deadline} attempts: the deadline, not the attempt budget, should end them"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        sends_reaching_wechat(&h).await,
+        after_deadline,
+        "attempts went on after the caller left"
+    );
+    h.suite.shutdown().await;
+}
+
+/// A second delivery process: its own gRPC server, sharing the suite's
+/// template and token services and a Redis for idempotency and rate limits.
+async fn extra_delivery(
+    h: &Harness,
+    redis: &RedisServer,
+    mut config: DeliveryConfig,
+) -> DeliveryServiceClient<Channel> {
+    config.backend = BackendSettings {
+        kind: BackendKind::Redis,
+        redis_url: redis.url(),
+        key_prefix: "wxpush:".into(),
+    };
+    let wechat = WechatClient::new(&ClientSettings {
+        base_url: h.suite.sandbox.as_ref().unwrap().api_url(),
+        ..Default::default()
+    })
+    .unwrap();
+    let url = h.suite.grpc_url();
+    let pipeline = Pipeline::new(
+        lazy_channel(&url).unwrap(),
+        lazy_channel(&url).unwrap(),
+        wechat,
+        Arc::new(wxpush_events::LogSink),
+        &config,
+    )
+    .with_shared_state(shared_state(&config).await.unwrap());
+    let listener = wxpush_server::grpc::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = tonic::service::Routes::new(DeliveryGrpc::new(pipeline).into_server());
+    tokio::spawn(wxpush_server::grpc::serve(
+        routes,
+        &["wxpush.v1.DeliveryService"],
+        listener,
+        std::future::pending(),
+    ));
+    DeliveryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fifty_concurrent_sends_with_one_key_on_two_replicas_send_once() {
+    let redis = RedisServer::start();
+    let h = harness(quick_delivery()).await;
+    let a = extra_delivery(&h, &redis, quick_delivery()).await;
+    let b = extra_delivery(&h, &redis, quick_delivery()).await;
+    let calls = (0..50).map(|i| {
+        let mut client = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            client
+                .send(SendRequest {
+                    idempotency_key: "order-SF1234567-shipped".into(),
+                    ..shipped_to("o_demo_follower")
+                })
+                .await
+        }
+    });
+    let results: Vec<DeliveryResult> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| {
+            r.expect("every duplicate gets the first result")
+                .into_inner()
+        })
+        .collect();
+    let first = &results[0];
+    assert_eq!(first.status, DeliveryStatus::Sent as i32);
+    for r in &results {
+        assert_eq!(
+            (&r.message_id, r.status, &r.wechat_msgid),
+            (&first.message_id, first.status, &first.wechat_msgid)
+        );
+    }
+    let received = h
+        .admin
+        .messages(&MessageQuery {
+            openid: Some("o_demo_follower".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1, "WeChat received the message once");
+    assert_eq!(
+        received[0].client_msg_id.as_deref(),
+        Some(first.message_id.as_str())
+    );
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_of_20_per_second_holds_across_two_replicas() {
+    let redis = RedisServer::start();
+    let h = harness(quick_delivery()).await;
+    let mut config = quick_delivery();
+    config.rate_limit = RateLimitSettings {
+        per_second: 20.0,
+        burst: 1,
+    };
+    let replicas = [
+        extra_delivery(&h, &redis, config.clone()).await,
+        extra_delivery(&h, &redis, config).await,
+    ];
+    let window = Duration::from_secs(5);
+    let started = Instant::now();
+    let loops = (0..8).map(|i| {
+        let mut client = replicas[i % 2].clone();
+        async move {
+            let (mut sent, mut limited) = (0u32, 0u32);
+            while started.elapsed() < window {
+                match client.send(shipped_to("o_demo_follower2")).await {
+                    Ok(r) => {
+                        assert_eq!(r.into_inner().status, DeliveryStatus::Sent as i32);
+                        sent += 1;
+                    }
+                    Err(e) => {
+                        assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                        assert!(wxpush_server::status::retry_delay(&e).is_some());
+                        limited += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            (sent, limited)
+        }
+    });
+    let counts = futures_util::future::join_all(loops).await;
+    let sent: u32 = counts.iter().map(|c| c.0).sum();
+    let limited: u32 = counts.iter().map(|c| c.1).sum();
+    let expected = 20.0 * started.elapsed().as_secs_f64();
+    assert!(limited > 0, "the load exceeded the limit");
+    assert!(
+        (f64::from(sent) - expected).abs() <= expected * 0.10,
+        "{sent} sends in {:?}, expected about {expected}",
+        started.elapsed()
+    );
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn by_default_a_send_while_the_breaker_is_open_is_queued_and_delivered_later() {
+    let mut config = quick_delivery();
+    config.breaker.failure_threshold = 3;
+    config.breaker.sync_fallback = SyncFallback::Queue;
+    let h = harness(config).await;
+    h.admin
+        .set_fault(&Fault {
+            path: SEND_PATH.into(),
+            outage: Some(Outage::Http5xx { status: 503 }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let failed = h
+        .delivery()
+        .send(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failed.status, DeliveryStatus::Failed as i32);
+    let reached = sends_reaching_wechat(&h).await;
+    let deferred = h
+        .delivery()
+        .send(shipped_to("o_demo_follower2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        deferred.status,
+        DeliveryStatus::Deferred as i32,
+        "{deferred:?}"
+    );
+    assert_eq!(
+        sends_reaching_wechat(&h).await,
+        reached,
+        "nothing reached WeChat while open"
+    );
+    h.admin.clear_faults().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h
+            .delivery()
+            .get_message(GetMessageRequest {
+                message_id: deferred.message_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if r.status == DeliveryStatus::Sent as i32 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deferred message never sent: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.suite.shutdown().await;
+}
