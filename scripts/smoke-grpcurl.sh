@@ -90,4 +90,26 @@ assert "access_token" not in open(sys.argv[1]).read()
 PY
 passed=$((passed + 1))
 
+target/debug/wxpush breaker --addr "http://$addr" >"$work/breaker.txt"
+grep -q "wx_demo_oa  CLOSED" "$work/breaker.txt" || fail "wxpush breaker: $(cat "$work/breaker.txt")"
+passed=$((passed + 1))
+
+queued=$(grpcurl -plaintext -d '{"template_key":"order_shipped","openid":"o_demo_follower2",
+  "variables":{"order_id":"SF9","ship_time":"2026-11-23 10:00","carrier":"顺丰速运"}}' \
+  "$addr" wxpush.v1.DeliveryService/SendAsync)
+async_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["messageId"])' "$queued")
+done_status=""
+for _ in $(seq 1 50); do
+  done_status=$(grpcurl -plaintext -d "{\"message_id\":\"$async_id\"}" "$addr" wxpush.v1.DeliveryService/GetMessage \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+  [ "$done_status" = "DELIVERY_STATUS_SENT" ] && break
+  sleep 0.1
+done
+[ "$done_status" = "DELIVERY_STATUS_SENT" ] || fail "SendAsync message ended $done_status"
+passed=$((passed + 1))
+
+target/debug/wxpush dlq --addr "http://$addr" >"$work/dlq.txt"
+grep -q "no dead letters" "$work/dlq.txt" || fail "wxpush dlq: $(cat "$work/dlq.txt")"
+passed=$((passed + 1))
+
 echo "smoke: $passed passed, 0 failed"

@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 #   formatting, lints, every crate's unit and integration tests (the suite and
 #   the WeChat sandbox on free loopback ports, real gRPC and HTTP), and a smoke
-#   test of `wxpush dev` driven by the real grpcurl through reflection alone.
+#   test of `wxpush dev` driven by the real grpcurl through reflection alone,
+#   and every Grafana dashboard query run against a real Prometheus.
 # Installs what it needs first; starts and stops its own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,5 @@ echo "== cargo test"
 cargo test --workspace --locked
 echo "== grpcurl smoke test against wxpush dev"
 scripts/smoke-grpcurl.sh
+echo "== dashboards: every PromQL expression against a real Prometheus scraping wxpush dev"
+python3 scripts/check-dashboards.py

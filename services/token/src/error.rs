@@ -60,15 +60,8 @@ impl From<TokenError> for Status {
             TokenError::QuotaExhausted { .. } | TokenError::WechatQuota { .. } => with_retry_delay(
                 Code::ResourceExhausted,
                 e.to_string(),
-                until_beijing_midnight(),
+                wxpush_wechat::until_quota_reset(),
             ),
         }
     }
-}
-
-/// Time until WeChat's daily limits reset (midnight, Beijing time).
-fn until_beijing_midnight() -> Duration {
-    const DAY_MS: i64 = 86_400_000;
-    let beijing_ms = crate::clock::now_ms() + 8 * 3_600_000;
-    Duration::from_millis((DAY_MS - beijing_ms.rem_euclid(DAY_MS)) as u64)
 }

@@ -18,10 +18,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    wxpush_server::logging::init();
+    let telemetry = wxpush_telemetry::init("wxpush-token", env!("CARGO_PKG_VERSION"));
     let args = Args::parse();
     let config: TokenConfig = wxpush_server::config::load(args.config.as_deref(), "WXPUSH_TOKEN")?;
     let wechat = WechatClient::new(&config.wechat)?;
+    let wechat_metrics = wechat.metrics().clone();
     let store = wxpush_token::store::connect(&config.backend).await?;
     let cache = TokenCache::new(&config.apps, wechat, store, config.refresh.clone())
         .map_err(anyhow::Error::msg)?;
@@ -29,7 +30,11 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = Shutdown::on_signal();
     let registry = SharedRegistry::new();
-    registry.register_with(|r| cache.metrics().register(r));
+    registry.register_with(|r| {
+        cache.metrics().register(r);
+        wechat_metrics.register(r);
+        wxpush_server::rpc::RpcMetrics::global().register(r);
+    });
     let admin = wxpush_server::grpc::bind(config.admin_listen.parse()?).await?;
     tokio::spawn(wxpush_metrics::serve_admin(
         admin,
@@ -46,5 +51,6 @@ async fn main() -> anyhow::Result<()> {
         shutdown.wait(),
     )
     .await?;
+    telemetry.shutdown().await;
     Ok(())
 }

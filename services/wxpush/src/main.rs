@@ -44,10 +44,20 @@ enum Command {
         /// The sandbox's admin API address (faults, received messages).
         #[arg(long, default_value = "127.0.0.1:9101")]
         sandbox_admin_listen: SocketAddr,
+        /// Admin HTTP address: `/metrics` (every service's metrics) and `/healthz`.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
         /// Write the bound addresses as JSON to this file once serving
         /// (useful with port 0).
         #[arg(long)]
         ready_file: Option<PathBuf>,
+    },
+    /// Run the delivery service alone (as `wxpush-delivery` does), e.g. as an
+    /// extra worker process on a Redis backend.
+    Delivery {
+        /// YAML config file; `WXPUSH_DELIVERY__KEY=value` overrides any setting.
+        #[arg(long, env = "WXPUSH_DELIVERY_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Send one message now and print the outcome (exit 3 if not SENT).
     Send {
@@ -66,6 +76,33 @@ enum Command {
         /// The same key never sends twice.
         #[arg(long, default_value = "")]
         idempotency_key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Dead letters: list them, or `--replay` them (by `--id`, or all that
+    /// match the filter) back onto the queue.
+    Dlq {
+        #[arg(long)]
+        replay: bool,
+        /// Message id to replay, repeatable.
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        #[arg(long, default_value = "")]
+        app_id: String,
+        #[arg(long = "template", default_value = "")]
+        template_key: String,
+        #[arg(long, default_value_t = 0)]
+        errcode: i64,
+        /// At most this many listed (1..500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Circuit breaker state per app (closed / open / half-open).
+    Breaker {
+        #[arg(long)]
+        app_id: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -116,14 +153,15 @@ async fn main() -> anyhow::Result<()> {
             listen,
             sandbox_listen,
             sandbox_admin_listen,
+            admin_listen,
             ready_file,
         } => {
-            wxpush_server::logging::init();
-            run_dev(
-                SuiteOptions::demo(listen, sandbox_listen, sandbox_admin_listen),
-                ready_file,
-            )
-            .await?;
+            let telemetry = wxpush_telemetry::init("wxpush-dev", env!("CARGO_PKG_VERSION"));
+            let mut opts = SuiteOptions::demo(listen, sandbox_listen, sandbox_admin_listen);
+            opts.admin_listen = Some(admin_listen);
+            let result = run_dev(opts, ready_file).await;
+            telemetry.shutdown().await;
+            result?;
             0
         }
         Command::Send {
@@ -150,6 +188,39 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             cli::send(&target.addr, req, target.json).await
+        }
+        Command::Delivery { config } => {
+            let telemetry = wxpush_telemetry::init("wxpush-delivery", env!("CARGO_PKG_VERSION"));
+            let config: wxpush_delivery::DeliveryConfig =
+                wxpush_server::config::load(config.as_deref(), "WXPUSH_DELIVERY")?;
+            let result = wxpush_delivery::server::run(
+                config,
+                wxpush_server::shutdown::Shutdown::on_signal(),
+            )
+            .await;
+            telemetry.shutdown().await;
+            result?;
+            0
+        }
+        Command::Dlq {
+            replay,
+            ids,
+            app_id,
+            template_key,
+            errcode,
+            limit,
+            target,
+        } => {
+            let filter = wxpush_proto::v1::DeadLetterFilter {
+                app_id,
+                template_key,
+                errcode,
+                time_range: None,
+            };
+            cli::dlq(&target.addr, replay, ids, filter, limit, target.json).await
+        }
+        Command::Breaker { app_id, target } => {
+            cli::breaker(&target.addr, app_id, target.json).await
         }
         Command::Token {
             command: TokenCommand::Status { app_id, target },
@@ -188,6 +259,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_dev(opts: SuiteOptions, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let suite = Suite::start(opts).await?;
+    let metrics_url = suite
+        .admin_addr
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     let (api, admin) = suite
         .sandbox
         .as_ref()
@@ -198,6 +273,7 @@ async fn run_dev(opts: SuiteOptions, ready_file: Option<PathBuf>) -> anyhow::Res
          \n  gRPC (token, template, delivery, logquery, health, reflection): {grpc}\n\
          \x20 WeChat sandbox API:   {api}\n\
          \x20 WeChat sandbox admin: {admin}\n\
+         \x20 Metrics (Prometheus): {metrics}/metrics\n\
          \nTry:\n\
          \x20 wxpush send --addr {grpc} --template order_shipped --openid o_demo_follower \\\n\
          \x20     --var order_id=SF1234567 --var ship_time='2026-11-23 10:00' --var carrier=顺丰速运\n\
@@ -208,9 +284,10 @@ async fn run_dev(opts: SuiteOptions, ready_file: Option<PathBuf>) -> anyhow::Res
          Ctrl-C to stop.",
         grpc = suite.grpc_url(),
         addr = suite.grpc_addr,
+        metrics = metrics_url,
     );
     if let Some(path) = ready_file {
-        let ready = serde_json::json!({"grpc": suite.grpc_addr.to_string(), "grpc_url": suite.grpc_url(), "sandbox_api": api, "sandbox_admin": admin});
+        let ready = serde_json::json!({"grpc": suite.grpc_addr.to_string(), "grpc_url": suite.grpc_url(), "sandbox_api": api, "sandbox_admin": admin, "admin": metrics_url});
         std::fs::write(&path, ready.to_string())?;
     }
     wxpush_server::shutdown::signal().await;

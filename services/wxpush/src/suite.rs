@@ -7,14 +7,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wechat_sandbox::{Sandbox, SandboxConfig};
 use wxpush_delivery::pipeline::lazy_channel;
-use wxpush_delivery::{DeliveryGrpc, Pipeline};
+use wxpush_delivery::{DeliveryConfig, DeliveryGrpc, Pipeline};
 use wxpush_events::MemoryBus;
-use wxpush_logquery::{LogQueryGrpc, MemoryLogStore};
+use wxpush_logquery::{LogQueryGrpc, LogStore, MemoryLogStore, Tail};
+use wxpush_metrics::SharedRegistry;
 use wxpush_proto::v1::Template;
 use wxpush_proto::v1::{
     delivery_service_server, log_query_service_server, template_service_server,
@@ -49,6 +49,11 @@ pub struct SuiteOptions {
     /// Token refresh settings (the token store is in memory).
     pub refresh: RefreshSettings,
     pub max_log_records: usize,
+    /// Retry, breaker, rate-limit and idempotency settings (memory backend).
+    pub delivery: DeliveryConfig,
+    /// One admin HTTP port (`/metrics`, `/healthz`) with every registry of
+    /// the suite; `None`: no admin port.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl SuiteOptions {
@@ -70,6 +75,8 @@ impl SuiteOptions {
             templates: crate::demo::templates(),
             refresh: RefreshSettings::default(),
             max_log_records: 100_000,
+            delivery: DeliveryConfig::default(),
+            admin_listen: None,
         }
     }
 
@@ -84,12 +91,18 @@ impl SuiteOptions {
 pub struct Suite {
     /// Where the four services answer.
     pub grpc_addr: SocketAddr,
+    /// Where `/metrics` and `/healthz` answer, when asked for.
+    pub admin_addr: Option<SocketAddr>,
+    /// Every metric family of the suite (what the admin port serves).
+    pub metrics: SharedRegistry,
     /// The embedded sandbox, if any.
     pub sandbox: Option<Sandbox>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: JoinHandle<()>,
     refresher: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
+    workers: wxpush_delivery::worker::Workers,
 }
 
 impl Suite {
@@ -111,6 +124,7 @@ impl Suite {
         let self_url = format!("http://{grpc_addr}");
 
         let wechat = WechatClient::new(&opts.wechat)?;
+        let wechat_metrics = wechat.metrics().clone();
         let tokens = TokenCache::new(
             &opts.apps,
             wechat.clone(),
@@ -124,21 +138,46 @@ impl Suite {
             .seed(opts.templates.clone())
             .await
             .map_err(|e| anyhow::anyhow!("demo templates: {e}"))?;
+        // SyncTemplates gets its tokens from the token service on this same
+        // port, over real gRPC, as it would across pods.
+        let template_grpc =
+            TemplateGrpc::new(registry).with_sync(lazy_channel(&self_url)?, wechat.clone());
         let bus = MemoryBus::new(10_000);
-        let store = MemoryLogStore::new(opts.max_log_records);
-        let ingest = wxpush_logquery::ingest::spawn(Arc::new(bus.clone()), store.clone());
+        let store: Arc<dyn LogStore> = Arc::new(MemoryLogStore::new(
+            opts.max_log_records,
+            wxpush_logquery::LogQueryConfig::default().retention(),
+        ));
+        let tail = Tail::default();
+        let ingest =
+            wxpush_logquery::ingest::spawn(Arc::new(bus.source()), store.clone(), tail.clone());
         let pipeline = Pipeline::new(
             lazy_channel(&self_url)?,
             lazy_channel(&self_url)?,
             wechat,
             Arc::new(bus),
+            &opts.delivery,
         );
 
+        let metrics = SharedRegistry::new();
+        metrics.register_with(|r| {
+            wxpush_server::rpc::RpcMetrics::global().register(r);
+            wechat_metrics.register(r);
+            tokens.metrics().register(r);
+            pipeline.breakers().metrics().register(r);
+        });
+        let workers = pipeline.spawn_workers();
         let routes = tonic::service::Routes::new(TokenGrpc::new(tokens).into_server())
-            .add_service(TemplateGrpc::new(registry).into_server())
+            .add_service(template_grpc.into_server())
             .add_service(DeliveryGrpc::new(pipeline).into_server())
-            .add_service(LogQueryGrpc::new(store).into_server());
+            .add_service(LogQueryGrpc::new(store, tail).into_server());
         let (stop, stopped) = oneshot::channel::<()>();
+        let (admin_addr, admin) = match opts.admin_listen {
+            Some(addr) => {
+                let (addr, task) = serve_admin(addr, metrics.clone()).await?;
+                (Some(addr), Some(task))
+            }
+            None => (None, None),
+        };
         let server = tokio::spawn(wxpush_server::grpc::serve(
             routes,
             &[
@@ -154,11 +193,15 @@ impl Suite {
         ));
         Ok(Self {
             grpc_addr,
+            admin_addr,
+            metrics,
+            admin,
             sandbox,
             stop,
             server,
             ingest,
             refresher,
+            workers,
         })
     }
 
@@ -169,12 +212,32 @@ impl Suite {
 
     /// Stops the server (letting in-flight calls finish) and the sandbox.
     pub async fn shutdown(self) {
+        self.workers.shutdown().await;
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.ingest.abort();
         self.refresher.abort();
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
         if let Some(sb) = self.sandbox {
             sb.shutdown().await;
         }
     }
+}
+
+/// Binds the admin port and serves `/metrics` and `/healthz` until aborted.
+async fn serve_admin(
+    addr: SocketAddr,
+    metrics: SharedRegistry,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = wxpush_server::grpc::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = wxpush_metrics::serve_admin(listener, metrics, std::future::pending()).await
+        {
+            tracing::error!(error = %e, "admin HTTP server failed");
+        }
+    });
+    Ok((bound, task))
 }

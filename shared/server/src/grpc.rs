@@ -1,6 +1,7 @@
 //! Serving a set of tonic services the same way everywhere: `grpc.health.v1`
 //! reporting SERVING for each, server reflection in both the v1 and the
-//! v1alpha flavour (grpcurl 1.8 only speaks v1alpha), and a graceful stop.
+//! v1alpha flavour (grpcurl 1.8 only speaks v1alpha), a graceful stop, and
+//! every call traced and measured by [`crate::rpc::ServerTraceLayer`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub async fn serve(
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), services = ?names, "gRPC server listening");
     Server::builder()
+        .layer(crate::rpc::ServerTraceLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

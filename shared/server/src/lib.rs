@@ -6,13 +6,19 @@
 //! - [`status`]: building blocks for mapping typed errors to `tonic::Status`
 //!   (field violations, retry delays).
 //! - [`grpc`]: serve a set of tonic services with health and reflection.
+//! - [`deadline`]: the caller's `grpc-timeout`.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future.
-//! - [`trace_context`]: the W3C `traceparent` carried on every hop.
-//! - [`logging`]: the process-wide tracing subscriber.
+//! - [`trace_context`]: the W3C trace id of the current call, for logs and results.
+//! - [`rpc`]: tower layers tracing and measuring every gRPC call, server
+//!   and client side, and trace propagation (headers, Istio, the queue).
+//! - [`logging`]: a logs-only subscriber (tests); binaries use
+//!   `wxpush_telemetry::init`.
 
 pub mod config;
+pub mod deadline;
 pub mod grpc;
 pub mod logging;
+pub mod rpc;
 pub mod shutdown;
 pub mod status;
 pub mod trace_context;

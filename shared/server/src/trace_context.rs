@@ -1,11 +1,20 @@
-//! W3C Trace Context (`traceparent`) for every hop: taken from an incoming
-//! gRPC call when the caller sent one (the trace is continued, not replaced),
-//! otherwise started fresh; passed on to outgoing gRPC calls and the WeChat
-//! HTTP request. The trace id is what the delivery log records.
+//! W3C Trace Context (`traceparent`) as a value: the trace id the delivery
+//! log records and `DeliveryResult.trace_id` returns.
+//!
+//! With telemetry installed (`wxpush_telemetry::init`) the ids are
+//! OpenTelemetry's: [`TraceContext::current`] is the context of the current
+//! span, which the server layer ([`crate::rpc::ServerTraceLayer`]) parented
+//! on the caller's `traceparent` — so the caller's trace is continued, not
+//! replaced, and the log's trace id is the one exported to the collector.
+//! Without it (unit tests with a plain subscriber) the context is parsed from
+//! the metadata or started fresh, as before. Propagation to the next hop is
+//! the layers' job; [`TraceContext::inject`] remains for the fallback.
 
+use opentelemetry::trace::TraceContextExt;
 use rand::Rng;
 use std::fmt;
 use tonic::metadata::{MetadataMap, MetadataValue};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The W3C header name.
 pub const TRACEPARENT: &str = "traceparent";
@@ -62,13 +71,30 @@ impl TraceContext {
         })
     }
 
-    /// The caller's context from gRPC metadata, or a new root.
+    /// The OpenTelemetry context of the current `tracing` span, when an
+    /// OpenTelemetry subscriber is installed and a span is current.
+    pub fn current() -> Option<Self> {
+        let cx = tracing::Span::current().context();
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| Self {
+            trace_id: sc.trace_id().to_bytes(),
+            span_id: sc.span_id().to_bytes(),
+            sampled: sc.is_sampled(),
+        })
+    }
+
+    /// The context of the call being served: the current OpenTelemetry span
+    /// (the server layer's, already continuing the caller's trace), else the
+    /// caller's `traceparent` from the metadata, else a new root.
     pub fn from_metadata_or_new(metadata: &MetadataMap) -> Self {
-        metadata
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(Self::parse)
-            .unwrap_or_else(Self::new_root)
+        Self::current().unwrap_or_else(|| {
+            metadata
+                .get(TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Self::parse)
+                .unwrap_or_else(Self::new_root)
+        })
     }
 
     /// The same trace with a new span id: the context for a child hop.

@@ -1,11 +1,14 @@
 //! The HTTP client for the WeChat server API.
 
+use crate::observe::{self, WechatMetrics};
 use crate::redact::redact_url;
 use crate::types::*;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use wxpush_server::config::Secret;
+use wxpush_server::rpc::propagation::inject_current;
 use wxpush_server::trace_context::{TRACEPARENT, TraceContext};
 
 /// Where WeChat is and how long to wait for it.
@@ -35,6 +38,7 @@ impl Default for ClientSettings {
 pub struct WechatClient {
     http: reqwest::Client,
     base_url: String,
+    metrics: WechatMetrics,
 }
 
 /// The envelope every WeChat answer shares; `errcode` absent means success.
@@ -77,7 +81,14 @@ impl WechatClient {
         Ok(Self {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_string(),
+            metrics: WechatMetrics::default(),
         })
+    }
+
+    /// This client's call metrics (shared by its clones), to register on
+    /// the admin port.
+    pub fn metrics(&self) -> &WechatMetrics {
+        &self.metrics
     }
 
     /// The base URL this client talks to.
@@ -168,39 +179,67 @@ impl WechatClient {
 
     /// Sends a request and decodes WeChat's envelope: HTTP 200 with a
     /// non-zero errcode is [`WechatError::Api`]. Errors carry no URL, so no
-    /// token or secret can leak through them.
+    /// token or secret can leak through them. The call is a client span (see
+    /// [`crate::observe`]) whose context goes out as `traceparent`; without an
+    /// OpenTelemetry subscriber the caller's `trace` is sent instead.
     async fn call<T: DeserializeOwned>(
         &self,
         api: &'static str,
-        mut req: reqwest::RequestBuilder,
+        req: reqwest::RequestBuilder,
         trace: Option<&TraceContext>,
     ) -> Result<T, WechatError> {
-        if let Some(tc) = trace {
-            req = req.header(TRACEPARENT, tc.header_value());
+        let mut request = req.build().map_err(transport_error)?;
+        let span = observe::span(api, request.method().as_str(), request.url());
+        let injected = span.in_scope(|| inject_current(request.headers_mut()));
+        if !injected
+            && let Some(tc) = trace
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(&tc.header_value())
+        {
+            request.headers_mut().insert(TRACEPARENT, v);
         }
+        let url = redact_url(request.url().as_str());
         let started = Instant::now();
-        let result = self.execute(req).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let outcome = result.and_then(|(url, text)| {
-            let parsed = decode::<T>(&text);
-            tracing::debug!(api, url = %url, elapsed_ms, ok = parsed.is_ok(), "wechat call");
-            parsed
-        });
-        if let Err(e) = &outcome {
-            tracing::debug!(api, elapsed_ms, errcode = e.errcode(), error = %e, "wechat call failed");
+        let (http_status, result) = self.execute(request).instrument(span.clone()).await;
+        let outcome = result.and_then(|text| decode::<T>(&text));
+        let elapsed = started.elapsed();
+        observe::finish(
+            &self.metrics,
+            &span,
+            api,
+            http_status,
+            outcome.as_ref().map(|_| ()),
+            elapsed,
+        );
+        let elapsed_ms = elapsed.as_millis() as u64;
+        match &outcome {
+            Ok(_) => tracing::debug!(api, url = %url, elapsed_ms, "wechat call"),
+            Err(e) => {
+                tracing::debug!(api, url = %url, elapsed_ms, errcode = e.errcode(), error = %e, "wechat call failed")
+            }
         }
         outcome
     }
 
-    async fn execute(&self, req: reqwest::RequestBuilder) -> Result<(String, String), WechatError> {
-        let resp = req.send().await.map_err(transport_error)?;
-        let url = redact_url(resp.url().as_str());
+    /// The HTTP status (when there was an answer) and the body of a 200.
+    async fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> (Option<u16>, Result<String, WechatError>) {
+        let resp = match self.http.execute(request).await {
+            Ok(resp) => resp,
+            Err(e) => return (None, Err(transport_error(e))),
+        };
         let status = resp.status();
         if !status.is_success() {
-            return Err(WechatError::HttpStatus(status.as_u16()));
+            return (
+                Some(status.as_u16()),
+                Err(WechatError::HttpStatus(status.as_u16())),
+            );
         }
-        let text = resp.text().await.map_err(transport_error)?;
-        Ok((url, text))
+        (
+            Some(status.as_u16()),
+            resp.text().await.map_err(transport_error),
+        )
     }
 }
 

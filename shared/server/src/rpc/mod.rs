@@ -1,0 +1,141 @@
+//! gRPC observability written once, as tower layers every server and client
+//! in wxpush goes through:
+//!
+//! - [`ServerTraceLayer`] (added by [`crate::grpc::serve`]): continues the
+//!   caller's W3C trace (`traceparent` / `tracestate`) in a server span named
+//!   per the OpenTelemetry RPC conventions (`wxpush.v1.DeliveryService/Send`)
+//!   with `rpc.*` attributes and the final gRPC status code, and counts the
+//!   call in [`RpcMetrics`] (requests, errors, duration by service, method
+//!   and code).
+//! - [`ClientTraceLayer`] ([`traced`] wraps a `Channel`): a client span per
+//!   outgoing call whose context is injected into the request, so the callee's
+//!   server span is its child.
+//! - [`propagation`]: header carriers, the Istio/Envoy headers (`b3`,
+//!   `x-b3-*`, `x-request-id`) forwarded from the incoming call to every
+//!   outgoing one, and the queue hop (a trace carried inside a message).
+//!
+//! The status of a gRPC call is known only at the end of the response: in the
+//! headers of a trailers-only answer (every error of a unary call) or in the
+//! trailers after the body. [`body::ObservedBody`] watches for it, so spans
+//! and metrics are finished exactly once with the real code, also for
+//! streams (`TailLogs`) and cancelled calls.
+
+pub mod body;
+mod client;
+mod metrics;
+pub mod propagation;
+mod server;
+
+pub use client::{ClientTrace, ClientTraceLayer, TracedChannel, traced};
+pub use metrics::RpcMetrics;
+pub use server::{ServerTrace, ServerTraceLayer};
+
+use tonic::Code;
+
+/// A gRPC method as named by its request path `/pkg.Service/Method`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcName {
+    /// `wxpush.v1.DeliveryService`
+    pub service: String,
+    /// `Send`
+    pub method: String,
+}
+
+impl RpcName {
+    /// Parses a request path; anything else becomes service `unknown`, so
+    /// label values stay bounded even for junk requests.
+    pub fn from_path(path: &str) -> Self {
+        match path.trim_start_matches('/').split_once('/') {
+            Some((service, method))
+                if !service.is_empty() && !method.is_empty() && !method.contains('/') =>
+            {
+                Self {
+                    service: service.to_string(),
+                    method: method.to_string(),
+                }
+            }
+            _ => Self {
+                service: "unknown".into(),
+                method: "unknown".into(),
+            },
+        }
+    }
+
+    /// The span name: `service/method`.
+    pub fn span_name(&self) -> String {
+        format!("{}/{}", self.service, self.method)
+    }
+}
+
+/// The canonical upper-case name of a gRPC code (`INVALID_ARGUMENT`), as
+/// used in metric labels.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The `grpc-status` of a header or trailer map, if present.
+pub(crate) fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .map(|v| Code::from_bytes(v.as_bytes()))
+}
+
+/// Whether a server span with this code is an error, per the OpenTelemetry
+/// gRPC conventions (a client's mistake such as INVALID_ARGUMENT is not the
+/// server's error); every non-OK code is an error for a client span.
+pub(crate) fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_path_and_stay_bounded() {
+        let n = RpcName::from_path("/wxpush.v1.DeliveryService/Send");
+        assert_eq!(n.service, "wxpush.v1.DeliveryService");
+        assert_eq!(n.method, "Send");
+        assert_eq!(n.span_name(), "wxpush.v1.DeliveryService/Send");
+        for junk in ["/", "", "/a/b/c", "/onlyservice", "//m"] {
+            assert_eq!(RpcName::from_path(junk).service, "unknown", "{junk}");
+        }
+    }
+
+    #[test]
+    fn codes_have_canonical_names_and_error_classes() {
+        assert_eq!(code_name(Code::InvalidArgument), "INVALID_ARGUMENT");
+        assert!(is_server_error(Code::Internal));
+        assert!(!is_server_error(Code::InvalidArgument));
+        let mut h = http::HeaderMap::new();
+        assert_eq!(grpc_status(&h), None);
+        h.insert("grpc-status", "3".parse().unwrap());
+        assert_eq!(grpc_status(&h), Some(Code::InvalidArgument));
+    }
+}

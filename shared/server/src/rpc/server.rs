@@ -1,0 +1,114 @@
+//! The server half: a span per served call that continues the caller's
+//! trace, and the RPC metrics. Health checks are counted but not traced
+//! (Kubernetes probes would otherwise fill the trace store).
+
+use super::body::{Finish, ObservedBody, Side};
+use super::propagation::{Forwarded, extract};
+use super::{RpcName, grpc_status};
+use opentelemetry::trace::TraceContextExt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tower::{Layer, Service};
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Adds [`ServerTrace`] around a service (tonic `Routes`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerTraceLayer;
+
+impl<S> Layer<S> for ServerTraceLayer {
+    type Service = ServerTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerTrace { inner }
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct ServerTrace<S> {
+    inner: S,
+}
+
+/// The server span of one call: `service/method`, kind server, `rpc.*`
+/// attributes, parented on the caller's context when it sent one.
+fn server_span(name: &RpcName, headers: &http::HeaderMap) -> Span {
+    if name.service == "grpc.health.v1.Health" {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = %name.span_name(),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %name.service,
+        rpc.method = %name.method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let parent = extract(headers);
+    // No (valid) traceparent: a new root, never whatever span happens to be
+    // current on the connection task.
+    let parent = if parent.span().span_context().is_valid() {
+        parent
+    } else {
+        opentelemetry::Context::new()
+    };
+    let _ = span.set_parent(parent);
+    span
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ServerTrace<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: http_body::Body<Data = bytes::Bytes>,
+{
+    type Response = http::Response<ObservedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let started = Instant::now();
+        let name = RpcName::from_path(request.uri().path());
+        let span = server_span(&name, request.headers());
+        let forwarded = Forwarded::from_headers(request.headers());
+        let future = span.in_scope(|| self.inner.call(request));
+        let finish = Finish {
+            span: span.clone(),
+            side: Side::Server,
+            name,
+            started,
+        };
+        Box::pin(async move {
+            let result = forwarded.scope(future.instrument(span)).await;
+            match result {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let finish = match grpc_status(&parts.headers) {
+                        // Trailers-only: the status is already here.
+                        Some(code) => {
+                            finish.done(code);
+                            None
+                        }
+                        None => Some(finish),
+                    };
+                    Ok(http::Response::from_parts(
+                        parts,
+                        ObservedBody::new(body, finish),
+                    ))
+                }
+                Err(e) => {
+                    finish.done(tonic::Code::Internal);
+                    Err(e)
+                }
+            }
+        })
+    }
+}
