@@ -228,6 +228,7 @@ impl Pipeline {
             let ctx = MessageCtx::for_queued(m, rendered, trace);
             let mut step = Step::new(0, status);
             if status == DeliveryStatus::Deferred {
+                self.queue_metrics.deferred("schedule");
                 step.errmsg = "waiting for send_at or quiet hours".into();
             }
             self.emit(&ctx, &step).await;
@@ -304,6 +305,7 @@ fn queued(
     QueuedMessage {
         message_id: message_id.to_string(),
         traceparent: trace.child().header_value(),
+        carrier: wxpush_server::rpc::propagation::current_carrier(),
         app_id: app_id.to_string(),
         template_key: req.template_key.clone(),
         openid: req.openid.clone(),

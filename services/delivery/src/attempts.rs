@@ -114,6 +114,7 @@ impl Pipeline {
         let m = QueuedMessage {
             message_id: ctx.message_id.clone(),
             traceparent: trace.child().header_value(),
+            carrier: wxpush_server::rpc::propagation::current_carrier(),
             app_id: ctx.app_id.clone(),
             template_key: ctx.template_key.clone(),
             openid: ctx.openid.clone(),

@@ -41,6 +41,7 @@ pub struct Pipeline {
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) queue_settings: QueueSettings,
     pub(crate) sync_fallback: crate::config::SyncFallback,
+    pub(crate) queue_metrics: crate::queue::QueueMetrics,
 }
 
 /// What replicas share: idempotency records, rate limits, the queue.
@@ -123,6 +124,7 @@ impl Pipeline {
             queue: Arc::new(MemoryQueue::new()),
             queue_settings: config.queue.clone(),
             sync_fallback: config.breaker.sync_fallback,
+            queue_metrics: crate::queue::QueueMetrics::default(),
         }
     }
 
@@ -132,6 +134,12 @@ impl Pipeline {
         self.limiter = shared.limiter;
         self.queue = shared.queue;
         self
+    }
+
+    /// The queue metrics, to register on the admin port (updated by the
+    /// workers of this process).
+    pub fn queue_metrics(&self) -> &crate::queue::QueueMetrics {
+        &self.queue_metrics
     }
 
     /// The breakers, for `GetBreakerState`.

@@ -35,7 +35,10 @@ pub async fn run(config: DeliveryConfig, shutdown: Shutdown) -> anyhow::Result<(
     )
     .with_shared_state(crate::pipeline::shared_state(&config).await?);
     let registry = wxpush_metrics::SharedRegistry::new();
-    registry.register_with(|r| pipeline.breakers().metrics().register(r));
+    registry.register_with(|r| {
+        pipeline.breakers().metrics().register(r);
+        pipeline.queue_metrics().register(r);
+    });
     registry.register_with(|r| {
         wxpush_server::rpc::RpcMetrics::global().register(r);
         pipeline.wechat.metrics().register(r);

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 use wxpush_proto::v1::*;
 use wxpush_server::trace_context::TraceContext;
 use wxpush_wechat::until_quota_reset;
@@ -54,10 +55,17 @@ impl Pipeline {
             let permits = Arc::new(Semaphore::new(s.concurrency.max(1)));
             let mut tasks = JoinSet::new();
             let mut last_reclaim = Instant::now();
+            let mut last_depth = Instant::now() - Duration::from_secs(60);
             while !*stopped.borrow() {
                 while tasks.try_join_next().is_some() {}
                 if let Err(e) = pipeline.queue.promote_due(now_ms()).await {
                     tracing::warn!(error = %e, "promoting delayed messages failed");
+                }
+                if last_depth.elapsed() >= Duration::from_secs(2) {
+                    last_depth = Instant::now();
+                    if let Ok(d) = pipeline.queue.depth(now_ms()).await {
+                        pipeline.queue_metrics.observe(&d);
+                    }
                 }
                 let free = permits.available_permits();
                 if free == 0 {
@@ -120,7 +128,13 @@ impl Pipeline {
     /// step is stored.
     async fn deliver_queued(&self, d: Delivery) {
         let id = d.id.clone();
-        match self.step_queued(d.message).await {
+        // The queue hop continues the trace of the accepting call.
+        let mut carrier = d.message.carrier.clone();
+        carrier
+            .entry("traceparent".into())
+            .or_insert_with(|| d.message.traceparent.clone());
+        let span = wxpush_server::rpc::propagation::queue_process_span("wxpush.queue", &carrier);
+        match self.step_queued(d.message).instrument(span).await {
             Ok(()) => {
                 if let Err(e) = self.queue.ack(&id).await {
                     tracing::warn!(entry = %id, error = %e, "ack failed; the message will be seen again");
@@ -197,6 +211,7 @@ impl Pipeline {
                     .await
             }
             Action::Defer => {
+                self.queue_metrics.deferred("quota");
                 step.status = DeliveryStatus::Deferred as i32;
                 self.emit(&ctx, &step).await;
                 self.requeue(
@@ -210,6 +225,7 @@ impl Pipeline {
             Action::Retry if breaker.state() == crate::breaker::State::Open => {
                 // WeChat as a whole is down: wait for the breaker, do not
                 // spend this message's attempts on the outage.
+                self.queue_metrics.deferred("breaker");
                 step.status = DeliveryStatus::Deferred as i32;
                 self.emit(&ctx, &step).await;
                 let until = now_ms()
@@ -227,6 +243,7 @@ impl Pipeline {
                 } else {
                     step.status = DeliveryStatus::Retrying as i32;
                     self.emit(&ctx, &step).await;
+                    self.queue_metrics.retry();
                     let due = now_ms() + backoff(&self.retry, m.failures).as_millis() as i64;
                     self.requeue(&ctx, &m, &step, due).await
                 }

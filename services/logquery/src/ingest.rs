@@ -65,6 +65,11 @@ pub fn spawn(
             };
             let (events, receipts): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|r| (r.event, r.receipt)).unzip();
+            let newest = events
+                .iter()
+                .filter_map(|e| e.occurred_at.as_ref())
+                .map(|t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000)
+                .max();
             let changed = loop {
                 match store.apply(&events).await {
                     Ok(changed) => break changed,
@@ -76,6 +81,10 @@ pub fn spawn(
             };
             for r in changed {
                 tail.send(r);
+            }
+            if let Some(newest) = newest {
+                let now = crate::store::now_micros() / 1_000;
+                IngestMetrics::global().lag_ms.set((now - newest).max(0));
             }
             if let Err(e) = source.ack(&receipts).await {
                 // They will be read again and change nothing.
@@ -98,4 +107,29 @@ pub fn spawn_retention(store: Arc<dyn LogStore>, every: Duration) -> tokio::task
             }
         }
     })
+}
+
+/// How far ingestion trails the deliveries it reads: the age of the newest
+/// event in the last applied batch. Process-wide, like the ingestion task.
+pub struct IngestMetrics {
+    lag_ms: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl IngestMetrics {
+    /// The process's ingestion metrics.
+    pub fn global() -> &'static IngestMetrics {
+        static METRICS: std::sync::OnceLock<IngestMetrics> = std::sync::OnceLock::new();
+        METRICS.get_or_init(|| IngestMetrics {
+            lag_ms: Default::default(),
+        })
+    }
+
+    /// Adds the gauge to a registry (the admin port's).
+    pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            "wxpush_logquery_ingest_lag_milliseconds",
+            "Age of the newest delivery event in the last batch logquery applied",
+            self.lag_ms.clone(),
+        );
+    }
 }

@@ -33,6 +33,8 @@ use wxpush_server::config::{BackendKind, BackendSettings};
 pub struct LogQueryConfig {
     /// gRPC listen address.
     pub listen: String,
+    /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
+    pub admin_listen: String,
     /// The memory backend keeps at most this many records (oldest evicted).
     pub max_records: usize,
     /// Records older than this (by accepted_at) are dropped, by both backends.
@@ -72,6 +74,7 @@ impl Default for LogQueryConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:50054".into(),
+            admin_listen: "0.0.0.0:9094".into(),
             max_records: 100_000,
             retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 60,

@@ -35,13 +35,25 @@ async fn main() -> anyhow::Result<()> {
         backend.store.clone(),
         Duration::from_secs(config.retention_sweep_secs),
     );
+    let shutdown = wxpush_server::shutdown::Shutdown::on_signal();
+    let registry = wxpush_metrics::SharedRegistry::new();
+    registry.register_with(|r| {
+        wxpush_server::rpc::RpcMetrics::global().register(r);
+        ingest::IngestMetrics::global().register(r);
+    });
+    let admin = wxpush_server::grpc::bind(config.admin_listen.parse()?).await?;
+    tokio::spawn(wxpush_metrics::serve_admin(
+        admin,
+        registry,
+        shutdown.wait(),
+    ));
     let listener = wxpush_server::grpc::bind(config.listen.parse()?).await?;
     let routes = tonic::service::Routes::new(LogQueryGrpc::new(backend.store, tail).into_server());
     wxpush_server::grpc::serve(
         routes,
         &[wxpush_proto::v1::log_query_service_server::SERVICE_NAME],
         listener,
-        wxpush_server::shutdown::signal(),
+        shutdown.wait(),
     )
     .await?;
     telemetry.shutdown().await;

@@ -164,6 +164,8 @@ impl Suite {
             wechat_metrics.register(r);
             tokens.metrics().register(r);
             pipeline.breakers().metrics().register(r);
+            pipeline.queue_metrics().register(r);
+            wxpush_logquery::ingest::IngestMetrics::global().register(r);
         });
         let workers = pipeline.spawn_workers();
         let routes = tonic::service::Routes::new(TokenGrpc::new(tokens).into_server())

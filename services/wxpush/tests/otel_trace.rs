@@ -20,6 +20,7 @@ use wxpush_telemetry::TelemetryConfig;
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const ASYNC_TRACE: &str = "6cf92f3577b34da6a3ce929d0e0e4799";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -110,6 +111,43 @@ async fn a_send_is_one_trace_across_every_hop_exported_over_otlp() {
     assert_ne!(fresh.trace_id, CALLER_TRACE);
     assert_eq!(fresh.trace_id.len(), 32);
 
+    // 3: SendAsync: the queued delivery continues the caller's trace.
+    let mut request = tonic::Request::new(shipped_to("o_demo_follower"));
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{ASYNC_TRACE}-{CALLER_SPAN}-01")
+            .parse()
+            .unwrap(),
+    );
+    let queued = h.delivery().send_async(request).await.unwrap().into_inner();
+    assert_eq!(queued.trace_id, ASYNC_TRACE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h
+            .delivery()
+            .get_message(wxpush_proto::v1::GetMessageRequest {
+                message_id: queued.message_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if r.status == DeliveryStatus::Sent as i32 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "async message not sent: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let async_record = h
+        .find_one(LogFilter {
+            message_id: queued.message_id.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(async_record.trace_id, ASYNC_TRACE);
+
     // The log records carry the same trace ids.
     for result in [&continued, &fresh] {
         let record = h
@@ -132,12 +170,12 @@ async fn a_send_is_one_trace_across_every_hop_exported_over_otlp() {
             .iter()
             .filter(|s| s.span().name.starts_with("POST /cgi-bin/message/"))
             .count()
-            >= 2
+            >= 3
     };
     collector
         .wait_until(wanted, Duration::from_secs(10))
         .await
-        .expect("spans of both sends arrive");
+        .expect("spans of the three sends arrive");
     // Server spans end a moment after their client's answer is read.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let flushed = tokio::task::spawn_blocking(move || {
@@ -225,6 +263,15 @@ async fn a_send_is_one_trace_across_every_hop_exported_over_otlp() {
         send2.parent_span_id.is_empty(),
         "a new trace starts at the root"
     );
+
+    // The async message: SendAsync, then the queue hop, then WeChat, one trace.
+    let accept = one(&spans, ASYNC_TRACE, "wxpush.v1.DeliveryService/SendAsync");
+    assert_eq!(hex(&accept.parent_span_id), CALLER_SPAN);
+    let process = one(&spans, ASYNC_TRACE, "process wxpush.queue");
+    assert_eq!(process.kind, SpanKind::Consumer as i32);
+    assert_child(process, accept);
+    let wechat = one(&spans, ASYNC_TRACE, "POST /cgi-bin/message/template/send");
+    assert_child(wechat, process);
 
     // One trace per message: nothing of message 2 in the caller's trace.
     let sends_in_caller_trace = spans

@@ -9,9 +9,11 @@
 //! finished status and by `client_msg_id` (the message id).
 
 mod memory;
+mod metrics;
 mod redis;
 
 pub use memory::MemoryQueue;
+pub use metrics::QueueMetrics;
 pub use redis::RedisQueue;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,9 @@ pub struct QueuedMessage {
     pub message_id: String,
     /// The `traceparent` of the accepting call: delivery continues its trace.
     pub traceparent: String,
+    /// The accepting call's trace context and Istio headers, as headers.
+    #[serde(default)]
+    pub carrier: HashMap<String, String>,
     pub app_id: String,
     pub template_key: String,
     pub openid: String,
