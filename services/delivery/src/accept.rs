@@ -55,7 +55,7 @@ impl Pipeline {
         {
             return Ok(accepted(&first));
         }
-        let m = queued(&req, &message_id, &rendered.app_id, &trace);
+        let m = QueuedMessage::accepted(&req, &message_id, &rendered.app_id, &trace);
         let result = self
             .enqueue(&[(m, rendered)], not_before, &trace)
             .await
@@ -186,7 +186,10 @@ impl Pipeline {
         let message_id = uuid::Uuid::now_v7().simple().to_string();
         match self.render(req, &message_id, trace).await {
             Ok(rendered) => match check_app(req, &rendered) {
-                Ok(()) => Ok((queued(req, &message_id, &rendered.app_id, trace), rendered)),
+                Ok(()) => Ok((
+                    QueuedMessage::accepted(req, &message_id, &rendered.app_id, trace),
+                    rendered,
+                )),
                 Err(DeliveryError::InvalidArgument(v)) => Err(describe("", &v)),
                 Err(e) => Err(e.to_string()),
             },
@@ -283,7 +286,10 @@ impl Pipeline {
     }
 }
 
-fn check_app(req: &SendRequest, rendered: &RenderTemplateResponse) -> Result<(), DeliveryError> {
+pub(crate) fn check_app(
+    req: &SendRequest,
+    rendered: &RenderTemplateResponse,
+) -> Result<(), DeliveryError> {
     if !req.app_id.is_empty() && req.app_id != rendered.app_id {
         return Err(DeliveryError::InvalidArgument(vec![Violation::new(
             "app_id",
@@ -294,31 +300,6 @@ fn check_app(req: &SendRequest, rendered: &RenderTemplateResponse) -> Result<(),
         )]));
     }
     Ok(())
-}
-
-fn queued(
-    req: &SendRequest,
-    message_id: &str,
-    app_id: &str,
-    trace: &TraceContext,
-) -> QueuedMessage {
-    QueuedMessage {
-        message_id: message_id.to_string(),
-        traceparent: trace.child().header_value(),
-        carrier: wxpush_server::rpc::propagation::current_carrier(),
-        app_id: app_id.to_string(),
-        template_key: req.template_key.clone(),
-        openid: req.openid.clone(),
-        variables: req.variables.clone(),
-        url: req.url.clone(),
-        page: req.page.clone(),
-        miniprogram: req
-            .miniprogram
-            .as_ref()
-            .map(|m| (m.appid.clone(), m.pagepath.clone())),
-        accepted_at_ms: now_ms(),
-        ..Default::default()
-    }
 }
 
 fn accepted(r: &DeliveryResult) -> SendAsyncResponse {

@@ -112,22 +112,8 @@ impl Pipeline {
         until_ms: i64,
     ) -> Result<DeliveryResult, DeliveryError> {
         let m = QueuedMessage {
-            message_id: ctx.message_id.clone(),
-            traceparent: trace.child().header_value(),
-            carrier: wxpush_server::rpc::propagation::current_carrier(),
-            app_id: ctx.app_id.clone(),
-            template_key: ctx.template_key.clone(),
-            openid: ctx.openid.clone(),
-            variables: req.variables.clone(),
-            url: req.url.clone(),
-            page: req.page.clone(),
-            miniprogram: req
-                .miniprogram
-                .as_ref()
-                .map(|m| (m.appid.clone(), m.pagepath.clone())),
-            accepted_at_ms: now_ms(),
             attempts,
-            ..Default::default()
+            ..QueuedMessage::accepted(req, &ctx.message_id, &ctx.app_id, trace)
         };
         let mut step = Step::new(0, DeliveryStatus::Deferred);
         step.after = attempts;

@@ -19,7 +19,6 @@ use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::*;
 use wxpush_server::config::{BackendKind, BackendSettings};
 use wxpush_server::rpc::{TracedChannel, traced};
-use wxpush_server::status::Violation;
 use wxpush_server::trace_context::TraceContext;
 use wxpush_wechat::WechatClient;
 
@@ -166,15 +165,7 @@ impl Pipeline {
         let deadline = Instant::now() + budget;
         let message_id = uuid::Uuid::now_v7().simple().to_string();
         let rendered = self.render(&req, &message_id, &trace).await?;
-        if !req.app_id.is_empty() && req.app_id != rendered.app_id {
-            return Err(DeliveryError::InvalidArgument(vec![Violation::new(
-                "app_id",
-                format!(
-                    "template {} belongs to app {}",
-                    req.template_key, rendered.app_id
-                ),
-            )]));
-        }
+        crate::accept::check_app(&req, &rendered)?;
         let ctx = MessageCtx {
             message_id,
             trace_id: trace.trace_id(),

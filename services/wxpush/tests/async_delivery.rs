@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Harness, shipped_to, vars};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::Code;
 use wechat_sandbox::{Fault, MessageQuery, Outage};
 use wxpush::SuiteOptions;
@@ -52,32 +52,6 @@ async fn harness(delivery: DeliveryConfig) -> Harness {
     Harness::start_with(opts).await
 }
 
-/// Polls GetMessage until the status is final (or `timeout`).
-async fn settled(h: &Harness, message_id: &str, timeout: Duration) -> DeliveryResult {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let r = h
-            .delivery()
-            .get_message(GetMessageRequest {
-                message_id: message_id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let done = [
-            DeliveryStatus::Sent,
-            DeliveryStatus::Failed,
-            DeliveryStatus::Dead,
-        ]
-        .iter()
-        .any(|s| *s as i32 == r.status);
-        if done || Instant::now() > deadline {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn received_by(h: &Harness, openid: &str) -> usize {
     h.admin
         .messages(&MessageQuery {
@@ -103,7 +77,9 @@ async fn send_async_is_queued_then_sent_once_in_the_callers_trace() {
     let accepted = h.delivery().send_async(req).await.unwrap().into_inner();
     assert_eq!(accepted.status, DeliveryStatus::Queued as i32);
     assert_eq!(accepted.trace_id, trace_id);
-    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    let r = h
+        .settled(&accepted.message_id, Duration::from_secs(5))
+        .await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
     assert_eq!(received_by(&h, "o_demo_follower").await, 1);
     let rec = h
@@ -152,9 +128,13 @@ async fn a_batch_reports_bad_recipients_and_delivers_the_rest() {
         "{:?}",
         resp.results[2]
     );
-    let sent = settled(&h, &resp.results[0].message_id, Duration::from_secs(5)).await;
+    let sent = h
+        .settled(&resp.results[0].message_id, Duration::from_secs(5))
+        .await;
     assert_eq!(sent.status, DeliveryStatus::Sent as i32);
-    let failed = settled(&h, &resp.results[3].message_id, Duration::from_secs(5)).await;
+    let failed = h
+        .settled(&resp.results[3].message_id, Duration::from_secs(5))
+        .await;
     assert_eq!(
         (failed.status, failed.errcode),
         (DeliveryStatus::Failed as i32, 43004)
@@ -191,7 +171,9 @@ async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
         .await
         .unwrap()
         .into_inner();
-    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    let r = h
+        .settled(&accepted.message_id, Duration::from_secs(5))
+        .await;
     assert_eq!(
         (r.status, r.errcode),
         (DeliveryStatus::Failed as i32, 40037)
@@ -220,7 +202,9 @@ async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
         .unwrap()
         .into_inner();
     assert_eq!(replayed.replayed, 1);
-    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    let r = h
+        .settled(&accepted.message_id, Duration::from_secs(5))
+        .await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
     assert_eq!(received_by(&h, "o_demo_follower").await, 1);
     let empty = h
@@ -258,7 +242,9 @@ async fn busy_forever_ends_dead_after_the_attempt_budget() {
         .await
         .unwrap()
         .into_inner();
-    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    let r = h
+        .settled(&accepted.message_id, Duration::from_secs(5))
+        .await;
     assert_eq!(
         (r.status, r.attempts),
         (DeliveryStatus::Dead as i32, 3),
@@ -293,7 +279,9 @@ async fn a_scheduled_message_waits_for_send_at() {
         0,
         "sent before send_at"
     );
-    let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+    let r = h
+        .settled(&accepted.message_id, Duration::from_secs(5))
+        .await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32);
     let got = h
         .admin
@@ -371,7 +359,9 @@ async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
             assert_eq!(received_by(&h, "o_demo_follower2").await, 0);
         } else {
             assert_eq!(accepted.status, DeliveryStatus::Queued as i32);
-            let r = settled(&h, &accepted.message_id, Duration::from_secs(5)).await;
+            let r = h
+                .settled(&accepted.message_id, Duration::from_secs(5))
+                .await;
             assert_eq!(r.status, DeliveryStatus::Sent as i32);
         }
     }
@@ -428,7 +418,7 @@ async fn an_outage_defers_messages_until_the_breaker_closes_and_dead_letters_non
     );
     h.admin.clear_faults().await.unwrap();
     for r in &resp.results {
-        let done = settled(&h, &r.message_id, Duration::from_secs(15)).await;
+        let done = h.settled(&r.message_id, Duration::from_secs(15)).await;
         assert_eq!(done.status, DeliveryStatus::Sent as i32, "{done:?}");
     }
     assert_eq!(received_by(&h, "o_demo_follower").await, 40);

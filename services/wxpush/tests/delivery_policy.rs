@@ -396,9 +396,12 @@ async fn a_rate_limit_of_20_per_second_holds_across_two_replicas() {
     let redis = RedisServer::start();
     let h = harness(quick_delivery()).await;
     let mut config = quick_delivery();
+    // A small burst absorbs the moments no client happens to be calling
+    // exactly when a slot frees (with burst 1 each late arrival is capacity
+    // lost for good, which would measure the clients, not the limit).
     config.rate_limit = RateLimitSettings {
         per_second: 20.0,
-        burst: 1,
+        burst: 5,
     };
     let replicas = [
         extra_delivery(&h, &redis, config.clone()).await,
@@ -430,7 +433,7 @@ async fn a_rate_limit_of_20_per_second_holds_across_two_replicas() {
     let counts = futures_util::future::join_all(loops).await;
     let sent: u32 = counts.iter().map(|c| c.0).sum();
     let limited: u32 = counts.iter().map(|c| c.1).sum();
-    let expected = 20.0 * started.elapsed().as_secs_f64();
+    let expected = 20.0 * started.elapsed().as_secs_f64() + 5.0;
     assert!(limited > 0, "the load exceeded the limit");
     assert!(
         (f64::from(sent) - expected).abs() <= expected * 0.10,
@@ -479,24 +482,13 @@ async fn by_default_a_send_while_the_breaker_is_open_is_queued_and_delivered_lat
         "nothing reached WeChat while open"
     );
     h.admin.clear_faults().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = h
-            .delivery()
-            .get_message(GetMessageRequest {
-                message_id: deferred.message_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if r.status == DeliveryStatus::Sent as i32 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "deferred message never sent: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let r = h
+        .settled(&deferred.message_id, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        r.status,
+        DeliveryStatus::Sent as i32,
+        "deferred message never sent: {r:?}"
+    );
     h.suite.shutdown().await;
 }

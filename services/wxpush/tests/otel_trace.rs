@@ -121,25 +121,12 @@ async fn a_send_is_one_trace_across_every_hop_exported_over_otlp() {
     );
     let queued = h.delivery().send_async(request).await.unwrap().into_inner();
     assert_eq!(queued.trace_id, ASYNC_TRACE);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = h
-            .delivery()
-            .get_message(wxpush_proto::v1::GetMessageRequest {
-                message_id: queued.message_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if r.status == DeliveryStatus::Sent as i32 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "async message not sent: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let r = h.settled(&queued.message_id, Duration::from_secs(10)).await;
+    assert_eq!(
+        r.status,
+        DeliveryStatus::Sent as i32,
+        "async message not sent: {r:?}"
+    );
     let async_record = h
         .find_one(LogFilter {
             message_id: queued.message_id.clone(),

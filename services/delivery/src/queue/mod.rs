@@ -58,6 +58,33 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
+    /// A message as accepted now: the request, its id and app, and the
+    /// current trace (the queue hop continues it).
+    pub fn accepted(
+        req: &wxpush_proto::v1::SendRequest,
+        message_id: &str,
+        app_id: &str,
+        trace: &wxpush_server::trace_context::TraceContext,
+    ) -> Self {
+        Self {
+            message_id: message_id.to_string(),
+            traceparent: trace.child().header_value(),
+            carrier: wxpush_server::rpc::propagation::current_carrier(),
+            app_id: app_id.to_string(),
+            template_key: req.template_key.clone(),
+            openid: req.openid.clone(),
+            variables: req.variables.clone(),
+            url: req.url.clone(),
+            page: req.page.clone(),
+            miniprogram: req
+                .miniprogram
+                .as_ref()
+                .map(|m| (m.appid.clone(), m.pagepath.clone())),
+            accepted_at_ms: now_ms(),
+            ..Default::default()
+        }
+    }
+
     /// The request it was accepted as (for rendering again at delivery).
     pub fn to_send_request(&self) -> wxpush_proto::v1::SendRequest {
         wxpush_proto::v1::SendRequest {

@@ -75,6 +75,35 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Polls GetMessage until the message's status is final (SENT, FAILED,
+    /// DEAD) or `timeout` passes; returns the last status seen.
+    pub async fn settled(&self, message_id: &str, timeout: Duration) -> DeliveryResult {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let r = self
+                .delivery()
+                .get_message(GetMessageRequest {
+                    message_id: message_id.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let done = [
+                DeliveryStatus::Sent,
+                DeliveryStatus::Failed,
+                DeliveryStatus::Dead,
+            ]
+            .iter()
+            .any(|s| *s as i32 == r.status);
+            if done || std::time::Instant::now() > deadline {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 pub fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
