@@ -209,8 +209,10 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
     assert!(deferred > 0, "no message waits DEFERRED during the outage");
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage_started.elapsed())).await;
     let calls_in_outage = h.admin.counters().await.unwrap().api_calls[SEND_PATH] - calls_at_5s;
+    // Without the breaker two processes would make thousands of calls here;
+    // with it, only the half-open probes (at most a worker pool each).
     assert!(
-        calls_in_outage < 200,
+        calls_in_outage < 500,
         "{calls_in_outage} calls reached WeChat during 25 s of outage: the breaker did not hold them back"
     );
     h.admin.clear_faults().await.unwrap();
