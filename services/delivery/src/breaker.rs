@@ -127,7 +127,13 @@ pub struct Breaker {
     machine: Machine,
     tracker: Arc<Tracker>,
     consecutive_failures: Arc<AtomicU32>,
+    /// When the half-open probe in flight started (ms), 0 when none.
+    probe_started_ms: Arc<AtomicI64>,
 }
+
+/// A half-open probe that never reported back (its caller gave up before
+/// calling WeChat) stops blocking others after this.
+const PROBE_TIMEOUT_MS: i64 = 10_000;
 
 /// A snapshot for `GetBreakerState`.
 #[derive(Debug, Clone)]
@@ -167,23 +173,40 @@ impl Breaker {
             machine,
             tracker,
             consecutive_failures: Arc::default(),
+            probe_started_ms: Arc::default(),
         }
     }
 
     /// Whether a call may go to WeChat now (moves open to half-open when the
     /// open period is over).
+    /// While half-open only one call (the probe) goes through at a time, so
+    /// a recovering WeChat is not hit by every waiting message at once.
     pub fn permits(&self) -> bool {
-        self.machine.is_call_permitted()
+        if !self.machine.is_call_permitted() {
+            return false;
+        }
+        if self.tracker.state() != State::HalfOpen {
+            return true;
+        }
+        let now = now_ms();
+        let started = self.probe_started_ms.load(Ordering::SeqCst);
+        let free = started == 0 || now - started > PROBE_TIMEOUT_MS;
+        free && self
+            .probe_started_ms
+            .compare_exchange(started, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// WeChat answered properly (whatever it said about the message).
     pub fn healthy(&self) {
+        self.probe_started_ms.store(0, Ordering::SeqCst);
         self.consecutive_failures.store(0, Ordering::SeqCst);
         self.machine.on_success();
     }
 
     /// WeChat failed transiently.
     pub fn unhealthy(&self) {
+        self.probe_started_ms.store(0, Ordering::SeqCst);
         self.consecutive_failures.fetch_add(1, Ordering::SeqCst);
         self.machine.on_error();
     }
@@ -281,7 +304,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         assert!(b.permits());
         assert_eq!(b.state(), State::HalfOpen);
+        assert!(!b.permits(), "one probe at a time while half-open");
         b.healthy();
+        assert!(b.permits());
         assert_eq!(breakers.views(Some("wx1"))[0].state, State::Closed);
         let registry = wxpush_metrics::SharedRegistry::new();
         registry.register_with(|r| breakers.metrics().register(r));
