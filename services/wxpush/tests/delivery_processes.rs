@@ -225,10 +225,11 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
         .await
         .unwrap();
     wait_for_sent(&h, (MESSAGES * 3 / 4) as u64, Duration::from_secs(120)).await;
-    // SIGTERM: stop reading, finish what it holds, exit cleanly.
-    let term = Command::new("kill")
-        .arg("-TERM")
-        .arg(b.id().to_string())
+    // SIGTERM: stop reading, finish what it holds, exit cleanly. (The shell's
+    // builtin `kill`: a fresh machine may lack procps' /bin/kill.)
+    let term = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {}", b.id()))
         .status()
         .unwrap();
     assert!(term.success());

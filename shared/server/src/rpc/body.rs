@@ -29,6 +29,37 @@ pub(crate) struct Finish {
 }
 
 impl Finish {
+    /// Wraps a call's outcome so the status is recorded when it is known:
+    /// at once for a trailers-only answer, else when the body's trailers
+    /// arrive. A transport error is recorded as `on_error`.
+    pub(crate) fn observe<B, E>(
+        self,
+        result: Result<http::Response<B>, E>,
+        on_error: Code,
+    ) -> Result<http::Response<ObservedBody<B>>, E> {
+        match result {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let finish = match grpc_status(&parts.headers) {
+                    // Trailers-only: the status is already here.
+                    Some(code) => {
+                        self.done(code);
+                        None
+                    }
+                    None => Some(self),
+                };
+                Ok(http::Response::from_parts(
+                    parts,
+                    ObservedBody::new(body, finish),
+                ))
+            }
+            Err(e) => {
+                self.done(on_error);
+                Err(e)
+            }
+        }
+    }
+
     pub(crate) fn done(self, code: Code) {
         self.span.record("rpc.grpc.status_code", code as i64);
         let error = match self.side {

@@ -3,9 +3,9 @@
 //! forwarded. Without an OpenTelemetry subscriber (plain unit tests) the
 //! request's own `traceparent`, if any, is left as it is.
 
+use super::RpcName;
 use super::body::{Finish, ObservedBody, Side};
 use super::propagation::{Forwarded, inject};
-use super::{RpcName, grpc_status};
 use opentelemetry::trace::TraceContextExt;
 use std::future::Future;
 use std::pin::Pin;
@@ -81,27 +81,8 @@ where
             name,
             started,
         };
-        Box::pin(async move {
-            match future.instrument(span).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let finish = match grpc_status(&parts.headers) {
-                        Some(code) => {
-                            finish.done(code);
-                            None
-                        }
-                        None => Some(finish),
-                    };
-                    Ok(http::Response::from_parts(
-                        parts,
-                        ObservedBody::new(body, finish),
-                    ))
-                }
-                Err(e) => {
-                    finish.done(tonic::Code::Unavailable);
-                    Err(e)
-                }
-            }
-        })
+        Box::pin(
+            async move { finish.observe(future.instrument(span).await, tonic::Code::Unavailable) },
+        )
     }
 }

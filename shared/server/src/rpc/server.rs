@@ -2,9 +2,9 @@
 //! trace, and the RPC metrics. Health checks are counted but not traced
 //! (Kubernetes probes would otherwise fill the trace store).
 
+use super::RpcName;
 use super::body::{Finish, ObservedBody, Side};
 use super::propagation::{Forwarded, extract};
-use super::{RpcName, grpc_status};
 use opentelemetry::trace::TraceContextExt;
 use std::future::Future;
 use std::pin::Pin;
@@ -88,27 +88,7 @@ where
         };
         Box::pin(async move {
             let result = forwarded.scope(future.instrument(span)).await;
-            match result {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let finish = match grpc_status(&parts.headers) {
-                        // Trailers-only: the status is already here.
-                        Some(code) => {
-                            finish.done(code);
-                            None
-                        }
-                        None => Some(finish),
-                    };
-                    Ok(http::Response::from_parts(
-                        parts,
-                        ObservedBody::new(body, finish),
-                    ))
-                }
-                Err(e) => {
-                    finish.done(tonic::Code::Internal);
-                    Err(e)
-                }
-            }
+            finish.observe(result, tonic::Code::Internal)
         })
     }
 }
