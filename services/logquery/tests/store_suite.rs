@@ -3,52 +3,21 @@
 
 mod common;
 
-use common::{Backend, Kind, Rng, brute_force, fold, generate, random_filter, ts};
+use common::{Backend, Kind, Rng, brute_force, fold, generate, page_all, query, random_filter, ts};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wxpush_events::{EventSource, Receipt, Received};
-use wxpush_logquery::filter::{Query, check_query};
 use wxpush_logquery::stats::{StatsQuery, align, check_stats, status_name};
 use wxpush_logquery::{LogStore, Tail, ingest};
 use wxpush_proto::v1::{
-    GetStatsRequest, LogFilter, LogRecord, QueryLogsRequest, StatsGroupBy, StatsSeries, TimeRange,
+    GetStatsRequest, LogFilter, LogRecord, StatsGroupBy, StatsSeries, TimeRange,
 };
 
 async fn load(store: &dyn LogStore, events: &[wxpush_proto::v1::DeliveryEvent]) {
     for chunk in events.chunks(4000) {
         store.apply(chunk).await.expect("apply");
     }
-}
-
-fn query(filter: &LogFilter, page_size: u32, token: String) -> Query {
-    check_query(QueryLogsRequest {
-        filter: Some(filter.clone()),
-        page_size,
-        page_token: token,
-    })
-    .expect("a valid query")
-}
-
-/// Pages through a query; at most `max_pages`.
-async fn page_all(
-    store: &dyn LogStore,
-    f: &LogFilter,
-    size: u32,
-    max_pages: usize,
-) -> (Vec<LogRecord>, bool) {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    for _ in 0..max_pages {
-        let page = store.query(&query(f, size, token)).await.expect("query");
-        assert!(page.records.len() <= size as usize);
-        out.extend(page.records);
-        if page.next_page_token.is_empty() {
-            return (out, true);
-        }
-        token = page.next_page_token;
-    }
-    (out, false)
 }
 
 fn ids<R: std::borrow::Borrow<LogRecord>>(rs: &[R]) -> Vec<&str> {

@@ -9,11 +9,14 @@ use std::time::Duration;
 use wxpush_events::{
     EventSink, EventSource, MemoryBus, RedisStreamSink, RedisStreamSource, StreamSettings,
 };
+use wxpush_logquery::filter::{Query, check_query};
 use wxpush_logquery::record::StoredRecord;
 use wxpush_logquery::store::now_micros;
 use wxpush_logquery::{LogStore, MemoryLogStore, RedisLogStore, Retention};
 use wxpush_proto::Timestamp;
-use wxpush_proto::v1::{DeliveryEvent, DeliveryStatus, LogFilter, LogRecord, TimeRange};
+use wxpush_proto::v1::{
+    DeliveryEvent, DeliveryStatus, LogFilter, LogRecord, QueryLogsRequest, TimeRange,
+};
 use wxpush_testkit::RedisServer;
 
 pub const RETENTION: Retention = Retention(Duration::from_secs(7 * 24 * 3600));
@@ -35,12 +38,17 @@ pub enum Kind {
 
 impl Backend {
     pub async fn start(kind: Kind) -> Self {
+        Self::start_with(kind, RETENTION).await
+    }
+
+    /// A backend keeping records for `retention`.
+    pub async fn start_with(kind: Kind, retention: Retention) -> Self {
         match kind {
             Kind::Memory => {
                 let bus = MemoryBus::new(100_000);
                 Self {
                     name: "memory",
-                    store: Arc::new(MemoryLogStore::new(1_000_000, RETENTION)),
+                    store: Arc::new(MemoryLogStore::new(1_000_000, retention)),
                     sink: Arc::new(bus.clone()),
                     bus: Some(bus),
                     redis: None,
@@ -48,7 +56,7 @@ impl Backend {
             }
             Kind::Redis => {
                 let redis = RedisServer::start();
-                let store = RedisLogStore::connect(&redis.url(), "wxpush:", RETENTION)
+                let store = RedisLogStore::connect(&redis.url(), "wxpush:", retention)
                     .await
                     .expect("redis store");
                 let sink = RedisStreamSink::connect(&Self::stream(&redis))
@@ -293,4 +301,35 @@ pub fn random_filter(rng: &mut Rng, all: &[LogRecord]) -> LogFilter {
         });
     }
     f
+}
+
+/// A checked query for one page.
+pub fn query(filter: &LogFilter, page_size: u32, token: String) -> Query {
+    check_query(QueryLogsRequest {
+        filter: Some(filter.clone()),
+        page_size,
+        page_token: token,
+    })
+    .expect("a valid query")
+}
+
+/// Pages through a query; at most `max_pages`. Whether it reached the end.
+pub async fn page_all(
+    store: &dyn LogStore,
+    f: &LogFilter,
+    size: u32,
+    max_pages: usize,
+) -> (Vec<LogRecord>, bool) {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    for _ in 0..max_pages {
+        let page = store.query(&query(f, size, token)).await.expect("query");
+        assert!(page.records.len() <= size as usize);
+        out.extend(page.records);
+        if page.next_page_token.is_empty() {
+            return (out, true);
+        }
+        token = page.next_page_token;
+    }
+    (out, false)
 }

@@ -3,18 +3,20 @@
 //! | key | type | holds |
 //! |-----|------|-------|
 //! | `log:r:{message_id}` | string, `PXAT` accepted_at + retention | the record (protobuf) and the ids of the events folded in |
-//! | `log:all` | zset | every message id, score accepted_at µs |
 //! | `log:c:{status}\|{errcode}\|{app}\|{template_key}\|{template_id}` | zset | the messages with exactly these values ("combo") |
 //! | `log:combos` | set | the names of the combo zsets |
 //! | `log:o:{openid}` | zset, `PXAT` newest + retention | one user's messages |
-//! | `log:t:{trace_id}` | zset, `PXAT` newest + retention | one trace's messages |
+//! | `log:tb:{day}:{bucket}` | hash, `PXAT` end of day + retention | the first message of each trace of that day ([`super::trace`]) |
+//! | `log:t:{trace_id}` | zset, `PXAT` newest + retention | a trace's later messages |
 //!
 //! The five low-cardinality fields share one combo index instead of a zset
 //! each: a record costs one large-zset entry for them instead of five
 //! (~130 bytes each), a filter on any of them is the union of the matching
 //! combos (exact, no record to check), and `GetStats` counts combos with
-//! `ZCOUNT` without reading records. Equal scores order by message id in
-//! Redis as in the cursor, so paging is the same as in memory.
+//! `ZCOUNT` without reading records. Every record is in exactly one combo,
+//! so the union of all combos is the "every record" index too (a separate
+//! one would cost another ~145 bytes per record). Equal scores order by
+//! message id in Redis as in the cursor, so paging is the same as in memory.
 
 use wxpush_proto::v1::{LogFilter, LogRecord};
 
@@ -33,9 +35,6 @@ impl Keys {
     pub fn record(&self, message_id: &str) -> String {
         format!("{}r:{message_id}", self.prefix)
     }
-    pub fn all(&self) -> String {
-        format!("{}all", self.prefix)
-    }
     pub fn combos(&self) -> String {
         format!("{}combos", self.prefix)
     }
@@ -45,8 +44,12 @@ impl Keys {
     pub fn openid(&self, openid: &str) -> String {
         format!("{}o:{openid}", self.prefix)
     }
-    pub fn trace(&self, trace_id: &str) -> String {
+    /// A trace's messages after its first (the first: [`Self::trace_bucket`]).
+    pub fn trace_set(&self, trace_id: &str) -> String {
         format!("{}t:{}", self.prefix, trace_id.to_ascii_lowercase())
+    }
+    pub fn trace_bucket(&self, day: i64, bucket: u8) -> String {
+        format!("{}tb:{day}:{bucket:02x}", self.prefix)
     }
 }
 

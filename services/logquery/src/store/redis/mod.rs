@@ -5,6 +5,7 @@
 //! round trips (`MGET`, then one pipeline of scripts).
 
 mod keys;
+mod trace;
 mod walk;
 
 use super::{LogStore, Page, Retention, now_micros};
@@ -18,10 +19,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 use wxpush_proto::v1::{DeliveryEvent, LogRecord, StatsSeries};
 
-/// Commits one record if it is still what the writer read (KEYS: record,
-/// all, new combo, old combo, openid, trace, combo registry; ARGV: old bytes,
-/// new bytes, score, member, expire-at ms, new combo name, has old, has
-/// openid, has trace, retention cutoff score). Returns 0 on a conflict.
+/// Commits one record if it is still what the writer read, with every
+/// index (KEYS: record, new combo, old combo, openid zset, trace bucket,
+/// trace zset, combo registry; ARGV: old bytes, new bytes, score, member,
+/// expire-at ms, new combo name, has old, has openid, has trace, retention
+/// cutoff score, trace field, trace entry, trace bucket expire-at ms).
+/// Returns 0 on a conflict. A trace is indexed when its record is created:
+/// in the day's bucket if it is the trace's first message, else in its zset.
 const APPLY: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if ARGV[7] == '1' then
@@ -30,19 +34,26 @@ elseif cur then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-if ARGV[7] == '1' and KEYS[4] ~= KEYS[3] then
-  redis.call('ZREM', KEYS[4], ARGV[4])
+if ARGV[7] == '1' and KEYS[3] ~= KEYS[2] then
+  redis.call('ZREM', KEYS[3], ARGV[4])
 end
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('SADD', KEYS[7], ARGV[6])
-for i, k in ipairs({KEYS[5], KEYS[6]}) do
-  if ARGV[7 + i] == '1' then
-    redis.call('ZADD', k, ARGV[3], ARGV[4])
-    redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. ARGV[10])
-    if redis.call('PEXPIRETIME', k) < tonumber(ARGV[5]) then
-      redis.call('PEXPIREAT', k, ARGV[5])
-    end
+local function index(k)
+  redis.call('ZADD', k, ARGV[3], ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. ARGV[10])
+  if redis.call('PEXPIRETIME', k) < tonumber(ARGV[5]) then
+    redis.call('PEXPIREAT', k, ARGV[5])
+  end
+end
+if ARGV[8] == '1' then index(KEYS[4]) end
+if ARGV[9] == '1' and ARGV[7] == '0' then
+  local first = redis.call('HGET', KEYS[5], ARGV[11])
+  if first and first ~= ARGV[12] then
+    index(KEYS[6])
+  else
+    redis.call('HSET', KEYS[5], ARGV[11], ARGV[12])
+    redis.call('PEXPIREAT', KEYS[5], ARGV[13])
   end
 end
 return 1
@@ -117,23 +128,26 @@ impl RedisLogStore {
     fn invocation(&self, sha: &str, w: &Write, pipe: &mut redis::Pipeline) {
         let r = &w.new.record;
         let score = micros(r.accepted_at.as_ref());
-        let expire_ms = score / 1_000 + self.retention.0.as_millis() as i64;
+        let retention = self.retention.0.as_micros() as i64;
+        let expire_ms = (score + retention) / 1_000;
         let cutoff = self.retention.cutoff(now_micros());
         let combo = Combo::of(r);
         let old_combo = w
             .old
             .as_ref()
             .map_or_else(|| combo.clone(), |(_, old)| Combo::of(old));
+        let (bucket, trace_field) = trace::slot(&r.trace_id);
+        let day = trace::day(score);
         let flag = |b: bool| if b { "1" } else { "0" };
         pipe.cmd("EVALSHA")
             .arg(sha)
             .arg(7)
             .arg(self.keys.record(&r.message_id))
-            .arg(self.keys.all())
             .arg(self.keys.combo(&combo.name()))
             .arg(self.keys.combo(&old_combo.name()))
             .arg(self.keys.openid(&r.openid))
-            .arg(self.keys.trace(&r.trace_id))
+            .arg(self.keys.trace_bucket(day, bucket))
+            .arg(self.keys.trace_set(&r.trace_id))
             .arg(self.keys.combos())
             .arg(w.old.as_ref().map_or(&[][..], |(b, _)| b.as_slice()))
             .arg(w.new.encode())
@@ -144,7 +158,10 @@ impl RedisLogStore {
             .arg(flag(w.old.is_some()))
             .arg(flag(!r.openid.is_empty()))
             .arg(flag(!r.trace_id.is_empty()))
-            .arg(cutoff);
+            .arg(cutoff)
+            .arg(&trace_field[..])
+            .arg(trace::entry(score, &r.message_id))
+            .arg(trace::expire_at_ms(day, retention));
     }
 
     async fn load_script(&self, src: &str) -> Result<String, StoreError> {
@@ -265,17 +282,17 @@ impl LogStore for RedisLogStore {
         let mut conn = self.conn.clone();
         let combos = self.combos().await?;
         let mut pipe = redis::pipe();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(self.keys.all())
-            .arg("-inf")
-            .arg(&max);
         for (name, _) in &combos {
             pipe.cmd("ZREMRANGEBYSCORE")
                 .arg(self.keys.combo(name))
                 .arg("-inf")
                 .arg(&max);
         }
-        let removed: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let removed: Vec<u64> = if combos.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn).await?
+        };
         let forget = self.load_script(FORGET_COMBO).await?;
         let mut pipe = redis::pipe();
         for (name, _) in &combos {
@@ -294,7 +311,8 @@ impl LogStore for RedisLogStore {
             .arg(cutoff / 1_000)
             .ignore();
         pipe.exec_async(&mut conn).await?;
-        let n = removed.first().copied().unwrap_or(0);
+        // Every record is in exactly one combo.
+        let n: u64 = removed.iter().sum();
         if n > 0 {
             tracing::info!(
                 removed = n,

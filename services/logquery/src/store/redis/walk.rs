@@ -1,11 +1,12 @@
 //! Reading the Redis indexes: a query picks the cheapest candidate source
-//! (a trace's zset, a user's zset, the union of matching combos, or
-//! `log:all`, by `ZCOUNT` in the time range), merges its zsets newest first
-//! from the cursor, and checks each candidate record against the whole
-//! filter. Only candidates are read, never every record.
+//! (a trace's first messages and zset, a user's zset, or the union of the
+//! matching combos, all combos when nothing else is set; by `ZCOUNT` in the
+//! time range), merges it newest first from the cursor, and checks each
+//! candidate record against the whole filter. Only candidates are read,
+//! never every record.
 
-use super::RedisLogStore;
 use super::keys::{Combo, has_combo_fields};
+use super::{RedisLogStore, trace};
 use crate::error::StoreError;
 use crate::filter::{Cursor, Query, bounds, encode_cursor, matches, micros};
 use crate::stats::{StatsCounter, StatsQuery, align, status_name};
@@ -20,7 +21,25 @@ struct Walker {
     done: bool,
 }
 
-/// The zsets of one source, merged newest first.
+/// Where a query's candidates come from: zsets, and entries already read
+/// (a trace's first messages); `exact` when every candidate matches.
+struct Source {
+    keys: Vec<String>,
+    read: Vec<Cursor>,
+    exact: bool,
+}
+
+impl Source {
+    fn zsets(keys: Vec<String>, exact: bool) -> Self {
+        Self {
+            keys,
+            read: Vec::new(),
+            exact,
+        }
+    }
+}
+
+/// The walkers of one source, merged newest first.
 struct Merge {
     walkers: Vec<Walker>,
     lower: i64,
@@ -31,8 +50,11 @@ fn score_arg(v: i64) -> String {
 }
 
 impl Merge {
-    fn new(keys: Vec<String>, lower: i64, upper: Option<Cursor>) -> Self {
-        let walkers = keys
+    /// Walks `source` in `[lower, upper)`; its entries already read are in
+    /// that range and newest first.
+    fn new(source: Source, lower: i64, upper: Option<Cursor>) -> Self {
+        let mut walkers: Vec<Walker> = source
+            .keys
             .into_iter()
             .map(|key| Walker {
                 key,
@@ -41,6 +63,12 @@ impl Merge {
                 done: false,
             })
             .collect();
+        walkers.push(Walker {
+            key: String::new(),
+            buf: source.read.into(),
+            pos: None,
+            done: true,
+        });
         Self { walkers, lower }
     }
 
@@ -105,7 +133,9 @@ impl Merge {
     async fn next(&mut self, store: &RedisLogStore, n: usize) -> Result<Vec<Cursor>, StoreError> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            self.refill(store, n.clamp(16, 1000)).await?;
+            // Many walkers (every combo) each fetch a share of the page.
+            let share = n / self.walkers.len().max(1);
+            self.refill(store, share.clamp(16, 1000)).await?;
             let best = self
                 .walkers
                 .iter()
@@ -120,27 +150,29 @@ impl Merge {
     }
 }
 
-/// Candidate zsets for a filter and whether all their entries match it.
+/// The cheapest source of candidates for a filter.
 async fn plan(
     store: &RedisLogStore,
     f: &LogFilter,
     lower: i64,
     upper: Option<&Cursor>,
-) -> Result<(Vec<String>, bool), StoreError> {
+) -> Result<Source, StoreError> {
     let has_trace = !f.trace_id.is_empty();
     let has_openid = !f.openid.is_empty();
     let has_combo = has_combo_fields(f);
-    let mut options: Vec<(Vec<String>, bool)> = Vec::new();
+    let mut options: Vec<Source> = Vec::new();
     if has_trace {
-        options.push((
-            vec![store.keys.trace(&f.trace_id)],
-            !has_openid && !has_combo,
-        ));
+        options.push(Source {
+            keys: vec![store.keys.trace_set(&f.trace_id)],
+            read: trace::first_messages(store, &f.trace_id, lower, upper).await?,
+            exact: !has_openid && !has_combo,
+        });
     }
     if has_openid {
-        options.push((vec![store.keys.openid(&f.openid)], !has_trace && !has_combo));
+        let keys = vec![store.keys.openid(&f.openid)];
+        options.push(Source::zsets(keys, !has_trace && !has_combo));
     }
-    if has_combo {
+    if has_combo || options.is_empty() {
         let keys = store
             .combos()
             .await?
@@ -148,10 +180,7 @@ async fn plan(
             .filter(|(_, c)| c.matches(f))
             .map(|(n, _)| store.keys.combo(&n))
             .collect();
-        options.push((keys, !has_trace && !has_openid));
-    }
-    if options.is_empty() {
-        options.push((vec![store.keys.all()], true));
+        options.push(Source::zsets(keys, !has_trace && !has_openid));
     }
     if options.len() == 1 {
         return Ok(options.pop().expect("one option"));
@@ -163,8 +192,8 @@ async fn plan(
     };
     let max = upper.map_or("+inf".to_string(), |u| score_arg(u.0));
     let mut pipe = redis::pipe();
-    for (keys, _) in &options {
-        for k in keys {
+    for s in &options {
+        for k in &s.keys {
             pipe.cmd("ZCOUNT").arg(k).arg(&min).arg(&max);
         }
     }
@@ -173,7 +202,10 @@ async fn plan(
     let mut counts = counts.into_iter();
     let cost: Vec<u64> = options
         .iter()
-        .map(|(keys, _)| keys.iter().map(|_| counts.next().unwrap_or(0) + 20).sum())
+        .map(|s| {
+            let zsets: u64 = s.keys.iter().map(|_| counts.next().unwrap_or(0) + 20).sum();
+            zsets + s.read.len() as u64
+        })
         .collect();
     let best = (0..options.len()).min_by_key(|&i| cost[i]).unwrap_or(0);
     Ok(options.swap_remove(best))
@@ -197,8 +229,9 @@ async fn collect(
             .into_iter()
             .collect());
     }
-    let (keys, exact) = plan(store, f, lower, upper.as_ref()).await?;
-    let mut merge = Merge::new(keys, lower, upper);
+    let source = plan(store, f, lower, upper.as_ref()).await?;
+    let exact = source.exact;
+    let mut merge = Merge::new(source, lower, upper);
     let mut out = Vec::new();
     while out.len() < limit {
         let need = limit - out.len();
