@@ -2,46 +2,13 @@
 //! retention task.
 
 use crate::store::LogStore;
+use crate::tail::Tail;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use wxpush_events::EventSource;
-use wxpush_proto::v1::LogRecord;
 
 /// Events read and applied at once (one store round trip for all).
 pub const BATCH: usize = 256;
-
-/// Records as they are applied, for `TailLogs` subscribers. A subscriber
-/// that falls more than the capacity behind skips what it missed (it is a
-/// live view, the log itself is complete).
-#[derive(Clone)]
-pub struct Tail {
-    tx: broadcast::Sender<Arc<LogRecord>>,
-}
-
-impl Tail {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            tx: broadcast::channel(capacity.max(1)).0,
-        }
-    }
-
-    /// Records applied from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
-        self.tx.subscribe()
-    }
-
-    fn send(&self, r: LogRecord) {
-        // No subscriber is not an error.
-        let _ = self.tx.send(Arc::new(r));
-    }
-}
-
-impl Default for Tail {
-    fn default() -> Self {
-        Self::new(1024)
-    }
-}
 
 /// Reads the stream into the store until it ends. Events are acknowledged
 /// only after the store applied them, so a crash in between re-reads them
@@ -79,9 +46,7 @@ pub fn spawn(
                     }
                 }
             };
-            for r in changed {
-                tail.send(r);
-            }
+            tail.publish(changed).await;
             if let Some(newest) = newest {
                 let now = crate::store::now_micros() / 1_000;
                 IngestMetrics::global().lag_ms.set((now - newest).max(0));

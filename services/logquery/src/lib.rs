@@ -6,7 +6,8 @@
 //! - [`filter`]: checking a `LogFilter` and matching records against it.
 //! - [`stats`]: checking `GetStats` and counting per bucket and group.
 //! - [`store`]: the [`LogStore`] trait, memory and Redis backends.
-//! - [`ingest`]: the task that reads the delivery event stream, and the tail.
+//! - [`ingest`]: the task that reads the delivery event stream.
+//! - [`tail`]: the live tail behind `TailLogs`, shared by replicas via Redis.
 //! - [`service`]: the `wxpush.v1.LogQueryService` gRPC API.
 //! - [`error`]: errors and their one mapping to `tonic::Status`.
 
@@ -17,10 +18,11 @@ pub mod record;
 pub mod service;
 pub mod stats;
 pub mod store;
+pub mod tail;
 
-pub use ingest::Tail;
 pub use service::LogQueryGrpc;
 pub use store::{LogStore, MemoryLogStore, RedisLogStore, Retention};
+pub use tail::Tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +95,8 @@ impl LogQueryConfig {
 /// A store and, with Redis, the event stream it ingests.
 pub struct Backend {
     pub store: Arc<dyn LogStore>,
+    /// Where ingestion publishes for `TailLogs` (with Redis: every replica's).
+    pub tail: Tail,
     /// `None` for memory: the process has no shared stream (`wxpush dev`
     /// wires its in-process bus instead).
     pub source: Option<Arc<dyn EventSource>>,
@@ -104,6 +108,7 @@ pub async fn open_backend(config: &LogQueryConfig) -> anyhow::Result<Backend> {
     Ok(match b.kind {
         BackendKind::Memory => Backend {
             store: Arc::new(MemoryLogStore::new(config.max_records, config.retention())),
+            tail: Tail::default(),
             source: None,
         },
         BackendKind::Redis => {
@@ -120,6 +125,7 @@ pub async fn open_backend(config: &LogQueryConfig) -> anyhow::Result<Backend> {
             .await?;
             Backend {
                 store: Arc::new(store),
+                tail: Tail::over_redis(&b.redis_url, &b.key_prefix).await?,
                 source: Some(Arc::new(source)),
             }
         }

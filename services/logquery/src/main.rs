@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use wxpush_logquery::{LogQueryConfig, LogQueryGrpc, Tail, ingest, open_backend};
+use wxpush_logquery::{LogQueryConfig, LogQueryGrpc, ingest, open_backend};
 
 /// Indexes delivery events and answers queries about them.
 #[derive(Parser)]
@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let config: LogQueryConfig =
         wxpush_server::config::load(args.config.as_deref(), "WXPUSH_LOGQUERY")?;
     let backend = open_backend(&config).await?;
-    let tail = Tail::default();
+    let tail = backend.tail.clone();
     let _ingest = match backend.source {
         Some(source) => Some(ingest::spawn(source, backend.store.clone(), tail.clone())),
         None => {
@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(config.retention_sweep_secs),
     );
     let shutdown = wxpush_server::shutdown::Shutdown::on_signal();
+    tail.close_on(shutdown.wait());
     let registry = wxpush_metrics::SharedRegistry::new();
     registry.register_with(|r| {
         wxpush_server::rpc::RpcMetrics::global().register(r);

@@ -3,13 +3,11 @@
 
 use crate::error::LogQueryError;
 use crate::filter::{check_filter, check_query, matches};
-use crate::ingest::Tail;
 use crate::stats::check_stats;
 use crate::store::LogStore;
+use crate::tail::Tail;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tonic::{Request, Response, Status};
 use wxpush_proto::v1::log_query_service_server::{LogQueryService, LogQueryServiceServer};
 use wxpush_proto::v1::*;
@@ -103,15 +101,7 @@ impl LogQueryService for LogQueryGrpc {
         if !v.is_empty() {
             return Err(LogQueryError::from(v).into());
         }
-        let stream =
-            BroadcastStream::new(self.tail.subscribe()).filter_map(move |item| match item {
-                Ok(r) if matches(&filter, &r) => Some(Ok(LogRecord::clone(&r))),
-                Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(n)) => {
-                    tracing::warn!(skipped = n, "a TailLogs subscriber fell behind");
-                    None
-                }
-            });
-        Ok(Response::new(Box::pin(stream)))
+        let records = self.tail.stream(move |r| matches(&filter, r));
+        Ok(Response::new(Box::pin(records.map(Ok))))
     }
 }

@@ -1,57 +1,103 @@
 //! The API over real gRPC on both backends: TailLogs delivers a matching
-//! record within 1 s of its event and nothing else; bad requests are
+//! record within 1 s of its event and nothing else, from whichever Redis
+//! replica ingested it, and ends on shutdown; bad requests are
 //! INVALID_ARGUMENT naming the field.
 
 mod common;
 
 use common::{Backend, Kind, ts};
 use std::time::{Duration, Instant};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::Code;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
+use tonic::{Code, Streaming, service::Routes};
 use wxpush_logquery::{LogQueryGrpc, Tail, ingest};
 use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
 use wxpush_proto::v1::*;
 use wxpush_server::status::field_violations;
 
-struct Running {
+/// One logquery replica: a server on a loopback port over the backend's
+/// store, with the tail production wires (over Redis Pub/Sub with Redis).
+struct Replica {
     client: LogQueryServiceClient<Channel>,
-    _backend: Backend,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tail: Tail,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    ingest: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Running {
+impl Drop for Replica {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        self.server.abort();
+        if let Some(t) = &self.ingest {
             t.abort();
         }
     }
 }
 
-async fn start(kind: Kind) -> Running {
-    let backend = Backend::start(kind).await;
-    let tail = Tail::default();
-    let ingest = ingest::spawn(backend.source().await, backend.store.clone(), tail.clone());
+/// A replica; it reads the event stream if `ingests`.
+async fn replica(backend: &Backend, ingests: bool) -> Replica {
+    let tail = match backend.redis_url() {
+        Some(url) => Tail::over_redis(&url, "wxpush:").await.unwrap(),
+        None => Tail::default(),
+    };
+    let ingest = if ingests {
+        let source = backend.source().await;
+        Some(ingest::spawn(source, backend.store.clone(), tail.clone()))
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = LogQueryGrpc::new(backend.store.clone(), tail).into_server();
+    let routes = Routes::new(LogQueryGrpc::new(backend.store.clone(), tail.clone()).into_server());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await
-            .unwrap();
+        let names = [log_query_service_server::SERVICE_NAME];
+        wxpush_server::grpc::serve(routes, &names, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
     });
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    Running {
+    Replica {
         client: LogQueryServiceClient::new(channel),
-        _backend: backend,
-        tasks: vec![ingest, server],
+        tail,
+        stop: Some(stop),
+        server,
+        ingest,
     }
+}
+
+struct Running {
+    client: LogQueryServiceClient<Channel>,
+    backend: Backend,
+    _replica: Replica,
+}
+
+async fn start(kind: Kind) -> Running {
+    let backend = Backend::start(kind).await;
+    let replica = replica(&backend, true).await;
+    Running {
+        client: replica.client.clone(),
+        backend,
+        _replica: replica,
+    }
+}
+
+async fn watch(client: &mut LogQueryServiceClient<Channel>, openid: &str) -> Streaming<LogRecord> {
+    client
+        .tail_logs(TailLogsRequest {
+            filter: Some(LogFilter {
+                openid: openid.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("TailLogs")
+        .into_inner()
 }
 
 fn event(id: &str, openid: &str) -> DeliveryEvent {
@@ -73,18 +119,8 @@ fn event(id: &str, openid: &str) -> DeliveryEvent {
 
 async fn tail_delivers_only_matching_records_within_a_second(kind: Kind) {
     let mut rt = start(kind).await;
-    let sink = rt._backend.sink.clone();
-    let mut stream = rt
-        .client
-        .tail_logs(TailLogsRequest {
-            filter: Some(LogFilter {
-                openid: "o_watched".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("TailLogs")
-        .into_inner();
+    let sink = rt.backend.sink.clone();
+    let mut stream = watch(&mut rt.client, "o_watched").await;
     for round in 0..3 {
         sink.publish(event(&format!("other{round}"), "o_other"))
             .await
@@ -205,4 +241,69 @@ async fn memory_bad_requests_are_invalid_argument_naming_the_field() {
 #[tokio::test]
 async fn redis_bad_requests_are_invalid_argument_naming_the_field() {
     bad_requests_name_their_field(Kind::Redis).await;
+}
+
+/// Replica A reads the event stream, replica B does not (the consumer group
+/// gave it nothing): a TailLogs on B still sees A's records.
+#[tokio::test]
+async fn redis_tail_on_one_replica_sees_what_another_ingested() {
+    let backend = Backend::start(Kind::Redis).await;
+    let _a = replica(&backend, true).await;
+    let mut b = replica(&backend, false).await;
+    let mut stream = watch(&mut b.client, "o_watched").await;
+    for round in 0..3 {
+        backend
+            .sink
+            .publish(event(&format!("other{round}"), "o_other"))
+            .await
+            .unwrap();
+        backend
+            .sink
+            .publish(event(&format!("mine{round}"), "o_watched"))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(1), stream.message())
+            .await
+            .expect("a record ingested by the other replica within 1 s")
+            .expect("stream ok")
+            .expect("stream open");
+        assert_eq!(got.message_id, format!("mine{round}"));
+    }
+}
+
+/// Shutdown ends open TailLogs streams, so the server's drain completes.
+async fn shutdown_ends_tail_streams(kind: Kind) {
+    let backend = Backend::start(kind).await;
+    let mut r = replica(&backend, true).await;
+    let mut stream = watch(&mut r.client, "o_watched").await;
+    backend
+        .sink
+        .publish(event("m1", "o_watched"))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+    assert!(
+        matches!(first, Ok(Ok(Some(_)))),
+        "the stream is live: {first:?}"
+    );
+    // What production wires on SIGTERM: close the tail, stop the server.
+    r.tail.close();
+    let _ = r.stop.take().unwrap().send(());
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
+    assert!(matches!(ended, Ok(Ok(None))), "the stream ended: {ended:?}");
+    let drained = tokio::time::timeout(Duration::from_secs(10), &mut r.server).await;
+    assert!(
+        matches!(drained, Ok(Ok(()))),
+        "the server drained: {drained:?}"
+    );
+}
+
+#[tokio::test]
+async fn memory_shutdown_ends_tail_streams() {
+    shutdown_ends_tail_streams(Kind::Memory).await;
+}
+
+#[tokio::test]
+async fn redis_shutdown_ends_tail_streams() {
+    shutdown_ends_tail_streams(Kind::Redis).await;
 }

@@ -100,6 +100,8 @@ pub struct Suite {
     stop: oneshot::Sender<()>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: JoinHandle<()>,
+    /// The live tail, closed first on shutdown.
+    tail: Tail,
     refresher: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
     workers: wxpush_delivery::worker::Workers,
@@ -171,7 +173,7 @@ impl Suite {
         let routes = tonic::service::Routes::new(TokenGrpc::new(tokens).into_server())
             .add_service(template_grpc.into_server())
             .add_service(DeliveryGrpc::new(pipeline).into_server())
-            .add_service(LogQueryGrpc::new(store, tail).into_server());
+            .add_service(LogQueryGrpc::new(store, tail.clone()).into_server());
         let (stop, stopped) = oneshot::channel::<()>();
         let (admin_addr, admin) = match opts.admin_listen {
             Some(addr) => {
@@ -202,6 +204,7 @@ impl Suite {
             stop,
             server,
             ingest,
+            tail,
             refresher,
             workers,
         })
@@ -215,6 +218,8 @@ impl Suite {
     /// Stops the server (letting in-flight calls finish) and the sandbox.
     pub async fn shutdown(self) {
         self.workers.shutdown().await;
+        // Open TailLogs streams end, so the server's drain does not wait on them.
+        self.tail.close();
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.ingest.abort();

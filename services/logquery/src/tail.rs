@@ -1,0 +1,191 @@
+//! The live tail behind `TailLogs`: records as ingestion applies them.
+//!
+//! Alone (memory, `wxpush dev`) the tail is an in-process broadcast. With
+//! Redis, replicas split the event stream between them, so each one
+//! publishes what it applied on a Redis Pub/Sub channel and every replica
+//! feeds its own subscribers from that channel: a `TailLogs` stream sees the
+//! records of every replica. It is a live view: a subscriber that falls
+//! behind, or a reconnect to Redis, skips records; the log itself is
+//! complete. Streams end when the process shuts down.
+
+use prost::Message;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use wxpush_proto::v1::LogRecord;
+
+/// Records as they are applied; cheap to clone.
+#[derive(Clone)]
+pub struct Tail {
+    local: broadcast::Sender<Arc<LogRecord>>,
+    relay: Option<Relay>,
+    closed: Arc<watch::Sender<bool>>,
+}
+
+/// The Redis channel replicas publish to.
+#[derive(Clone)]
+struct Relay {
+    conn: redis::aio::ConnectionManager,
+    channel: String,
+}
+
+impl Tail {
+    /// An in-process tail keeping up to `capacity` records per subscriber.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            local: broadcast::channel(capacity.max(1)).0,
+            relay: None,
+            closed: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// A tail shared by every replica through Redis Pub/Sub on
+    /// `{key_prefix}log:tail`. Returns once this replica is subscribed.
+    pub async fn over_redis(redis_url: &str, key_prefix: &str) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(redis_url)?;
+        let channel = format!("{key_prefix}log:tail");
+        let mut tail = Self::default();
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(&channel).await?;
+        tokio::spawn(relay_in(
+            client.clone(),
+            channel.clone(),
+            pubsub,
+            tail.clone(),
+        ));
+        tail.relay = Some(Relay {
+            conn: redis::aio::ConnectionManager::new(client).await?,
+            channel,
+        });
+        Ok(tail)
+    }
+
+    /// Records applied from now on (in this process, or on any replica with
+    /// a Redis tail).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
+        self.local.subscribe()
+    }
+
+    /// Hands records just applied to every subscriber.
+    pub async fn publish(&self, records: Vec<LogRecord>) {
+        let Some(relay) = &self.relay else {
+            for r in records {
+                // No subscriber is not an error.
+                let _ = self.local.send(Arc::new(r));
+            }
+            return;
+        };
+        if records.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for r in &records {
+            pipe.cmd("PUBLISH")
+                .arg(&relay.channel)
+                .arg(r.encode_to_vec())
+                .ignore();
+        }
+        let mut conn = relay.conn.clone();
+        if let Err(e) = pipe.exec_async(&mut conn).await {
+            tracing::warn!(error = %e, records = records.len(), "publishing to the live tail failed");
+        }
+    }
+
+    /// The records `keep` accepts, until the subscriber goes away or the
+    /// tail closes.
+    pub fn stream(
+        &self,
+        keep: impl Fn(&LogRecord) -> bool + Send + 'static,
+    ) -> ReceiverStream<LogRecord> {
+        let (tx, rx) = mpsc::channel(64);
+        let mut records = self.subscribe();
+        let mut closed = self.closed.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let r = tokio::select! {
+                    _ = closed.wait_for(|c| *c) => break,
+                    _ = tx.closed() => break,
+                    r = records.recv() => r,
+                };
+                match r {
+                    Ok(r) if keep(&r) => {
+                        if tx.send(LogRecord::clone(&r)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "a TailLogs subscriber fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+
+    /// Ends every stream (shutdown: an open `TailLogs` must not hold the
+    /// server's drain).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Closes the tail once `signal` completes.
+    pub fn close_on(&self, signal: impl Future<Output = ()> + Send + 'static) {
+        let tail = self.clone();
+        tokio::spawn(async move {
+            signal.await;
+            tail.close();
+        });
+    }
+}
+
+impl Default for Tail {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
+/// Feeds the channel's records to this replica's subscribers, resubscribing
+/// after a lost connection, until the tail closes.
+async fn relay_in(
+    client: redis::Client,
+    channel: String,
+    mut pubsub: redis::aio::PubSub,
+    tail: Tail,
+) {
+    let mut closed = tail.closed.subscribe();
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            loop {
+                let msg = tokio::select! {
+                    _ = closed.wait_for(|c| *c) => return,
+                    m = tokio_stream::StreamExt::next(&mut messages) => m,
+                };
+                let Some(msg) = msg else { break };
+                match LogRecord::decode(msg.get_payload_bytes()) {
+                    Ok(r) => {
+                        let _ = tail.local.send(Arc::new(r));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "undecodable live tail message"),
+                }
+            }
+        }
+        tracing::warn!("live tail subscription lost; resubscribing");
+        pubsub = loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if *closed.borrow() {
+                return;
+            }
+            match client.get_async_pubsub().await {
+                Ok(mut p) => match p.subscribe(&channel).await {
+                    Ok(()) => break p,
+                    Err(e) => tracing::warn!(error = %e, "resubscribing to the live tail"),
+                },
+                Err(e) => tracing::warn!(error = %e, "reconnecting the live tail"),
+            }
+        };
+    }
+}
