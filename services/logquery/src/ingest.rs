@@ -1,6 +1,7 @@
 //! The ingestion task (delivery event stream → store → live tail) and the
 //! retention task.
 
+use crate::metrics::LogQueryMetrics;
 use crate::store::LogStore;
 use crate::tail::Tail;
 use std::sync::Arc;
@@ -49,7 +50,7 @@ pub fn spawn(
             tail.publish(changed).await;
             if let Some(newest) = newest {
                 let now = crate::store::now_micros() / 1_000;
-                IngestMetrics::global().lag_ms.set((now - newest).max(0));
+                LogQueryMetrics::global().ingest_lag(now - newest);
             }
             if let Err(e) = source.ack(&receipts).await {
                 // They will be read again and change nothing.
@@ -72,29 +73,4 @@ pub fn spawn_retention(store: Arc<dyn LogStore>, every: Duration) -> tokio::task
             }
         }
     })
-}
-
-/// How far ingestion trails the deliveries it reads: the age of the newest
-/// event in the last applied batch. Process-wide, like the ingestion task.
-pub struct IngestMetrics {
-    lag_ms: prometheus_client::metrics::gauge::Gauge,
-}
-
-impl IngestMetrics {
-    /// The process's ingestion metrics.
-    pub fn global() -> &'static IngestMetrics {
-        static METRICS: std::sync::OnceLock<IngestMetrics> = std::sync::OnceLock::new();
-        METRICS.get_or_init(|| IngestMetrics {
-            lag_ms: Default::default(),
-        })
-    }
-
-    /// Adds the gauge to a registry (the admin port's).
-    pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
-        r.register(
-            "wxpush_logquery_ingest_lag_milliseconds",
-            "Age of the newest delivery event in the last batch logquery applied",
-            self.lag_ms.clone(),
-        );
-    }
 }

@@ -7,6 +7,7 @@
 //! - [`stats`]: checking `GetStats` and counting per bucket and group.
 //! - [`store`]: the [`LogStore`] trait, memory and Redis backends.
 //! - [`ingest`]: the task that reads the delivery event stream.
+//! - [`metrics`]: ingestion lag and records dropped, for the admin port.
 //! - [`tail`]: the live tail behind `TailLogs`, shared by replicas via Redis.
 //! - [`service`]: the `wxpush.v1.LogQueryService` gRPC API.
 //! - [`error`]: errors and their one mapping to `tonic::Status`.
@@ -14,6 +15,7 @@
 pub mod error;
 pub mod filter;
 pub mod ingest;
+pub mod metrics;
 pub mod record;
 pub mod service;
 pub mod stats;

@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use wxpush_logquery::{LogQueryConfig, LogQueryGrpc, ingest, open_backend};
+use wxpush_logquery::{LogQueryConfig, LogQueryGrpc, ingest, metrics, open_backend};
 
 /// Indexes delivery events and answers queries about them.
 #[derive(Parser)]
@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let registry = wxpush_metrics::SharedRegistry::new();
     registry.register_with(|r| {
         wxpush_server::rpc::RpcMetrics::global().register(r);
-        ingest::IngestMetrics::global().register(r);
+        metrics::LogQueryMetrics::global().register(r);
     });
     let admin = wxpush_server::grpc::bind(config.admin_listen.parse()?).await?;
     tokio::spawn(wxpush_metrics::serve_admin(

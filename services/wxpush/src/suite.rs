@@ -167,7 +167,7 @@ impl Suite {
             tokens.metrics().register(r);
             pipeline.breakers().metrics().register(r);
             pipeline.queue_metrics().register(r);
-            wxpush_logquery::ingest::IngestMetrics::global().register(r);
+            wxpush_logquery::metrics::LogQueryMetrics::global().register(r);
         });
         let workers = pipeline.spawn_workers();
         let routes = tonic::service::Routes::new(TokenGrpc::new(tokens).into_server())

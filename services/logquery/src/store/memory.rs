@@ -7,6 +7,7 @@
 use super::{LogStore, Page, Retention, now_micros};
 use crate::error::StoreError;
 use crate::filter::{Cursor, Query, bounds, encode_cursor, matches, micros};
+use crate::metrics::{LogQueryMetrics, Removal};
 use crate::record::StoredRecord;
 use crate::stats::{StatsCounter, StatsQuery};
 use std::collections::{BTreeSet, HashMap};
@@ -186,6 +187,7 @@ impl LogStore for MemoryLogStore {
         }
         if evicted > 0 {
             let total = self.evicted.fetch_add(evicted, Ordering::Relaxed) + evicted;
+            LogQueryMetrics::global().removed(Removal::MaxRecords, evicted);
             tracing::debug!(evicted, total, "log records evicted (max_records)");
         }
         Ok(changed)
@@ -248,6 +250,7 @@ impl LogStore for MemoryLogStore {
         }
         if n > 0 {
             let total = self.evicted.fetch_add(n, Ordering::Relaxed) + n;
+            LogQueryMetrics::global().removed(Removal::Retention, n);
             tracing::info!(
                 removed = n,
                 evicted_total = total,
@@ -287,6 +290,9 @@ mod tests {
     #[tokio::test]
     async fn bounded_by_record_count_and_retention() {
         let now = now_micros() / 1_000_000;
+        let metrics = LogQueryMetrics::global();
+        let evicted_before = metrics.removed_so_far(Removal::MaxRecords);
+        let expired_before = metrics.removed_so_far(Removal::Retention);
         let store = MemoryLogStore::new(3, Retention(Duration::from_secs(100)));
         for i in 0..5 {
             store
@@ -295,6 +301,8 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.evicted(), 2);
+        let evicted = metrics.removed_so_far(Removal::MaxRecords) - evicted_before;
+        assert_eq!(evicted, 2, "the metric counts evictions");
         assert!(store.get("m0").await.unwrap().is_none());
         assert!(store.get("m4").await.unwrap().is_some());
         // Already past retention: not stored at all.
@@ -313,5 +321,7 @@ mod tests {
         assert_eq!(short.enforce_retention().await.unwrap(), 1);
         assert!(short.get("a").await.unwrap().is_none());
         assert_eq!(short.evicted(), 1);
+        let expired = metrics.removed_so_far(Removal::Retention) - expired_before;
+        assert_eq!(expired, 1, "the metric counts retention");
     }
 }

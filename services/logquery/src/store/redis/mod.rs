@@ -11,6 +11,7 @@ mod walk;
 use super::{LogStore, Page, Retention, now_micros};
 use crate::error::StoreError;
 use crate::filter::{Query, micros};
+use crate::metrics::{LogQueryMetrics, Removal};
 use crate::record::StoredRecord;
 use crate::stats::StatsQuery;
 use keys::{Combo, Keys};
@@ -313,6 +314,7 @@ impl LogStore for RedisLogStore {
         pipe.exec_async(&mut conn).await?;
         // Every record is in exactly one combo.
         let n: u64 = removed.iter().sum();
+        LogQueryMetrics::global().removed(Removal::Retention, n);
         if n > 0 {
             tracing::info!(
                 removed = n,
