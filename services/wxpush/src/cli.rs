@@ -1,4 +1,5 @@
-//! `wxpush send` and `wxpush logs`: the README walkthrough without grpcurl.
+//! `wxpush send` and `wxpush logs [--follow]`: the README walkthrough
+//! without grpcurl.
 
 use crate::output;
 use std::collections::HashMap;
@@ -80,24 +81,85 @@ pub async fn logs(addr: &str, filter: LogFilter, limit: u32, json: bool) -> i32 
             return EXIT_RPC_ERROR;
         }
     };
-    let req = QueryLogsRequest {
-        filter: Some(filter),
-        page_size: limit,
-        page_token: String::new(),
-    };
-    match LogQueryServiceClient::new(channel).query_logs(req).await {
-        Ok(resp) => {
-            let page = resp.into_inner();
+    match recent(channel, &filter, limit).await {
+        Ok(records) => {
             if json {
-                let records: Vec<_> = page.records.iter().map(output::record_json).collect();
+                let records: Vec<_> = records.iter().map(output::record_json).collect();
                 println!("{}", serde_json::Value::Array(records));
-            } else if page.records.is_empty() {
+            } else if records.is_empty() {
                 println!("no matching records");
             } else {
-                for r in &page.records {
+                for r in &records {
                     println!("{}", output::record_line(r));
                 }
             }
+            0
+        }
+        Err(status) => {
+            eprintln!("{}", output::status_text(&status));
+            EXIT_RPC_ERROR
+        }
+    }
+}
+
+/// The newest `limit` records matching `filter`, newest first.
+async fn recent(
+    channel: Channel,
+    filter: &LogFilter,
+    limit: u32,
+) -> Result<Vec<LogRecord>, tonic::Status> {
+    let req = QueryLogsRequest {
+        filter: Some(filter.clone()),
+        page_size: limit,
+        page_token: String::new(),
+    };
+    let page = LogQueryServiceClient::new(channel).query_logs(req).await?;
+    Ok(page.into_inner().records)
+}
+
+/// `wxpush logs --follow`, like `tail -f`: the newest `limit` records, oldest
+/// first, then every matching record as it is logged (a message again on
+/// each new attempt), one per line (`--json`: one JSON object per line),
+/// until the server ends the stream (exit 0) or fails (exit 2).
+pub async fn follow(addr: &str, filter: LogFilter, limit: u32, json: bool) -> i32 {
+    let channel = match connect(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_RPC_ERROR;
+        }
+    };
+    let print = |r: &LogRecord| {
+        if json {
+            println!("{}", output::record_json(r));
+        } else {
+            println!("{}", output::record_line(r));
+        }
+    };
+    // Subscribed first, so nothing logged meanwhile is missed; what the
+    // page already showed is not shown twice.
+    let request = TailLogsRequest {
+        filter: Some(filter.clone()),
+    };
+    let result = async {
+        let mut stream = LogQueryServiceClient::new(channel.clone())
+            .tail_logs(request)
+            .await?
+            .into_inner();
+        let shown = recent(channel, &filter, limit).await?;
+        for r in shown.iter().rev() {
+            print(r);
+        }
+        while let Some(r) = stream.message().await? {
+            if !shown.contains(&r) {
+                print(&r);
+            }
+        }
+        Ok::<(), tonic::Status>(())
+    };
+    match result.await {
+        Ok(()) => {
+            eprintln!("the server ended the stream");
             0
         }
         Err(status) => {

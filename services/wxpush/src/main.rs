@@ -129,6 +129,10 @@ enum Command {
         /// At most this many records (1..500).
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Keep printing matching records as they are logged (TailLogs),
+        /// oldest first, until the server ends the stream.
+        #[arg(long, short = 'f')]
+        follow: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -233,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
             template_key,
             status,
             limit,
+            follow,
             target,
         } => {
             let status = match status.as_deref().map(cli::parse_status).transpose() {
@@ -251,7 +256,11 @@ async fn main() -> anyhow::Result<()> {
                 status,
                 ..Default::default()
             };
-            cli::logs(&target.addr, filter, limit, target.json).await
+            if follow {
+                cli::follow(&target.addr, filter, limit, target.json).await
+            } else {
+                cli::logs(&target.addr, filter, limit, target.json).await
+            }
         }
     };
     std::process::exit(code);

@@ -49,8 +49,7 @@ async fn tail_shows_a_users_send_within_a_second_and_stats_count_it() {
     assert_eq!(got.trace_id, mine.trace_id);
     let quiet = tokio::time::timeout(Duration::from_millis(300), tail.message()).await;
     assert!(quiet.is_err(), "nothing else: {quiet:?}");
-    // An open TailLogs stream would hold up the graceful shutdown.
-    drop(tail);
+    // The stream stays open: shutdown ends it (it would otherwise hold the drain).
 
     let history = h
         .logs()
@@ -98,4 +97,102 @@ async fn tail_shows_a_users_send_within_a_second_and_stats_count_it() {
     };
     assert_eq!((count("0"), count("43004")), (1, 1), "{stats:?}");
     h.suite.shutdown().await;
+}
+
+/// Lines a child process prints, read on a thread.
+fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line's JSON record; panics after 10 s (a hang, not a speed
+/// target).
+async fn next_record(lines: &mut std::sync::mpsc::Receiver<String>) -> serde_json::Value {
+    let rx = std::mem::replace(lines, std::sync::mpsc::channel().1);
+    let (line, rx) = tokio::task::spawn_blocking(move || {
+        let line = rx.recv_timeout(Duration::from_secs(10));
+        (line, rx)
+    })
+    .await
+    .unwrap();
+    *lines = rx;
+    let line = line.expect("a line from wxpush logs --follow");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+}
+
+/// `wxpush logs --follow`, a real process against the suite: the user's
+/// earlier message first, then each new one as it is logged (one JSON
+/// object per line, nothing of other users), and exit 0 when the suite
+/// shuts down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_prints_records_as_they_are_logged_until_shutdown() {
+    let h = Harness::start().await;
+    let earlier = h
+        .delivery()
+        .send(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    h.find_one(LogFilter {
+        message_id: earlier.message_id.clone(),
+        ..Default::default()
+    })
+    .await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wxpush"))
+        .args(["logs", "--follow", "--json", "--openid", "o_demo_follower"])
+        .args(["--addr", &h.suite.grpc_url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wxpush runs");
+    let mut lines = lines_of(child.stdout.take().unwrap());
+    let first = next_record(&mut lines).await;
+    assert_eq!(first["message_id"], earlier.message_id.as_str());
+
+    h.delivery()
+        .send(shipped_to("o_demo_unfollowed"))
+        .await
+        .unwrap();
+    let mine = h
+        .delivery()
+        .send(shipped_to("o_demo_follower"))
+        .await
+        .unwrap()
+        .into_inner();
+    let next = next_record(&mut lines).await;
+    assert_eq!(next["message_id"], mine.message_id.as_str(), "{next}");
+    assert_eq!(next["openid"], "o_demo_follower");
+
+    h.suite.shutdown().await;
+    let exit = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let status = exit.expect("wxpush logs --follow exits when the server ends the stream");
+    assert!(status.success(), "{status:?}");
+    for line in lines.try_iter() {
+        assert!(
+            line.contains(&mine.message_id),
+            "nothing else printed: {line}"
+        );
+    }
 }
