@@ -2,6 +2,7 @@
 //! it has been enforced, they leave every answer (queries through each
 //! index, history, stats), and on Redis their index entries are gone too.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, Kind, brute_force, fold, generate, page_all, ts};
@@ -130,12 +131,4 @@ async fn redis_indexes_hold_no_old_entry(url: &str, cutoff: i64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_old_records_leave_every_answer() {
-    old_records_leave_every_answer(Kind::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_old_records_leave_every_answer() {
-    old_records_leave_every_answer(Kind::Redis).await;
-}
+on_both_backends!(old_records_leave_every_answer => memory_old_records_leave_every_answer, redis_old_records_leave_every_answer);

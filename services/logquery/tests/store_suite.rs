@@ -1,6 +1,7 @@
 //! The acceptance suite, one body generic over the store, run on memory and
 //! on a real Redis (a private redis-server from wxpush-testkit).
 
+#[macro_use]
 mod common;
 
 use common::{Backend, Kind, Rng, brute_force, fold, generate, page_all, query, random_filter, ts};
@@ -142,15 +143,7 @@ async fn indexed_queries_match_brute_force(kind: Kind) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_indexed_queries_match_brute_force_on_100k_records() {
-    indexed_queries_match_brute_force(Kind::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_indexed_queries_match_brute_force_on_100k_records() {
-    indexed_queries_match_brute_force(Kind::Redis).await;
-}
+on_both_backends!(indexed_queries_match_brute_force => memory_indexed_queries_match_brute_force_on_100k_records, redis_indexed_queries_match_brute_force_on_100k_records);
 
 async fn paging_while_inserting(kind: Kind) {
     let backend = Backend::start(kind).await;
@@ -218,15 +211,7 @@ async fn paging_while_inserting(kind: Kind) {
     assert!(pages > 20, "paged while writing ({pages} pages)");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_paging_while_inserting_skips_and_repeats_nothing() {
-    paging_while_inserting(Kind::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_paging_while_inserting_skips_and_repeats_nothing() {
-    paging_while_inserting(Kind::Redis).await;
-}
+on_both_backends!(paging_while_inserting => memory_paging_while_inserting_skips_and_repeats_nothing, redis_paging_while_inserting_skips_and_repeats_nothing);
 
 /// A consumer that crashes after applying, before acknowledging.
 struct NeverAcks(Arc<dyn EventSource>);
@@ -329,12 +314,4 @@ async fn restart_loses_nothing_and_duplicates_nothing(kind: Kind) {
     assert!(changed > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_restart_mid_ingestion_loses_nothing_and_duplicates_nothing() {
-    restart_loses_nothing_and_duplicates_nothing(Kind::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restart_mid_ingestion_loses_nothing_and_duplicates_nothing() {
-    restart_loses_nothing_and_duplicates_nothing(Kind::Redis).await;
-}
+on_both_backends!(restart_loses_nothing_and_duplicates_nothing => memory_restart_mid_ingestion_loses_nothing_and_duplicates_nothing, redis_restart_mid_ingestion_loses_nothing_and_duplicates_nothing);

@@ -3,6 +3,7 @@
 //! ids share the bytes the Redis trace index keys them by. Each query must
 //! return exactly the brute-force answer, on every page size.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, Kind, Rng, brute_force, fold, generate, page_all, ts};
@@ -96,12 +97,4 @@ async fn trace_lookups_match_brute_force(kind: Kind) {
     assert!(checked > 100, "the lookups found records ({checked})");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_trace_lookups_match_brute_force() {
-    trace_lookups_match_brute_force(Kind::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_trace_lookups_match_brute_force() {
-    trace_lookups_match_brute_force(Kind::Redis).await;
-}
+on_both_backends!(trace_lookups_match_brute_force => memory_trace_lookups_match_brute_force, redis_trace_lookups_match_brute_force);

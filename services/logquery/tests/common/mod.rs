@@ -21,6 +21,23 @@ use wxpush_testkit::RedisServer;
 
 pub const RETENTION: Retention = Retention(Duration::from_secs(7 * 24 * 3600));
 
+/// One acceptance body (an `async fn(Kind)`) as two tests: on memory and
+/// on a real Redis.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($body:ident => $memory:ident, $redis:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $memory() {
+            $body(common::Kind::Memory).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $redis() {
+            $body(common::Kind::Redis).await;
+        }
+    };
+}
+
 /// One backend: its store and its event stream.
 pub struct Backend {
     pub name: &'static str,
