@@ -11,6 +11,10 @@ struct Args {
     /// YAML config file; `WXPUSH_DELIVERY__KEY=value` overrides any setting.
     #[arg(long, env = "WXPUSH_DELIVERY_CONFIG")]
     config: Option<PathBuf>,
+    /// Load the config (file and environment), report what is wrong, and
+    /// exit without serving: 0 if it is valid.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[tokio::main]
@@ -19,6 +23,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: DeliveryConfig =
         wxpush_server::config::load(args.config.as_deref(), "WXPUSH_DELIVERY")?;
+    if args.check_config {
+        println!("config OK");
+        return Ok(());
+    }
     let result =
         wxpush_delivery::server::run(config, wxpush_server::shutdown::Shutdown::on_signal()).await;
     telemetry.shutdown().await;

@@ -12,6 +12,10 @@ struct Args {
     /// YAML config file; `WXPUSH_LOGQUERY__KEY=value` overrides any setting.
     #[arg(long, env = "WXPUSH_LOGQUERY_CONFIG")]
     config: Option<PathBuf>,
+    /// Load the config (file and environment), report what is wrong, and
+    /// exit without serving: 0 if it is valid.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[tokio::main]
@@ -20,6 +24,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: LogQueryConfig =
         wxpush_server::config::load(args.config.as_deref(), "WXPUSH_LOGQUERY")?;
+    if args.check_config {
+        println!("config OK");
+        return Ok(());
+    }
     let backend = open_backend(&config).await?;
     let tail = backend.tail.clone();
     let _ingest = match backend.source {

@@ -11,6 +11,10 @@ struct Args {
     /// YAML config file; `WXPUSH_TEMPLATE__KEY=value` overrides any setting.
     #[arg(long, env = "WXPUSH_TEMPLATE_CONFIG")]
     config: Option<PathBuf>,
+    /// Load the config (file and environment), report what is wrong, and
+    /// exit without serving: 0 if it is valid.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[tokio::main]
@@ -19,12 +23,22 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: wxpush_template::TemplateConfig =
         wxpush_server::config::load(args.config.as_deref(), "WXPUSH_TEMPLATE")?;
+    let seed = match &config.templates_file {
+        Some(path) => {
+            let templates = spec::load_file(path).map_err(anyhow::Error::msg)?;
+            tracing::info!(count = templates.len(), file = %path.display(), "templates loaded");
+            Some(templates)
+        }
+        None => None,
+    };
+    if args.check_config {
+        println!("config OK");
+        return Ok(());
+    }
     let registry = TemplateRegistry::open(&config.backend)
         .await
         .map_err(|e| anyhow::anyhow!("template backend: {e}"))?;
-    if let Some(path) = &config.templates_file {
-        let templates = spec::load_file(path).map_err(anyhow::Error::msg)?;
-        tracing::info!(count = templates.len(), file = %path.display(), "templates loaded");
+    if let Some(templates) = seed {
         registry
             .seed(templates)
             .await

@@ -14,6 +14,10 @@ struct Args {
     /// YAML config file; `WXPUSH_TOKEN__KEY=value` overrides any setting.
     #[arg(long, env = "WXPUSH_TOKEN_CONFIG")]
     config: Option<PathBuf>,
+    /// Load the config (file and environment), report what is wrong, and
+    /// exit without serving: 0 if it is valid.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[tokio::main]
@@ -21,6 +25,13 @@ async fn main() -> anyhow::Result<()> {
     let telemetry = wxpush_telemetry::init("wxpush-token", env!("CARGO_PKG_VERSION"));
     let args = Args::parse();
     let config: TokenConfig = wxpush_server::config::load(args.config.as_deref(), "WXPUSH_TOKEN")?;
+    if args.check_config {
+        for app in &config.apps {
+            app.secret_source().map_err(anyhow::Error::msg)?;
+        }
+        println!("config OK");
+        return Ok(());
+    }
     let wechat = WechatClient::new(&config.wechat)?;
     let wechat_metrics = wechat.metrics().clone();
     let store = wxpush_token::store::connect(&config.backend).await?;

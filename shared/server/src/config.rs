@@ -6,6 +6,7 @@
 //! `WXPUSH_DELIVERY__WECHAT__BASE_URL=http://127.0.0.1:9100`. Values are parsed
 //! as YAML scalars, so numbers and booleans work as expected. This is what a
 //! Kubernetes ConfigMap (the file) plus Deployment env (the overrides) needs.
+//! A setting no service knows is an error naming it, not silently ignored.
 
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
@@ -22,6 +23,10 @@ pub enum ConfigError {
     },
     #[error("invalid config {origin}: {message}")]
     Invalid { origin: String, message: String },
+    /// A setting no service knows: a typo would otherwise be ignored and its
+    /// default used without a word.
+    #[error("unknown config settings in {origin}: {}", keys.join(", "))]
+    Unknown { origin: String, keys: Vec<String> },
 }
 
 /// Loads `T` from an optional YAML file, then applies `prefix__...`
@@ -65,10 +70,20 @@ pub fn load_with_env<T: DeserializeOwned>(
             message,
         })?;
     }
-    serde_yaml_ng::from_value(root).map_err(|e| ConfigError::Invalid {
-        origin,
-        message: e.to_string(),
-    })
+    let mut unknown = Vec::new();
+    let config = serde_ignored::deserialize(root, |path| unknown.push(path.to_string())).map_err(
+        |e: serde_yaml_ng::Error| ConfigError::Invalid {
+            origin: origin.clone(),
+            message: e.to_string(),
+        },
+    )?;
+    if !unknown.is_empty() {
+        return Err(ConfigError::Unknown {
+            origin,
+            keys: unknown,
+        });
+    }
+    Ok(config)
 }
 
 fn parse_scalar(raw: &str) -> Value {
@@ -215,6 +230,28 @@ mod tests {
         let err =
             load_with_env::<Cfg>(Some(Path::new("/nonexistent/x.yaml")), "X", []).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.yaml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_settings_are_named_not_ignored() {
+        let dir = std::env::temp_dir().join(format!("wxpush-cfg-u-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yaml");
+        std::fs::write(
+            &file,
+            "listen: 0.0.0.0:1
+wechat:
+  base_ur1: http://x
+",
+        )
+        .unwrap();
+        let env = [("X__VERBOS".to_string(), "true".to_string())];
+        let err = load_with_env::<Cfg>(Some(&file), "X", env).unwrap_err();
+        let ConfigError::Unknown { keys, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(keys, &["wechat.base_ur1", "verbos"]);
+        assert!(err.to_string().contains("wechat.base_ur1"), "{err}");
     }
 
     #[test]
