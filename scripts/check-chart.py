@@ -10,7 +10,8 @@
 - what schemas cannot see: Services select pods and name their ports, Istio
   subsets select pods, route weights sum to 100 with the canary's share,
   the canary header route, no retries on delivery, durations, principals of
-  rendered service accounts, endpoints that point at rendered Services;
+  rendered service accounts, endpoints that point at rendered Services, a
+  change to one service's config rolling only its own pods;
 - the services' own binaries accept every rendered config
   (`--check-config`), and refuse a misspelt setting.
 
@@ -296,6 +297,15 @@ def main():
     refused(default, ["apps[0].appId=wx_a"], "secretName")
     refused(default, ["redis.url=http://nope"], "url")
     no_redis.unlink()
+    def checksums(docs):
+        return {
+            d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for d in by_kind(docs, "Deployment")
+        }
+    before = checksums(render(default))
+    after = checksums(render(default, "delivery.config.retry.max_attempts=4"))
+    changed = sorted(n for n in before if before[n] != after[n])
+    check(changed == ["wxpush-delivery"], f"a delivery setting rolls only delivery's pods: {changed}")
     off = render(default, "istio.enabled=false")
     check(not any(d["kind"] in ISTIO_KINDS for d in off), "istio.enabled=false renders no Istio objects")
     print(f"check-chart: {checks} checks passed")

@@ -69,3 +69,40 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "wxpush.principal" -}}
 {{- printf "%s/ns/%s/sa/%s" .root.Values.istio.trustDomain .root.Release.Namespace (include "wxpush.name" .) -}}
 {{- end -}}
+
+{{/* A component's config file (dict "root" $ "component" "token"): what the
+chart sets, with `<component>.config` over it. */}}
+{{- define "wxpush.config" -}}
+{{- $ := .root }}
+{{- $component := .component }}
+{{- $c := index $.Values $component }}
+{{- $config := dict
+      "listen" (printf "0.0.0.0:%v" $c.grpcPort)
+      "admin_listen" (printf "0.0.0.0:%v" $c.adminPort)
+      "backend" (dict "kind" "redis" "key_prefix" $.Values.redis.keyPrefix) }}
+{{- if ne $component "logquery" }}
+{{- $_ := set $config "wechat" (dict "base_url" $.Values.wechat.baseUrl) }}
+{{- end }}
+{{- if eq $component "token" }}
+{{- $apps := list }}
+{{- range $.Values.apps }}
+{{- $apps = append $apps (dict
+      "app_id" .appId
+      "kind" (.kind | default "official_account")
+      "token_mode" (.tokenMode | default "stable_token")
+      "secret_file" (printf "/var/run/secrets/wxpush/apps/%s/secret" .appId)) }}
+{{- end }}
+{{- $_ := set $config "apps" $apps }}
+{{- end }}
+{{- if eq $component "template" }}
+{{- $_ := set $config "token_endpoint" (include "wxpush.endpoint" (dict "root" $ "component" "token")) }}
+{{- if $c.templates }}
+{{- $_ := set $config "templates_file" "/etc/wxpush/templates.yaml" }}
+{{- end }}
+{{- end }}
+{{- if eq $component "delivery" }}
+{{- $_ := set $config "token_endpoint" (include "wxpush.endpoint" (dict "root" $ "component" "token")) }}
+{{- $_ := set $config "template_endpoint" (include "wxpush.endpoint" (dict "root" $ "component" "template")) }}
+{{- end }}
+{{- mustMergeOverwrite $config (deepCopy ($c.config | default dict)) | toYaml }}
+{{- end -}}
