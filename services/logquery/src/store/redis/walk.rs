@@ -19,6 +19,9 @@ struct Walker {
     buf: VecDeque<Cursor>,
     pos: Option<Cursor>,
     done: bool,
+    /// Entries its next fetch asks for (0: not fetched yet); doubles on
+    /// each fetch, so a walker the merge keeps drawing from reads in bulk.
+    batch: usize,
 }
 
 /// Where a query's candidates come from: zsets, and entries already read
@@ -45,6 +48,9 @@ struct Merge {
     lower: i64,
 }
 
+/// The most entries one fetch of a zset asks for.
+const MAX_BATCH: usize = 1000;
+
 fn score_arg(v: i64) -> String {
     v.to_string()
 }
@@ -61,6 +67,7 @@ impl Merge {
                 buf: VecDeque::new(),
                 pos: upper.clone(),
                 done: false,
+                batch: 0,
             })
             .collect();
         walkers.push(Walker {
@@ -68,82 +75,106 @@ impl Merge {
             buf: source.read.into(),
             pos: None,
             done: true,
+            batch: 0,
         });
         Self { walkers, lower }
     }
 
-    /// Refills every empty walker (one pipeline). Entries with the position's
-    /// score but not below its member are skipped; if a whole batch was such
-    /// ties the batch grows until it gets past them.
-    async fn refill(&mut self, store: &RedisLogStore, batch: usize) -> Result<(), StoreError> {
-        let mut size = batch;
-        loop {
-            let todo: Vec<usize> = (0..self.walkers.len())
-                .filter(|&i| self.walkers[i].buf.is_empty() && !self.walkers[i].done)
-                .collect();
-            if todo.is_empty() {
-                return Ok(());
+    /// Refills the walkers `todo` (one pipeline): a walker's first fetch
+    /// asks for `first` entries, each later one for twice its last. Entries
+    /// with the position's score but not below its member are skipped; a
+    /// walker left empty by such ties is fetched again, with a larger batch.
+    async fn refill(
+        &mut self,
+        store: &RedisLogStore,
+        todo: &[usize],
+        first: usize,
+    ) -> Result<(), StoreError> {
+        let min = if self.lower == i64::MIN {
+            "-inf".to_string()
+        } else {
+            score_arg(self.lower)
+        };
+        let mut pipe = redis::pipe();
+        for &i in todo {
+            let w = &mut self.walkers[i];
+            if w.batch == 0 {
+                w.batch = first;
             }
-            let min = if self.lower == i64::MIN {
-                "-inf".to_string()
-            } else {
-                score_arg(self.lower)
-            };
-            let mut pipe = redis::pipe();
-            for &i in &todo {
-                let w = &self.walkers[i];
-                let max = w
-                    .pos
-                    .as_ref()
-                    .map_or("+inf".to_string(), |p| score_arg(p.0));
-                pipe.cmd("ZRANGE")
-                    .arg(&w.key)
-                    .arg(max)
-                    .arg(&min)
-                    .arg("BYSCORE")
-                    .arg("REV")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(size)
-                    .arg("WITHSCORES");
-            }
-            let mut conn = store.conn.clone();
-            let replies: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await?;
-            for (&i, entries) in todo.iter().zip(replies) {
-                let w = &mut self.walkers[i];
-                let full = entries.len() == size;
-                for (member, score) in entries {
-                    let c = (score as i64, member);
-                    if w.pos.as_ref().is_none_or(|p| &c < p) {
-                        w.buf.push_back(c);
-                    }
-                }
-                if let Some(last) = w.buf.back() {
-                    w.pos = Some(last.clone());
-                }
-                if !full {
-                    w.done = true;
-                }
-            }
-            size = size.saturating_mul(2);
+            let max = w
+                .pos
+                .as_ref()
+                .map_or("+inf".to_string(), |p| score_arg(p.0));
+            pipe.cmd("ZRANGE")
+                .arg(&w.key)
+                .arg(max)
+                .arg(&min)
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(w.batch)
+                .arg("WITHSCORES");
         }
+        let mut conn = store.conn.clone();
+        let replies: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await?;
+        for (&i, entries) in todo.iter().zip(replies) {
+            let w = &mut self.walkers[i];
+            let full = entries.len() == w.batch;
+            for (member, score) in entries {
+                let c = (score as i64, member);
+                if w.pos.as_ref().is_none_or(|p| &c < p) {
+                    w.buf.push_back(c);
+                }
+            }
+            if let Some(last) = w.buf.back() {
+                w.pos = Some(last.clone());
+            }
+            if !full {
+                w.done = true;
+            }
+            w.batch = w.batch.saturating_mul(2).min(MAX_BATCH);
+        }
+        Ok(())
     }
 
-    /// Up to `n` next message ids, newest first.
+    /// Up to `n` next message ids, newest first. An empty walker is fetched
+    /// only while it could hold the next id: when everything it has left
+    /// (below its position) is below another walker's head, it waits. So a
+    /// merge of many zsets (every combo) reads a few entries of each, not a
+    /// page of each.
     async fn next(&mut self, store: &RedisLogStore, n: usize) -> Result<Vec<Cursor>, StoreError> {
+        // One zset: the page. Several: twice their share of it, enough
+        // that evenly spread ids need no second fetch.
+        let first = match self.walkers.len() {
+            0 | 1 => n,
+            k => (2 * n).div_ceil(k),
+        }
+        .clamp(2, MAX_BATCH);
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            // Many walkers (every combo) each fetch a share of the page.
-            let share = n / self.walkers.len().max(1);
-            self.refill(store, share.clamp(16, 1000)).await?;
             let best = self
                 .walkers
                 .iter()
                 .enumerate()
                 .filter_map(|(i, w)| w.buf.front().map(|c| (c, i)))
-                .max()
-                .map(|(_, i)| i);
-            let Some(i) = best else { break };
+                .max();
+            let todo: Vec<usize> = (0..self.walkers.len())
+                .filter(|&i| {
+                    let w = &self.walkers[i];
+                    w.buf.is_empty()
+                        && !w.done
+                        && match (&best, &w.pos) {
+                            (Some((head, _)), Some(pos)) => pos > *head,
+                            _ => true,
+                        }
+                })
+                .collect();
+            if !todo.is_empty() {
+                self.refill(store, &todo, first).await?;
+                continue;
+            }
+            let Some((_, i)) = best else { break };
             out.extend(self.walkers[i].buf.pop_front());
         }
         Ok(out)
