@@ -34,6 +34,20 @@ pub fn parse_status(name: &str) -> Result<DeliveryStatus, String> {
         })
 }
 
+/// The channel to `addr`, or returns the RPC-error exit code from the
+/// calling command after saying why not.
+macro_rules! connect_or_return {
+    ($addr:expr) => {
+        match connect($addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return EXIT_RPC_ERROR;
+            }
+        }
+    };
+}
+
 async fn connect(addr: &str) -> Result<Channel, String> {
     Channel::from_shared(addr.to_string())
         .map_err(|e| format!("bad --addr {addr:?}: {e}"))?
@@ -44,13 +58,7 @@ async fn connect(addr: &str) -> Result<Channel, String> {
 
 /// Sends one message; prints the result; returns the exit code.
 pub async fn send(addr: &str, req: SendRequest, json: bool) -> i32 {
-    let channel = match connect(addr).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_RPC_ERROR;
-        }
-    };
+    let channel = connect_or_return!(addr);
     match DeliveryServiceClient::new(channel).send(req).await {
         Ok(resp) => {
             let r = resp.into_inner();
@@ -74,13 +82,7 @@ pub async fn send(addr: &str, req: SendRequest, json: bool) -> i32 {
 
 /// Queries the delivery log; prints matching records; returns the exit code.
 pub async fn logs(addr: &str, filter: LogFilter, limit: u32, json: bool) -> i32 {
-    let channel = match connect(addr).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_RPC_ERROR;
-        }
-    };
+    let channel = connect_or_return!(addr);
     match recent(channel, &filter, limit).await {
         Ok(records) => {
             if json {
@@ -122,13 +124,7 @@ async fn recent(
 /// each new attempt), one per line (`--json`: one JSON object per line),
 /// until the server ends the stream (exit 0) or fails (exit 2).
 pub async fn follow(addr: &str, filter: LogFilter, limit: u32, json: bool) -> i32 {
-    let channel = match connect(addr).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_RPC_ERROR;
-        }
-    };
+    let channel = connect_or_return!(addr);
     let print = |r: &LogRecord| {
         if json {
             println!("{}", output::record_json(r));
@@ -171,13 +167,7 @@ pub async fn follow(addr: &str, filter: LogFilter, limit: u32, json: bool) -> i3
 
 /// Prints the circuit breaker state per app; returns the exit code.
 pub async fn breaker(addr: &str, app_id: Option<String>, json: bool) -> i32 {
-    let channel = match connect(addr).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_RPC_ERROR;
-        }
-    };
+    let channel = connect_or_return!(addr);
     let request = GetBreakerStateRequest {
         app_id: app_id.unwrap_or_default(),
     };
@@ -216,13 +206,7 @@ pub async fn dlq(
     limit: u32,
     json: bool,
 ) -> i32 {
-    let channel = match connect(addr).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_RPC_ERROR;
-        }
-    };
+    let channel = connect_or_return!(addr);
     let mut client = DeliveryServiceClient::new(channel);
     if replay {
         let request = ReplayDeadLettersRequest {
@@ -277,13 +261,7 @@ pub async fn dlq(
 
 /// Prints every app's token status, or one app's; returns the exit code.
 pub async fn token_status(addr: &str, app_id: Option<String>, json: bool) -> i32 {
-    let channel = match connect(addr).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_RPC_ERROR;
-        }
-    };
+    let channel = connect_or_return!(addr);
     let mut client = TokenServiceClient::new(channel);
     let apps = match app_id {
         Some(app_id) => client

@@ -165,12 +165,7 @@ async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
         })
         .await
         .unwrap();
-    let accepted = h
-        .delivery()
-        .send_async(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let accepted = h.send_async(shipped_to("o_demo_follower")).await;
     let r = h
         .settled(&accepted.message_id, Duration::from_secs(5))
         .await;
@@ -236,12 +231,7 @@ async fn busy_forever_ends_dead_after_the_attempt_budget() {
         })
         .await
         .unwrap();
-    let accepted = h
-        .delivery()
-        .send_async(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let accepted = h.send_async(shipped_to("o_demo_follower")).await;
     let r = h
         .settled(&accepted.message_id, Duration::from_secs(5))
         .await;
@@ -338,12 +328,7 @@ async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
             .await
             .unwrap()
             .into_inner();
-        let accepted = h
-            .delivery()
-            .send_async(shipped_to("o_demo_follower2"))
-            .await
-            .unwrap()
-            .into_inner();
+        let accepted = h.send_async(shipped_to("o_demo_follower2")).await;
         if waits {
             assert_eq!(accepted.status, DeliveryStatus::Deferred as i32);
             tokio::time::sleep(Duration::from_millis(500)).await;

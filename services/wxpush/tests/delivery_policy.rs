@@ -109,12 +109,7 @@ async fn a_bad_token_once_means_one_invalidation_one_retry_and_sent() {
         .unwrap();
     let issued = h.admin.counters().await.unwrap().new_tokens_issued["wx_demo_oa"];
     h.admin.set_fault(&fault(40001, Some(1))).await.unwrap();
-    let r = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
     assert_eq!(r.attempts, 2);
     assert_eq!(
@@ -138,23 +133,13 @@ async fn a_bad_token_once_means_one_invalidation_one_retry_and_sent() {
 async fn busy_twice_is_sent_on_the_third_attempt_and_busy_forever_fails_after_max() {
     let h = harness(quick_delivery()).await;
     h.admin.set_fault(&fault(-1, Some(2))).await.unwrap();
-    let r = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
     assert_eq!(r.attempts, 3);
     assert_eq!(history(&h, &r.message_id).await.len(), 3);
 
     h.admin.set_fault(&fault(-1, None)).await.unwrap();
-    let r = h
-        .delivery()
-        .send(shipped_to("o_demo_follower2"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = h.send(shipped_to("o_demo_follower2")).await;
     assert_eq!(r.status, DeliveryStatus::Failed as i32, "{r:?}");
     assert_eq!((r.attempts, r.errcode), (3, -1));
     let attempts = history(&h, &r.message_id).await;
@@ -172,12 +157,7 @@ async fn a_non_follower_fails_once_and_a_hundred_of_them_leave_the_breaker_close
     config.breaker.failure_threshold = 3;
     let h = harness(config).await;
     for _ in 0..100 {
-        let r = h
-            .delivery()
-            .send(shipped_to("o_demo_unfollowed"))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = h.send(shipped_to("o_demo_unfollowed")).await;
         assert_eq!(
             (r.status, r.attempts, r.errcode),
             (DeliveryStatus::Failed as i32, 1, 43004)
@@ -209,12 +189,7 @@ async fn an_outage_opens_the_breaker_which_keeps_wechat_untouched_until_a_probe_
         })
         .await
         .unwrap();
-    let r = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!((r.status, r.attempts), (DeliveryStatus::Failed as i32, 3));
     let reached = sends_reaching_wechat(&h).await;
     assert_eq!(reached, 3);
@@ -250,12 +225,7 @@ async fn an_outage_opens_the_breaker_which_keeps_wechat_untouched_until_a_probe_
 
     h.admin.clear_faults().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(
         r.status,
         DeliveryStatus::Sent as i32,
@@ -457,20 +427,10 @@ async fn by_default_a_send_while_the_breaker_is_open_is_queued_and_delivered_lat
         })
         .await
         .unwrap();
-    let failed = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let failed = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(failed.status, DeliveryStatus::Failed as i32);
     let reached = sends_reaching_wechat(&h).await;
-    let deferred = h
-        .delivery()
-        .send(shipped_to("o_demo_follower2"))
-        .await
-        .unwrap()
-        .into_inner();
+    let deferred = h.send(shipped_to("o_demo_follower2")).await;
     assert_eq!(
         deferred.status,
         DeliveryStatus::Deferred as i32,

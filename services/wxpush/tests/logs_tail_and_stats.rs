@@ -22,20 +22,10 @@ async fn tail_shows_a_users_send_within_a_second_and_stats_count_it() {
         .await
         .expect("TailLogs")
         .into_inner();
-    let other = h
-        .delivery()
-        .send(shipped_to("o_demo_unfollowed"))
-        .await
-        .unwrap()
-        .into_inner();
+    let other = h.send(shipped_to("o_demo_unfollowed")).await;
     assert_eq!(other.status, DeliveryStatus::Failed as i32);
     let started = Instant::now();
-    let mine = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let mine = h.send(shipped_to("o_demo_follower")).await;
     let got = tokio::time::timeout(Duration::from_secs(1), tail.message())
         .await
         .expect("within 1 s")
@@ -135,12 +125,7 @@ async fn next_record(lines: &mut std::sync::mpsc::Receiver<String>) -> serde_jso
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_follow_prints_records_as_they_are_logged_until_shutdown() {
     let h = Harness::start().await;
-    let earlier = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let earlier = h.send(shipped_to("o_demo_follower")).await;
     h.find_one(LogFilter {
         message_id: earlier.message_id.clone(),
         ..Default::default()
@@ -161,12 +146,7 @@ async fn logs_follow_prints_records_as_they_are_logged_until_shutdown() {
         .send(shipped_to("o_demo_unfollowed"))
         .await
         .unwrap();
-    let mine = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let mine = h.send(shipped_to("o_demo_follower")).await;
     let next = next_record(&mut lines).await;
     assert_eq!(next["message_id"], mine.message_id.as_str(), "{next}");
     assert_eq!(next["openid"], "o_demo_follower");

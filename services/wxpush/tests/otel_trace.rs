@@ -101,12 +101,7 @@ async fn a_send_is_one_trace_across_every_hop_exported_over_otlp() {
     assert_eq!(continued.trace_id, CALLER_TRACE);
 
     // 2: no traceparent: a new trace, still OpenTelemetry's ids.
-    let fresh = h
-        .delivery()
-        .send(shipped_to("o_demo_follower2"))
-        .await
-        .unwrap()
-        .into_inner();
+    let fresh = h.send(shipped_to("o_demo_follower2")).await;
     assert_eq!(fresh.status, DeliveryStatus::Sent as i32);
     assert_ne!(fresh.trace_id, CALLER_TRACE);
     assert_eq!(fresh.trace_id.len(), 32);

@@ -12,12 +12,7 @@ use wxpush_server::status::field_violations;
 #[tokio::test]
 async fn a_message_to_a_follower_is_sent_and_logged() {
     let h = Harness::start().await;
-    let r = h
-        .delivery()
-        .send(shipped_to("o_demo_follower"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
     assert_eq!(r.errcode, 0);
     assert!(!r.wechat_msgid.is_empty());
@@ -72,12 +67,7 @@ async fn a_message_to_a_follower_is_sent_and_logged() {
 #[tokio::test]
 async fn a_non_follower_gets_failed_43004_as_a_result_not_an_error() {
     let h = Harness::start().await;
-    let r = h
-        .delivery()
-        .send(shipped_to("o_demo_unfollowed"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = h.send(shipped_to("o_demo_unfollowed")).await;
     assert_eq!(r.status, DeliveryStatus::Failed as i32, "{r:?}");
     assert_eq!(r.errcode, 43004);
     assert!(r.wechat_msgid.is_empty());
@@ -112,12 +102,7 @@ async fn a_non_follower_gets_failed_43004_as_a_result_not_an_error() {
 #[tokio::test]
 async fn subscribe_messages_go_through_the_mini_program_api() {
     let h = Harness::start().await;
-    let ok = h
-        .delivery()
-        .send(status_to("o_demo_subscriber"))
-        .await
-        .unwrap()
-        .into_inner();
+    let ok = h.send(status_to("o_demo_subscriber")).await;
     assert_eq!(ok.status, DeliveryStatus::Sent as i32, "{ok:?}");
     let got = h
         .admin
@@ -132,12 +117,7 @@ async fn subscribe_messages_go_through_the_mini_program_api() {
     assert_eq!(got[0].body["page"], "pages/order/detail?id=SF1234567");
     assert_eq!(got[0].body["data"]["amount3"]["value"], "¥128.50");
 
-    let refused = h
-        .delivery()
-        .send(status_to("o_demo_no_consent"))
-        .await
-        .unwrap()
-        .into_inner();
+    let refused = h.send(status_to("o_demo_no_consent")).await;
     assert_eq!(refused.status, DeliveryStatus::Failed as i32);
     assert_eq!(refused.errcode, 43101);
     h.suite.shutdown().await;

@@ -48,6 +48,20 @@ impl Harness {
         DeliveryServiceClient::new(self.channel.clone())
     }
 
+    /// A sync `Send` that must not fail as an RPC: its result.
+    pub async fn send(&self, req: SendRequest) -> DeliveryResult {
+        self.delivery().send(req).await.expect("Send").into_inner()
+    }
+
+    /// A `SendAsync` that must be accepted.
+    pub async fn send_async(&self, req: SendRequest) -> SendAsyncResponse {
+        self.delivery()
+            .send_async(req)
+            .await
+            .expect("SendAsync")
+            .into_inner()
+    }
+
     pub fn logs(&self) -> LogQueryServiceClient<Channel> {
         LogQueryServiceClient::new(self.channel.clone())
     }
