@@ -133,7 +133,8 @@ def pods_selected(deployments, selector):
 def cross_references(docs, values):
     deployments = by_kind(docs, "Deployment")
     services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
-    fqdn = {f"{n}.{NAMESPACE}.svc.cluster.local": s for n, s in services.items()}
+    domain = values.get("istio", {}).get("clusterDomain", "cluster.local")
+    fqdn = {f"{n}.{NAMESPACE}.svc.{domain}": s for n, s in services.items()}
     accounts = {a["metadata"]["name"] for a in by_kind(docs, "ServiceAccount")}
     configmaps = {c["metadata"]["name"]: c for c in by_kind(docs, "ConfigMap")}
     canary = values.get("canary", {}).get("enabled", False)
@@ -148,6 +149,11 @@ def cross_references(docs, values):
         c = pod["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         check(c["readinessProbe"]["grpc"]["port"] == ports["grpc"], f"{name} probes its gRPC port")
+        grace = pod["terminationGracePeriodSeconds"]
+        proxy = json.loads(d["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"])
+        drain = int(proxy["terminationDrainDuration"].rstrip("s"))
+        check(0 < drain < grace or grace <= 5, f"{name}: the sidecar drains {drain}s within the {grace}s grace")
+        check(proxy["holdApplicationUntilProxyStarts"] is True, f"{name} starts after its sidecar")
         cm = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
         check(cm in configmaps, f"{name}'s ConfigMap exists")
         config = yaml.safe_load(configmaps[cm]["data"]["config.yaml"])
@@ -168,6 +174,10 @@ def cross_references(docs, values):
                 for s in v["projected"]["sources"] for item in s["secret"]["items"]
             ]
             check(app["secret_file"] in mounted, f"{name}: {app['secret_file']} is mounted")
+            sc = pod["securityContext"]
+            mode = next(v["projected"]["defaultMode"] for v in pod["volumes"] if v["name"] == "app-secrets")
+            readable = (sc.get("runAsUser") == 0) or (sc.get("fsGroup") is not None and mode & 0o040)
+            check(readable, f"{name}: uid {sc.get('runAsUser')} can read the secrets (mode {oct(mode)}, fsGroup {sc.get('fsGroup')})")
 
     for name, s in services.items():
         selected = pods_selected(deployments, s["spec"]["selector"])
@@ -296,6 +306,16 @@ def main():
     refused(default, ["token.replica=3"], "replica")
     refused(default, ["apps[0].appId=wx_a"], "secretName")
     refused(default, ["redis.url=http://nope"], "url")
+    refused(default, ["apps[0].appId=wx_a", "apps[0].secretName=s", "apps[1].appId=wx_a", "apps[1].secretName=s"],
+            "appId wx_a is listed twice")
+    for sets, values in [
+        (["canary.enabled=true", "canary.weight=0"], {"canary": {"enabled": True, "weight": 0}}),
+        (["canary.enabled=true", "canary.weight=100"], {"canary": {"enabled": True, "weight": 100}}),
+        (["istio.clusterDomain=corp.example"], {"istio": {"clusterDomain": "corp.example"}}),
+    ]:
+        docs = render(default, *sets)
+        validate_schemas(docs)
+        cross_references(docs, values)
     no_redis.unlink()
     def checksums(docs):
         return {

@@ -26,7 +26,12 @@ pub struct Query {
 
 /// Microseconds since the epoch; the store's sort key.
 pub fn micros(t: Option<&Timestamp>) -> i64 {
-    t.map_or(0, |t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
+    // Saturating: a timestamp from a request may be anything.
+    t.map_or(0, |t| {
+        t.seconds
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(t.nanos) / 1_000)
+    })
 }
 
 /// Encodes a cursor as an opaque page token: base64url of
@@ -196,5 +201,18 @@ mod tests {
     fn cursor_round_trips() {
         let c = (1_700_000_000_000_000, "0190abc".to_string());
         assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
+    }
+
+    #[test]
+    fn extreme_timestamps_saturate_instead_of_overflowing() {
+        let at = |seconds| {
+            micros(Some(&Timestamp {
+                seconds,
+                nanos: 999_999_999,
+            }))
+        };
+        assert_eq!(at(i64::MAX), i64::MAX);
+        assert_eq!(at(i64::MIN), i64::MIN + 999_999);
+        assert_eq!(at(1), 1_999_999);
     }
 }

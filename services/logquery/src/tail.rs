@@ -45,19 +45,17 @@ impl Tail {
     pub async fn over_redis(redis_url: &str, key_prefix: &str) -> redis::RedisResult<Self> {
         let client = redis::Client::open(redis_url)?;
         let channel = format!("{key_prefix}log:tail");
-        let mut tail = Self::default();
+        let conn = redis::aio::ConnectionManager::new(client.clone()).await?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&channel).await?;
-        tokio::spawn(relay_in(
-            client.clone(),
-            channel.clone(),
-            pubsub,
-            tail.clone(),
-        ));
-        tail.relay = Some(Relay {
-            conn: redis::aio::ConnectionManager::new(client).await?,
-            channel,
-        });
+        let tail = Self {
+            relay: Some(Relay {
+                conn,
+                channel: channel.clone(),
+            }),
+            ..Self::default()
+        };
+        tokio::spawn(relay_in(client, channel, pubsub, tail.clone()));
         Ok(tail)
     }
 
@@ -103,14 +101,22 @@ impl Tail {
         let mut closed = self.closed.subscribe();
         tokio::spawn(async move {
             loop {
+                // Closing wins over a busy stream and over a client that
+                // stopped reading (a full channel).
                 let r = tokio::select! {
+                    biased;
                     _ = closed.wait_for(|c| *c) => break,
                     _ = tx.closed() => break,
                     r = records.recv() => r,
                 };
                 match r {
                     Ok(r) if keep(&r) => {
-                        if tx.send(LogRecord::clone(&r)).await.is_err() {
+                        let sent = tokio::select! {
+                            biased;
+                            _ = closed.wait_for(|c| *c) => break,
+                            sent = tx.send(LogRecord::clone(&r)) => sent,
+                        };
+                        if sent.is_err() {
                             break;
                         }
                     }
@@ -161,6 +167,7 @@ async fn relay_in(
             let mut messages = pubsub.on_message();
             loop {
                 let msg = tokio::select! {
+                    biased;
                     _ = closed.wait_for(|c| *c) => return,
                     m = tokio_stream::StreamExt::next(&mut messages) => m,
                 };

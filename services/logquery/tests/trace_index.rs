@@ -94,6 +94,23 @@ async fn trace_lookups_match_brute_force(kind: Kind) {
     )
     .len();
     assert_eq!(batch_count, 40, "the batch trace holds its 40 messages");
+    // Ranges with no day to look in: before retention, and in the future.
+    let now = wxpush_logquery::store::now_micros();
+    let day = 86_400_000_000;
+    for (start, end) in [
+        (now - 30 * day, now - 20 * day),
+        (now + 2 * day, now + 3 * day),
+    ] {
+        let f = LogFilter {
+            trace_id: batch.into(),
+            time_range: Some(TimeRange {
+                start: ts(start),
+                end: ts(end),
+            }),
+            ..Default::default()
+        };
+        assert!(query_all(backend.store.as_ref(), &f, 50).await.is_empty());
+    }
     assert!(checked > 100, "the lookups found records ({checked})");
 }
 

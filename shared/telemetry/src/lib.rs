@@ -139,10 +139,15 @@ fn resource(config: &TelemetryConfig) -> Resource {
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         builder = builder.with_service_name(config.service_name.clone());
     }
-    let mut attrs = vec![KeyValue::new(
-        "service.version",
-        config.service_version.clone(),
-    )];
+    // What OTEL_RESOURCE_ATTRIBUTES sets wins (the Helm chart sets
+    // service.version to the image tag).
+    let mut attrs = Vec::new();
+    if !env_attrs.contains("service.version") {
+        attrs.push(KeyValue::new(
+            "service.version",
+            config.service_version.clone(),
+        ));
+    }
     if !env_attrs.contains("deployment.environment") {
         attrs.push(KeyValue::new(
             "deployment.environment",

@@ -85,8 +85,14 @@ pub async fn first_messages(
     upper: Option<&Cursor>,
 ) -> Result<Vec<Cursor>, StoreError> {
     let now = super::now_micros();
+    // Only days that can hold a record: within retention, not past
+    // tomorrow (a far-future bound or page token must not become millions
+    // of lookups).
     let from = day(lower.max(store.retention.cutoff(now)));
-    let to = day(upper.map_or(now + DAY_MICROS, |u| u.0));
+    let to = day(upper.map_or(i64::MAX, |u| u.0).min(now + DAY_MICROS));
+    if from > to {
+        return Ok(Vec::new());
+    }
     let (b, field) = slot(trace_id);
     let mut pipe = redis::pipe();
     for d in from..=to {

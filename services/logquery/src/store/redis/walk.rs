@@ -44,6 +44,8 @@ impl Source {
 
 /// The walkers of one source, merged newest first.
 struct Merge {
+    /// The last id handed out, so a record met twice is handed out once.
+    last: Option<Cursor>,
     walkers: Vec<Walker>,
     lower: i64,
 }
@@ -77,7 +79,11 @@ impl Merge {
             done: true,
             batch: 0,
         });
-        Self { walkers, lower }
+        Self {
+            last: None,
+            walkers,
+            lower,
+        }
     }
 
     /// Refills the walkers `todo` (one pipeline): a walker's first fetch
@@ -133,7 +139,15 @@ impl Merge {
             if !full {
                 w.done = true;
             }
-            w.batch = w.batch.saturating_mul(2).min(MAX_BATCH);
+            // A full batch of nothing but ties already passed (a SendBatch
+            // accepted in one millisecond) grows past the cap, or it would
+            // be fetched again forever.
+            let only_ties = full && w.buf.is_empty();
+            w.batch = if only_ties {
+                w.batch.saturating_mul(2)
+            } else {
+                w.batch.saturating_mul(2).min(MAX_BATCH)
+            };
         }
         Ok(())
     }
@@ -175,7 +189,15 @@ impl Merge {
                 continue;
             }
             let Some((_, i)) = best else { break };
-            out.extend(self.walkers[i].buf.pop_front());
+            let Some(c) = self.walkers[i].buf.pop_front() else {
+                continue;
+            };
+            // A record whose status changed mid-walk can be in two combos'
+            // walkers at once; equal ids meet here, one after the other.
+            if self.last.as_ref() != Some(&c) {
+                self.last = Some(c.clone());
+                out.push(c);
+            }
         }
         Ok(out)
     }
