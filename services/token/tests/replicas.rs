@@ -48,25 +48,8 @@ async fn three_replicas_fetch_once_per_expiry_and_callers_never_wait() {
         ..long_rules()
     })
     .await;
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(
-            Replica::start(
-                &redis.url(),
-                &sb.api_url(),
-                app(TokenMode::StableToken),
-                fast_settings(),
-            )
-            .await,
-        );
-    }
-    let first = replicas[0]
-        .client
-        .clone()
-        .get_access_token(get())
-        .await
-        .unwrap()
-        .into_inner();
+    let replicas = Replica::several(3, &redis.url(), &sb.api_url()).await;
+    let first = replicas[0].token().await;
     let t0 = Instant::now();
     wechat_sandbox::install_crypto_provider();
     let http = reqwest::Client::new();
@@ -124,26 +107,8 @@ async fn a_hundred_invalidations_refresh_once_and_a_stale_report_refreshes_nothi
     common::logs();
     let redis = RedisServer::start();
     let (sb, admin) = sandbox(long_rules()).await;
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(
-            Replica::start(
-                &redis.url(),
-                &sb.api_url(),
-                app(TokenMode::StableToken),
-                fast_settings(),
-            )
-            .await,
-        );
-    }
-    let bad = replicas[1]
-        .client
-        .clone()
-        .get_access_token(get())
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let replicas = Replica::several(3, &redis.url(), &sb.api_url()).await;
+    let bad = replicas[1].token().await.access_token;
     for r in &replicas {
         assert_eq!(
             r.client
@@ -270,14 +235,7 @@ async fn a_redis_outage_serves_the_local_copy_and_recovers() {
         fast_settings(),
     )
     .await;
-    let token = a
-        .client
-        .clone()
-        .get_access_token(get())
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let token = a.token().await.access_token;
     assert_eq!(
         b.client
             .clone()
@@ -324,14 +282,7 @@ async fn a_redis_outage_serves_the_local_copy_and_recovers() {
     assert_ne!(new, token);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let got = b
-            .client
-            .clone()
-            .get_access_token(get())
-            .await
-            .unwrap()
-            .into_inner()
-            .access_token;
+        let got = b.token().await.access_token;
         if got == new {
             break;
         }
@@ -365,14 +316,7 @@ async fn an_expired_copy_during_an_outage_is_unavailable_with_a_clear_message() 
         settings,
     )
     .await;
-    let token = r
-        .client
-        .clone()
-        .get_access_token(get())
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let token = r.token().await.access_token;
     redis.stop();
     tokio::time::sleep(Duration::from_millis(3300)).await;
     let err = r.client.clone().get_access_token(get()).await.unwrap_err();

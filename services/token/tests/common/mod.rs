@@ -122,6 +122,34 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// `count` replicas of the stable_token app sharing one Redis, with
+    /// [`fast_settings`].
+    pub async fn several(count: usize, redis_url: &str, wechat_url: &str) -> Vec<Self> {
+        let mut replicas = Vec::with_capacity(count);
+        for _ in 0..count {
+            replicas.push(
+                Self::start(
+                    redis_url,
+                    wechat_url,
+                    app(TokenMode::StableToken),
+                    fast_settings(),
+                )
+                .await,
+            );
+        }
+        replicas
+    }
+
+    /// The app's token, which this replica must be able to hand out.
+    pub async fn token(&self) -> wxpush_proto::v1::GetAccessTokenResponse {
+        self.client
+            .clone()
+            .get_access_token(wxpush_proto::v1::GetAccessTokenRequest { app_id: APP.into() })
+            .await
+            .expect("GetAccessToken")
+            .into_inner()
+    }
+
     pub async fn start(
         redis_url: &str,
         wechat_url: &str,
