@@ -5,17 +5,15 @@
 
 mod common;
 
-use common::{Harness, shipped_to, vars};
+use common::{Harness, SEND_PATH, send_fault, send_outage, shipped_to, vars};
 use std::time::Duration;
 use tonic::Code;
-use wechat_sandbox::{Fault, MessageQuery, Outage};
+use wechat_sandbox::MessageQuery;
 use wxpush::SuiteOptions;
 use wxpush_delivery::DeliveryConfig;
 use wxpush_delivery::config::{BreakerSettings, QueueSettings, RateLimitSettings, RetrySettings};
 use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::*;
-
-const SEND_PATH: &str = "/cgi-bin/message/template/send";
 
 fn config() -> DeliveryConfig {
     DeliveryConfig {
@@ -157,14 +155,7 @@ async fn a_batch_reports_bad_recipients_and_delivers_the_rest() {
 #[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
     let h = harness(config()).await;
-    h.admin
-        .set_fault(&Fault {
-            path: SEND_PATH.into(),
-            errcode: Some(40037),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.inject(send_fault(40037, None)).await;
     let accepted = h.send_async(shipped_to("o_demo_follower")).await;
     let r = h
         .settled(&accepted.message_id, Duration::from_secs(5))
@@ -223,14 +214,7 @@ async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
 #[tokio::test]
 async fn busy_forever_ends_dead_after_the_attempt_budget() {
     let h = harness(config()).await;
-    h.admin
-        .set_fault(&Fault {
-            path: SEND_PATH.into(),
-            errcode: Some(-1),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.inject(send_fault(-1, None)).await;
     let accepted = h.send_async(shipped_to("o_demo_follower")).await;
     let r = h
         .settled(&accepted.message_id, Duration::from_secs(5))
@@ -358,14 +342,7 @@ async fn an_outage_defers_messages_until_the_breaker_closes_and_dead_letters_non
     let mut c = config();
     c.breaker.failure_threshold = 3;
     let h = harness(c).await;
-    h.admin
-        .set_fault(&Fault {
-            path: SEND_PATH.into(),
-            outage: Some(Outage::Http5xx { status: 503 }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.inject(send_outage()).await;
     let recipients: Vec<BatchRecipient> = (0..40)
         .map(|i| BatchRecipient {
             openid: "o_demo_follower".into(),

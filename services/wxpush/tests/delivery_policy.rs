@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{Harness, shipped_to};
+use common::{Harness, SEND_PATH, send_fault, send_outage, shipped_to};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic::transport::Channel;
-use wechat_sandbox::{Fault, MessageQuery, Outage};
+use wechat_sandbox::MessageQuery;
 use wxpush::SuiteOptions;
 use wxpush_delivery::config::{BreakerSettings, RateLimitSettings, RetrySettings, SyncFallback};
 use wxpush_delivery::pipeline::{lazy_channel, shared_state};
@@ -19,8 +19,6 @@ use wxpush_proto::v1::*;
 use wxpush_server::config::{BackendKind, BackendSettings};
 use wxpush_testkit::RedisServer;
 use wxpush_wechat::{ClientSettings, WechatClient};
-
-const SEND_PATH: &str = "/cgi-bin/message/template/send";
 
 fn quick_delivery() -> DeliveryConfig {
     DeliveryConfig {
@@ -48,15 +46,6 @@ async fn harness(delivery: DeliveryConfig) -> Harness {
     let mut opts = SuiteOptions::demo_on_free_ports();
     opts.delivery = delivery;
     Harness::start_with(opts).await
-}
-
-fn fault(errcode: i64, times: Option<u32>) -> Fault {
-    Fault {
-        path: SEND_PATH.into(),
-        errcode: Some(errcode),
-        times,
-        ..Default::default()
-    }
 }
 
 async fn history(h: &Harness, message_id: &str) -> Vec<Attempt> {
@@ -108,7 +97,7 @@ async fn a_bad_token_once_means_one_invalidation_one_retry_and_sent() {
         .await
         .unwrap();
     let issued = h.admin.counters().await.unwrap().new_tokens_issued["wx_demo_oa"];
-    h.admin.set_fault(&fault(40001, Some(1))).await.unwrap();
+    h.inject(send_fault(40001, Some(1))).await;
     let r = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
     assert_eq!(r.attempts, 2);
@@ -132,13 +121,13 @@ async fn a_bad_token_once_means_one_invalidation_one_retry_and_sent() {
 #[tokio::test]
 async fn busy_twice_is_sent_on_the_third_attempt_and_busy_forever_fails_after_max() {
     let h = harness(quick_delivery()).await;
-    h.admin.set_fault(&fault(-1, Some(2))).await.unwrap();
+    h.inject(send_fault(-1, Some(2))).await;
     let r = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
     assert_eq!(r.attempts, 3);
     assert_eq!(history(&h, &r.message_id).await.len(), 3);
 
-    h.admin.set_fault(&fault(-1, None)).await.unwrap();
+    h.inject(send_fault(-1, None)).await;
     let r = h.send(shipped_to("o_demo_follower2")).await;
     assert_eq!(r.status, DeliveryStatus::Failed as i32, "{r:?}");
     assert_eq!((r.attempts, r.errcode), (3, -1));
@@ -181,14 +170,7 @@ async fn an_outage_opens_the_breaker_which_keeps_wechat_untouched_until_a_probe_
     let mut config = quick_delivery();
     config.breaker.failure_threshold = 3;
     let h = harness(config).await;
-    h.admin
-        .set_fault(&Fault {
-            path: SEND_PATH.into(),
-            outage: Some(Outage::Http5xx { status: 503 }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.inject(send_outage()).await;
     let r = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!((r.status, r.attempts), (DeliveryStatus::Failed as i32, 3));
     let reached = sends_reaching_wechat(&h).await;
@@ -246,7 +228,7 @@ async fn a_caller_that_gives_up_stops_further_attempts() {
     };
     config.breaker.failure_threshold = 1_000;
     let h = harness(config).await;
-    h.admin.set_fault(&fault(-1, None)).await.unwrap();
+    h.inject(send_fault(-1, None)).await;
     let mut req = tonic::Request::new(shipped_to("o_demo_follower"));
     req.set_timeout(Duration::from_millis(400));
     let started = Instant::now();
@@ -419,14 +401,7 @@ async fn by_default_a_send_while_the_breaker_is_open_is_queued_and_delivered_lat
     config.breaker.failure_threshold = 3;
     config.breaker.sync_fallback = SyncFallback::Queue;
     let h = harness(config).await;
-    h.admin
-        .set_fault(&Fault {
-            path: SEND_PATH.into(),
-            outage: Some(Outage::Http5xx { status: 503 }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.inject(send_outage()).await;
     let failed = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(failed.status, DeliveryStatus::Failed as i32);
     let reached = sends_reaching_wechat(&h).await;

@@ -8,11 +8,11 @@
 
 mod common;
 
-use common::{Harness, vars};
+use common::{Harness, SEND_PATH, send_latency, send_outage, vars};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wechat_sandbox::{Fault, MessageQuery};
+use wechat_sandbox::MessageQuery;
 use wxpush::SuiteOptions;
 use wxpush_delivery::config::QueueSettings;
 use wxpush_delivery::pipeline::{lazy_channel, shared_state};
@@ -25,7 +25,6 @@ use wxpush_testkit::RedisServer;
 use wxpush_wechat::{ClientSettings, WechatClient};
 
 const MESSAGES: usize = 10_000;
-const SEND_PATH: &str = "/cgi-bin/message/template/send";
 
 fn spawn_delivery(h: &Harness, redis: &RedisServer) -> Child {
     let sandbox = h.suite.sandbox.as_ref().unwrap().api_url();
@@ -99,14 +98,7 @@ async fn wait_for_sent(h: &Harness, n: u64, timeout: Duration) {
 async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
     let redis = RedisServer::start();
     let h = Harness::start_with(SuiteOptions::demo_on_free_ports()).await;
-    h.admin
-        .set_fault(&Fault {
-            path: "/cgi-bin/message/template/send".into(),
-            latency_ms: 5,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.inject(send_latency(5)).await;
     // An accepting front (no workers of its own) on the shared queue.
     let config = DeliveryConfig {
         backend: BackendSettings {
@@ -184,14 +176,7 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
 
     // A 30 s outage: the breakers open and messages wait instead of burning
     // their attempts.
-    h.admin
-        .set_fault(&Fault {
-            path: SEND_PATH.into(),
-            outage: Some(wechat_sandbox::Outage::Http5xx { status: 503 }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.inject(send_outage()).await;
     let outage_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let calls_at_5s = h.admin.counters().await.unwrap().api_calls[SEND_PATH];
@@ -216,14 +201,7 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
         "{calls_in_outage} calls reached WeChat during 25 s of outage: the breaker did not hold them back"
     );
     h.admin.clear_faults().await.unwrap();
-    h.admin
-        .set_fault(&Fault {
-            path: SEND_PATH.into(),
-            latency_ms: 5,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    h.inject(send_latency(5)).await;
     wait_for_sent(&h, (MESSAGES * 3 / 4) as u64, Duration::from_secs(120)).await;
     // SIGTERM: stop reading, finish what it holds, exit cleanly. (The shell's
     // builtin `kill`: a fresh machine may lack procps' /bin/kill.)

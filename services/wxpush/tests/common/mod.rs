@@ -6,11 +6,42 @@
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::transport::Channel;
-use wechat_sandbox::AdminClient;
+use wechat_sandbox::{AdminClient, Fault, Outage};
 use wxpush::{Suite, SuiteOptions};
 use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
 use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
 use wxpush_proto::v1::*;
+
+/// The sandbox path every template message send goes to.
+pub const SEND_PATH: &str = "/cgi-bin/message/template/send";
+
+/// Template sends answered with `errcode`, `times` times (`None`: always).
+pub fn send_fault(errcode: i64, times: Option<u32>) -> Fault {
+    Fault {
+        path: SEND_PATH.into(),
+        errcode: Some(errcode),
+        times,
+        ..Default::default()
+    }
+}
+
+/// WeChat down for template sends (HTTP 503).
+pub fn send_outage() -> Fault {
+    Fault {
+        path: SEND_PATH.into(),
+        outage: Some(Outage::Http5xx { status: 503 }),
+        ..Default::default()
+    }
+}
+
+/// Every template send takes `ms` longer.
+pub fn send_latency(ms: u64) -> Fault {
+    Fault {
+        path: SEND_PATH.into(),
+        latency_ms: ms,
+        ..Default::default()
+    }
+}
 
 pub struct Harness {
     pub suite: Suite,
@@ -42,6 +73,11 @@ impl Harness {
             channel,
             admin,
         }
+    }
+
+    /// Adds a fault to the sandbox.
+    pub async fn inject(&self, fault: Fault) {
+        self.admin.set_fault(&fault).await.expect("fault injected");
     }
 
     pub fn delivery(&self) -> DeliveryServiceClient<Channel> {
