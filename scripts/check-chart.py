@@ -246,9 +246,25 @@ def binaries_accept(docs, values_name):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             config = pathlib.Path(tmp) / "config.yaml"
-            config.write_text(cm["data"]["config.yaml"])
+            rendered = yaml.safe_load(cm["data"]["config.yaml"])
+            for key in ("listen", "admin_listen"):
+                host, _, port = str(rendered.get(key, "")).rpartition(":")
+                check(host and port.isdigit() and 0 < int(port) < 65536, f"{component} {key} is host:port")
+            # The build reads each app's secret file: the mounted Secret,
+            # here a stand-in at the same place under tmp.
+            for app in rendered.get("apps", []):
+                if "secret_file" in app:
+                    stand_in = pathlib.Path(tmp) / app["secret_file"].lstrip("/")
+                    stand_in.parent.mkdir(parents=True, exist_ok=True)
+                    stand_in.write_text("stand-in-secret\n")
+                    app["secret_file"] = str(stand_in)
+            config.write_text(yaml.safe_dump(rendered))
             env = dict(os.environ)
             prefix = f"WXPUSH_{component.upper()}"
+            # Built and bound on free loopback ports: the check must not
+            # need the chart's ports free on this machine.
+            env[f"{prefix}__LISTEN"] = "127.0.0.1:0"
+            env[f"{prefix}__ADMIN_LISTEN"] = "127.0.0.1:0"
             env[f"{prefix}__BACKEND__REDIS_URL"] = "redis://127.0.0.1:6379/"
             if "templates.yaml" in cm["data"]:
                 templates = pathlib.Path(tmp) / "templates.yaml"
@@ -261,7 +277,7 @@ def binaries_accept(docs, values_name):
             ok = p.returncode == 0 and "config OK" in p.stdout
             check(ok, f"wxpush-{component} accepts the {values_name} config:\n{p.stdout}{p.stderr}")
             if component == "delivery":
-                config.write_text(cm["data"]["config.yaml"] + "retyr:\n  max_attempts: 2\n")
+                config.write_text(yaml.safe_dump(rendered) + "retyr:\n  max_attempts: 2\n")
                 p = subprocess.run(
                     [str(ROOT / "target" / "debug" / "wxpush-delivery"), "--check-config", "--config", str(config)],
                     capture_output=True, text=True, env=env,

@@ -4,11 +4,12 @@
 //! answer with a message id each.
 
 use crate::error::DeliveryError;
-use crate::message::{MessageCtx, Step};
-use crate::pipeline::{Pipeline, with_trace};
+use crate::intake::{Intake, check_app};
+use crate::message::{MessageCtx, Step, new_id};
 use crate::queue::{QueuedMessage, now_ms};
 use crate::quiet::quiet_until;
 use crate::request::check_send;
+use crate::sender::Rendered;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 use wxpush_proto::v1::*;
@@ -19,8 +20,18 @@ use wxpush_server::trace_context::TraceContext;
 pub const MAX_BATCH: usize = 1000;
 /// Renders of a batch in flight at once.
 const RENDER_CONCURRENCY: usize = 32;
+/// How long `SendAsync` waits for a request holding the same key.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
 
-impl Pipeline {
+/// Why one recipient of a batch was not accepted.
+enum Refusal {
+    /// This recipient only: reported in its item.
+    Item(String),
+    /// The whole batch (its template does not exist).
+    Batch(DeliveryError),
+}
+
+impl Intake {
     /// `SendAsync`: accepted into the queue, QUEUED (or DEFERRED when it
     /// waits for `send_at` or quiet hours).
     pub async fn send_async(
@@ -43,32 +54,24 @@ impl Pipeline {
         let not_before = self
             .not_before(&req.template_key, req.send_at.as_ref(), &trace)
             .await?;
-        let message_id = uuid::Uuid::now_v7().simple().to_string();
-        let rendered = self.render(&req, &message_id, &trace).await?;
+        let message_id = new_id();
+        let rendered = self.sender.render(&req, &message_id, &trace).await?;
         check_app(&req, &rendered)?;
-        let key = (!req.idempotency_key.is_empty())
-            .then(|| format!("{}:{}", rendered.app_id, req.idempotency_key));
+        let key = Self::key_of(&req, &rendered.response.app_id);
         if let Some(key) = &key
             && let Some(first) = self
-                .claim(key, &message_id, Instant::now() + Duration::from_secs(5))
+                .claim(key, &message_id, Instant::now() + CLAIM_WAIT)
                 .await?
         {
             return Ok(accepted(&first));
         }
-        let m = QueuedMessage::accepted(&req, &message_id, &rendered.app_id, &trace);
+        let m = QueuedMessage::accepted(&req, &message_id, &rendered.response.app_id, &trace);
         let result = self
             .enqueue(&[(m, rendered)], not_before, &trace)
             .await
             .map(|mut r| r.remove(0));
         if let Some(key) = &key {
-            let _ = match &result {
-                Ok(r) => {
-                    self.idempotency
-                        .complete(key, r, self.idempotency_window)
-                        .await
-                }
-                Err(_) => self.idempotency.release(key).await,
-            };
+            self.settle_key(key, &result).await;
         }
         result.map(|r| accepted(&r))
     }
@@ -114,7 +117,7 @@ impl Pipeline {
                 }
             })
             .collect();
-        let checked: Vec<Result<(QueuedMessage, RenderTemplateResponse), String>> =
+        let mut checked: Vec<Result<(QueuedMessage, Rendered), Refusal>> =
             futures_util::stream::iter(requests.into_iter().enumerate())
                 .map(|(i, r)| {
                     let this = self.clone();
@@ -123,14 +126,13 @@ impl Pipeline {
                 .buffered(RENDER_CONCURRENCY)
                 .collect()
                 .await;
-        if let Some(Err(e)) = checked
+        // A missing template fails the whole batch, before anything is queued.
+        if let Some(i) = checked
             .iter()
-            .find(|c| matches!(c, Err(e) if e.starts_with("NOT_FOUND")))
+            .position(|c| matches!(c, Err(Refusal::Batch(_))))
+            && let Err(Refusal::Batch(e)) = checked.swap_remove(i)
         {
-            return Err(DeliveryError::Upstream {
-                service: "template",
-                status: tonic::Status::not_found(e.trim_start_matches("NOT_FOUND ").to_string()),
-            });
+            return Err(e);
         }
         let mut results: Vec<BatchItemResult> = Vec::with_capacity(checked.len());
         let mut accepted = Vec::new();
@@ -146,13 +148,14 @@ impl Pipeline {
                     });
                     accepted.push((m, rendered));
                 }
-                Err(error) => results.push(BatchItemResult {
+                Err(Refusal::Item(error)) => results.push(BatchItemResult {
                     index: i as u32,
                     openid,
-                    status: DeliveryStatus::Failed as i32,
+                    status: DeliveryStatus::Failed.into(),
                     error,
                     ..Default::default()
                 }),
+                Err(Refusal::Batch(e)) => return Err(e),
             }
         }
         let status = self
@@ -177,75 +180,71 @@ impl Pipeline {
         i: usize,
         req: &SendRequest,
         trace: &TraceContext,
-    ) -> Result<(QueuedMessage, RenderTemplateResponse), String> {
+    ) -> Result<(QueuedMessage, Rendered), Refusal> {
         let prefix = format!("recipients[{i}].");
         let v = check_send(req);
         if !v.is_empty() {
-            return Err(describe(&prefix, &v));
+            return Err(Refusal::Item(describe(&prefix, &v)));
         }
-        let message_id = uuid::Uuid::now_v7().simple().to_string();
-        match self.render(req, &message_id, trace).await {
-            Ok(rendered) => match check_app(req, &rendered) {
-                Ok(()) => Ok((
-                    QueuedMessage::accepted(req, &message_id, &rendered.app_id, trace),
-                    rendered,
-                )),
-                Err(DeliveryError::InvalidArgument(v)) => Err(describe("", &v)),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(DeliveryError::Upstream { status, .. })
+        let message_id = new_id();
+        let rendered = match self.sender.render(req, &message_id, trace).await {
+            Ok(r) => r,
+            Err(DeliveryError::Upstream { service, status })
                 if status.code() == tonic::Code::NotFound =>
             {
-                Err(format!("NOT_FOUND {}", status.message()))
+                return Err(Refusal::Batch(DeliveryError::Upstream { service, status }));
             }
             Err(DeliveryError::Upstream { status, .. }) => {
                 let fields = wxpush_server::status::field_violations(&status);
-                if fields.is_empty() {
-                    Err(status.message().to_string())
+                return Err(Refusal::Item(if fields.is_empty() {
+                    status.message().to_string()
                 } else {
-                    Err(describe(&prefix, &fields))
-                }
+                    describe(&prefix, &fields)
+                }));
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => return Err(Refusal::Item(e.to_string())),
+        };
+        match check_app(req, &rendered) {
+            Ok(()) => Ok((
+                QueuedMessage::accepted(req, &message_id, &rendered.response.app_id, trace),
+                rendered,
+            )),
+            Err(DeliveryError::InvalidArgument(v)) => Err(Refusal::Item(describe("", &v))),
+            Err(e) => Err(Refusal::Item(e.to_string())),
         }
     }
 
     /// Puts accepted messages on the queue; each gets its status and a
-    /// QUEUED / DEFERRED event.
+    /// QUEUED / DEFERRED event first (a worker may finish a message before
+    /// this call returns, and its SENT must not be overwritten).
     async fn enqueue(
         &self,
-        items: &[(QueuedMessage, RenderTemplateResponse)],
+        items: &[(QueuedMessage, Rendered)],
         not_before: i64,
         trace: &TraceContext,
     ) -> Result<Vec<DeliveryResult>, DeliveryError> {
-        let messages: Vec<QueuedMessage> = items.iter().map(|(m, _)| m.clone()).collect();
-        let status = if not_before > now_ms() {
-            DeliveryStatus::Deferred
+        let (status, why) = if not_before > now_ms() {
+            (
+                DeliveryStatus::Deferred,
+                "waiting for send_at or quiet hours",
+            )
         } else {
-            DeliveryStatus::Queued
+            (DeliveryStatus::Queued, "")
         };
-        // Status and event first: a worker may finish the message before
-        // this call returns, and its SENT must not be overwritten.
         let mut out = Vec::with_capacity(items.len());
         for (m, rendered) in items {
             let ctx = MessageCtx::for_queued(m, rendered, trace);
-            let mut step = Step::new(0, status);
             if status == DeliveryStatus::Deferred {
-                self.queue_metrics.deferred("schedule");
-                step.errmsg = "waiting for send_at or quiet hours".into();
+                self.ledger.metrics().deferred("schedule");
             }
-            self.emit(&ctx, &step).await;
+            let step = Step::change(status, 0, why);
+            self.ledger.emit(&ctx, &step).await;
             let result = ctx.result(&step, 0);
-            self.queue
-                .set_status(&result)
-                .await
-                .map_err(|e| DeliveryError::Backend(e.to_string()))?;
+            self.ledger.settle(&result).await?;
             out.push(result);
         }
-        self.queue
-            .push(&messages, not_before)
-            .await
-            .map_err(|e| DeliveryError::Backend(e.to_string()))?;
+        let messages: Vec<QueuedMessage> = items.iter().map(|(m, _)| m.clone()).collect();
+        self.ledger.queue.push(&messages, not_before).await?;
         Ok(out)
     }
 
@@ -258,21 +257,7 @@ impl Pipeline {
         trace: &TraceContext,
     ) -> Result<i64, DeliveryError> {
         let at = send_at.map_or(0, crate::queue::ts_ms).max(now_ms());
-        let template = self
-            .template
-            .clone()
-            .get_template(with_trace(
-                GetTemplateRequest {
-                    key: key.to_string(),
-                },
-                &trace.child(),
-            ))
-            .await
-            .map_err(|status| DeliveryError::Upstream {
-                service: "template",
-                status,
-            })?
-            .into_inner();
+        let template = self.sender.template(key, trace).await?;
         match template.quiet_hours {
             Some(q) => match quiet_until(&q, at) {
                 Ok(until) => Ok(until.unwrap_or(at)),
@@ -284,22 +269,6 @@ impl Pipeline {
             None => Ok(at),
         }
     }
-}
-
-pub(crate) fn check_app(
-    req: &SendRequest,
-    rendered: &RenderTemplateResponse,
-) -> Result<(), DeliveryError> {
-    if !req.app_id.is_empty() && req.app_id != rendered.app_id {
-        return Err(DeliveryError::InvalidArgument(vec![Violation::new(
-            "app_id",
-            format!(
-                "template {} belongs to app {}",
-                req.template_key, rendered.app_id
-            ),
-        )]));
-    }
-    Ok(())
 }
 
 fn accepted(r: &DeliveryResult) -> SendAsyncResponse {

@@ -218,6 +218,14 @@ impl Breaker {
             .unwrap_or(Duration::ZERO)
     }
 
+    /// When a message held back by this breaker should be looked at again
+    /// (ms since the epoch): the end of the open period, at least
+    /// [`MIN_HOLD`] from now (so a half-open breaker busy with its probe is
+    /// not polled in a loop).
+    pub fn hold_until_ms(&self) -> i64 {
+        now_ms() + self.retry_after().max(MIN_HOLD).as_millis() as i64
+    }
+
     fn next_probe_at(&self) -> Option<SystemTime> {
         if self.tracker.state() != State::Open {
             return None;
@@ -232,6 +240,9 @@ impl Breaker {
         self.tracker.state()
     }
 }
+
+/// Shortest wait for a message held back by a breaker.
+pub const MIN_HOLD: Duration = Duration::from_millis(500);
 
 /// Every app's breaker, created on first use.
 #[derive(Clone)]

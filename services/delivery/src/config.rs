@@ -1,7 +1,8 @@
 //! Delivery service configuration.
 
 use serde::Deserialize;
-use wxpush_server::config::BackendSettings;
+use std::net::SocketAddr;
+use wxpush_server::config::{BackendSettings, GrpcEndpoint};
 use wxpush_wechat::ClientSettings;
 
 /// Retries of one message.
@@ -117,13 +118,13 @@ impl Default for QueueSettings {
 #[serde(default)]
 pub struct DeliveryConfig {
     /// gRPC listen address.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
-    pub admin_listen: String,
+    pub admin_listen: SocketAddr,
     /// The template service, e.g. `http://wxpush-template:50052`.
-    pub template_endpoint: String,
+    pub template_endpoint: GrpcEndpoint,
     /// The token service, e.g. `http://wxpush-token:50051`.
-    pub token_endpoint: String,
+    pub token_endpoint: GrpcEndpoint,
     pub wechat: ClientSettings,
     pub retry: RetrySettings,
     pub breaker: BreakerSettings,
@@ -138,10 +139,11 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:50053".into(),
-            admin_listen: "0.0.0.0:9093".into(),
-            template_endpoint: "http://127.0.0.1:50052".into(),
-            token_endpoint: "http://127.0.0.1:50051".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 50053)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9093)),
+            template_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50052")
+                .expect("a valid default"),
+            token_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50051").expect("a valid default"),
             wechat: ClientSettings::default(),
             retry: RetrySettings::default(),
             breaker: BreakerSettings::default(),
@@ -152,3 +154,5 @@ impl Default for DeliveryConfig {
         }
     }
 }
+
+wxpush_server::listen_on_fields!(DeliveryConfig);

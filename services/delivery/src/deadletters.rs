@@ -2,8 +2,8 @@
 //! good: list them (filter, pages) and put them back on the queue.
 
 use crate::error::DeliveryError;
+use crate::intake::Intake;
 use crate::message::{MessageCtx, Step};
-use crate::pipeline::Pipeline;
 use crate::queue::{DeadRecord, now_ms};
 use wxpush_proto::v1::*;
 use wxpush_server::status::Violation;
@@ -14,11 +14,7 @@ pub const MAX_PAGE_SIZE: usize = 500;
 /// Most dead letters one replay by filter takes.
 pub const MAX_REPLAY: usize = 10_000;
 
-fn backend(e: crate::queue::QueueError) -> DeliveryError {
-    DeliveryError::Backend(e.to_string())
-}
-
-impl Pipeline {
+impl Intake {
     /// Dead letters matching the filter, newest first.
     pub async fn list_dead_letters(
         &self,
@@ -42,10 +38,10 @@ impl Pipeline {
         }
         let filter = req.filter.unwrap_or_default();
         let page = self
+            .ledger
             .queue
             .dead_letters(&filter, page_size, &req.page_token)
-            .await
-            .map_err(backend)?;
+            .await?;
         Ok(ListDeadLettersResponse {
             dead_letters: page.records.iter().map(DeadRecord::to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -64,10 +60,10 @@ impl Pipeline {
             let mut token = String::new();
             loop {
                 let page = self
+                    .ledger
                     .queue
                     .dead_letters(&filter, MAX_PAGE_SIZE, &token)
-                    .await
-                    .map_err(backend)?;
+                    .await?;
                 ids.extend(page.records.iter().map(|r| r.message.message_id.clone()));
                 if page.next_page_token.is_empty() || ids.len() >= MAX_REPLAY {
                     break;
@@ -82,26 +78,21 @@ impl Pipeline {
                 "give message_ids or a filter",
             )]));
         };
-        let records = self.queue.exhume(&ids).await.map_err(backend)?;
+        let records = self.ledger.queue.exhume(&ids).await?;
         let mut replayed = Vec::with_capacity(records.len());
         for record in records {
             let mut m = record.message;
             m.failures = 0;
             m.token_refreshed = false;
-            self.queue
-                .push(std::slice::from_ref(&m), now_ms())
-                .await
-                .map_err(backend)?;
             let trace = TraceContext::parse(&m.traceparent).unwrap_or_else(TraceContext::new_root);
             let ctx = MessageCtx::for_queued_unrendered(&m, &trace);
-            let mut step = Step::new(0, DeliveryStatus::Queued);
-            step.after = m.attempts;
-            step.errmsg = "replayed from the dead-letter store".into();
-            self.emit(&ctx, &step).await;
-            self.queue
-                .set_status(&ctx.result(&step, m.attempts))
-                .await
-                .map_err(backend)?;
+            let step = Step::change(
+                DeliveryStatus::Queued,
+                m.attempts,
+                "replayed from the dead-letter store",
+            );
+            self.ledger.emit(&ctx, &step).await;
+            self.ledger.hold(&ctx, &m, &step, now_ms()).await?;
             replayed.push(m.message_id);
         }
         Ok(ReplayDeadLettersResponse {
@@ -121,6 +112,6 @@ impl Pipeline {
                 "is required",
             )]));
         }
-        self.queue.status(message_id).await.map_err(backend)
+        Ok(self.ledger.queue.status(message_id).await?)
     }
 }

@@ -1,9 +1,13 @@
 //! Delivery errors and their one mapping to `tonic::Status`. A WeChat
 //! rejection of one message is not an error: it is a FAILED result.
 
+use crate::idempotency::IdempotencyError;
+use crate::queue::QueueError;
+use crate::ratelimit::RateLimitError;
 use std::time::Duration;
 use tonic::{Code, Status};
 use wxpush_server::status::{Violation, invalid_argument, with_retry_delay};
+use wxpush_wechat::UnknownKind;
 
 /// Everything that makes a delivery call fail as an RPC.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +19,12 @@ pub enum DeliveryError {
     #[error("{service} service: {}", status.message())]
     Upstream {
         service: &'static str,
+        #[source]
         status: Status,
     },
+    /// The template service rendered a kind of message no WeChat API takes.
+    #[error("template service: {0}")]
+    UnknownKind(#[from] UnknownKind),
     /// The app's circuit breaker is open: WeChat is failing, nothing was sent.
     #[error("WeChat is failing for app {app_id}; the circuit breaker is open, nothing was sent")]
     BreakerOpen {
@@ -40,11 +48,79 @@ pub enum DeliveryError {
     /// Another request with the same idempotency key is still in flight.
     #[error("a request with idempotency key {0:?} is still in progress")]
     InProgress(String),
-    /// Idempotency or rate-limit backend unreachable.
+    /// The queue, idempotency or rate-limit backend failed.
     #[error("delivery backend unavailable: {0}")]
-    Backend(String),
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
+    Backend(#[from] BackendError),
+}
+
+/// Which backend failed, with its error kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitError),
+}
+
+impl From<QueueError> for DeliveryError {
+    fn from(e: QueueError) -> Self {
+        Self::Backend(e.into())
+    }
+}
+
+impl From<IdempotencyError> for DeliveryError {
+    fn from(e: IdempotencyError) -> Self {
+        Self::Backend(e.into())
+    }
+}
+
+impl From<RateLimitError> for DeliveryError {
+    fn from(e: RateLimitError) -> Self {
+        Self::Backend(e.into())
+    }
+}
+
+impl DeliveryError {
+    /// The answer to a sync caller while WeChat cannot take the app's
+    /// messages and the fallback is to refuse.
+    pub(crate) fn refused(
+        hold: crate::decision::Hold,
+        app_id: &str,
+        breaker: &crate::breaker::Breaker,
+    ) -> Self {
+        let app_id = app_id.to_string();
+        match hold {
+            crate::decision::Hold::Breaker => Self::BreakerOpen {
+                app_id,
+                retry_after: breaker.retry_after(),
+            },
+            crate::decision::Hold::Quota => Self::QuotaExhausted {
+                app_id,
+                retry_after: wxpush_wechat::until_quota_reset(),
+            },
+        }
+    }
+
+    /// A call to `service` that failed with `status`.
+    pub fn upstream(service: &'static str) -> impl FnOnce(Status) -> Self {
+        move |status| Self::Upstream { service, status }
+    }
+
+    /// Whether repeating the same step later may succeed (the queue retries
+    /// these; anything else fails the message for good).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Upstream { status, .. } => crate::policy::upstream_is_transient(status.code()),
+            Self::InvalidArgument(_) | Self::UnknownKind(_) => false,
+            Self::BreakerOpen { .. }
+            | Self::RateLimited { .. }
+            | Self::QuotaExhausted { .. }
+            | Self::InProgress(_)
+            | Self::Backend(_) => true,
+        }
+    }
 }
 
 impl From<DeliveryError> for Status {
@@ -57,6 +133,7 @@ impl From<DeliveryError> for Status {
                 format!("{service} service: {}", status.message()),
                 status.details().to_vec().into(),
             ),
+            DeliveryError::UnknownKind(_) => Status::failed_precondition(message),
             DeliveryError::BreakerOpen { retry_after, .. } => with_retry_delay(
                 Code::Unavailable,
                 message,
@@ -72,7 +149,6 @@ impl From<DeliveryError> for Status {
             DeliveryError::Backend(_) => {
                 with_retry_delay(Code::Unavailable, message, Duration::from_secs(1))
             }
-            DeliveryError::Unimplemented(_) => Status::unimplemented(message),
         }
     }
 }

@@ -3,15 +3,25 @@
 //! on different replicas. The first caller reserves the key atomically
 //! (Redis `SET NX`); the others wait for its result.
 
+use crate::expiring::ExpiringMap;
 use prost::Message;
-use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wxpush_proto::v1::DeliveryResult;
 
 /// A reservation left pending this long is considered abandoned (its
 /// holder died) and may be taken over.
 pub const PENDING_TTL: Duration = Duration::from_secs(60);
+
+/// Records the memory backend keeps at most.
+pub const MAX_MEMORY_RECORDS: usize = 100_000;
+
+/// The record key of a caller's key: per app (two apps may use the same
+/// business key), unambiguous whatever either holds (`a:b` + `c` and `a` +
+/// `b:c` differ).
+pub fn record_key(app_id: &str, key: &str) -> String {
+    format!("{}:{app_id}:{key}", app_id.len())
+}
 
 /// What reserving a key found.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,10 +34,14 @@ pub enum Claim {
     Done(DeliveryResult),
 }
 
-/// The backend could not be reached.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("idempotency backend unavailable: {0}")]
-pub struct IdempotencyError(pub String);
+/// The backend could not be reached or held an unreadable record.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error("idempotency backend unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("bad idempotency record: {0}")]
+    Corrupt(String),
+}
 
 /// Records per idempotency key.
 #[async_trait::async_trait]
@@ -46,34 +60,33 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release(&self, key: &str) -> Result<(), IdempotencyError>;
 }
 
-enum Entry {
-    Pending(String, Instant),
-    Done(DeliveryResult, Instant),
+/// Single-process records (`wxpush dev`), with the Redis backend's
+/// windows and at most [`MAX_MEMORY_RECORDS`].
+pub struct MemoryIdempotency {
+    entries: Mutex<ExpiringMap<Claim>>,
 }
 
-/// Single-process records (`wxpush dev`).
-#[derive(Default)]
-pub struct MemoryIdempotency {
-    entries: Mutex<HashMap<String, Entry>>,
+impl Default for MemoryIdempotency {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(ExpiringMap::new(MAX_MEMORY_RECORDS)),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl IdempotencyStore for MemoryIdempotency {
     async fn claim(&self, key: &str, message_id: &str) -> Result<Claim, IdempotencyError> {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let claim = match map.get(key) {
-            Some(Entry::Pending(id, until)) if *until > now => Claim::Pending(id.clone()),
-            Some(Entry::Done(r, until)) if *until > now => Claim::Done(r.clone()),
-            _ => Claim::Reserved,
-        };
-        if claim == Claim::Reserved {
-            map.insert(
-                key.to_string(),
-                Entry::Pending(message_id.to_string(), now + PENDING_TTL),
-            );
+        if let Some(found) = map.get(key) {
+            return Ok(found.clone());
         }
-        Ok(claim)
+        map.insert(
+            key.to_string(),
+            Claim::Pending(message_id.to_string()),
+            PENDING_TTL,
+        );
+        Ok(Claim::Reserved)
     }
 
     async fn complete(
@@ -83,10 +96,7 @@ impl IdempotencyStore for MemoryIdempotency {
         window: Duration,
     ) -> Result<(), IdempotencyError> {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(
-            key.to_string(),
-            Entry::Done(result.clone(), Instant::now() + window),
-        );
+        map.insert(key.to_string(), Claim::Done(result.clone()), window);
         Ok(())
     }
 
@@ -120,10 +130,6 @@ impl RedisIdempotency {
     }
 }
 
-fn err(e: redis::RedisError) -> IdempotencyError {
-    IdempotencyError(e.to_string())
-}
-
 fn decode(raw: &[u8]) -> Result<Claim, IdempotencyError> {
     match raw.split_first() {
         Some((b'P', rest)) => Ok(Claim::Pending(
@@ -131,8 +137,8 @@ fn decode(raw: &[u8]) -> Result<Claim, IdempotencyError> {
         )),
         Some((b'D', rest)) => DeliveryResult::decode(rest.get(1..).unwrap_or_default())
             .map(Claim::Done)
-            .map_err(|e| IdempotencyError(format!("bad idempotency record: {e}"))),
-        _ => Err(IdempotencyError("bad idempotency record".into())),
+            .map_err(|e| IdempotencyError::Corrupt(e.to_string())),
+        _ => Err(IdempotencyError::Corrupt("unknown record type".into())),
     }
 }
 
@@ -147,16 +153,14 @@ impl IdempotencyStore for RedisIdempotency {
             .arg("PX")
             .arg(PENDING_TTL.as_millis() as u64)
             .query_async(&mut conn)
-            .await
-            .map_err(err)?;
+            .await?;
         if set.is_some() {
             return Ok(Claim::Reserved);
         }
         let raw: Option<Vec<u8>> = redis::cmd("GET")
             .arg(self.key(key))
             .query_async(&mut conn)
-            .await
-            .map_err(err)?;
+            .await?;
         match raw {
             Some(raw) => decode(&raw),
             // Expired between the two commands: try once more.
@@ -178,16 +182,16 @@ impl IdempotencyStore for RedisIdempotency {
             .arg("PX")
             .arg(window.as_millis().max(1) as u64)
             .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+            .await?;
+        Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), IdempotencyError> {
         redis::cmd("DEL")
             .arg(self.key(key))
             .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+            .await?;
+        Ok(())
     }
 }
 
@@ -214,6 +218,22 @@ mod tests {
         assert_eq!(store.claim("k", "m3").await.unwrap(), Claim::Done(result));
         store.release("k").await.unwrap();
         assert_eq!(store.claim("k", "m4").await.unwrap(), Claim::Reserved);
+    }
+
+    #[test]
+    fn record_keys_are_per_app_and_unambiguous() {
+        assert_ne!(record_key("a:b", "c"), record_key("a", "b:c"));
+        assert_ne!(record_key("wx1", "k"), record_key("wx2", "k"));
+        assert_eq!(record_key("wx1", "k"), record_key("wx1", "k"));
+    }
+
+    #[tokio::test]
+    async fn memory_records_expire_with_their_window() {
+        let store = MemoryIdempotency::default();
+        store.claim("k", "m1").await.unwrap();
+        let r = DeliveryResult::default();
+        store.complete("k", &r, Duration::ZERO).await.unwrap();
+        assert_eq!(store.claim("k", "m2").await.unwrap(), Claim::Reserved);
     }
 
     #[test]

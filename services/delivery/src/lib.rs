@@ -2,42 +2,117 @@
 //! sent with a token from the token service, and every attempt becomes a
 //! delivery event that logquery indexes.
 //!
+//! Its parts, in the order a message meets them:
 //! - [`config`]: where the other services and WeChat are; retry, breaker,
-//!   rate-limit and idempotency settings.
-//! - [`request`]: checks on a `SendRequest` before anything happens.
-//! - [`policy`]: what to do after each WeChat answer (the errcode classes),
-//!   and the retry backoff.
-//! - [`breaker`]: a `failsafe` circuit breaker per app.
-//! - [`idempotency`]: one send per idempotency key, across replicas.
-//! - [`ratelimit`]: sends per second per app, across replicas (GCRA).
-//! - [`message`]: a message's identity, its events and results.
-//! - [`pipeline`]: one message through checks, render, idempotency, rate
-//!   limit; `attempts`: token, breaker, WeChat, policy, events.
-//! - [`queue`]: the durable queue, delayed set, dead letters, statuses;
-//!   [`worker`]: the workers; `accept`: SendAsync / SendBatch;
-//!   [`quiet`]: quiet hours.
-//! - [`error`]: [`error::DeliveryError`] and its mapping to `tonic::Status`.
-//! - [`server`]: the service as a process (ports, workers, graceful stop).
+//!   rate-limit, queue and idempotency settings.
+//! - [`backends`]: idempotency, rate limits, queue and event sink, chosen
+//!   once by `backend.kind` (memory or Redis).
+//! - [`intake`]: accepting a message (checks in [`request`], idempotency,
+//!   rate limit); [`send`]: sync `Send`; [`accept`]: `SendAsync` and
+//!   `SendBatch` onto the queue ([`quiet`] hours); [`deadletters`].
+//! - [`sender`]: one attempt: render, token, [`breaker`], the WeChat call.
+//! - [`policy`]: the errcode classes as actions, and the backoff;
+//!   [`decision`]: what follows each outcome, for sync and queue alike.
+//! - [`ledger`]: what is recorded: events, live status, queue, dead letters.
+//! - [`queue`]: the durable queue (memory or Redis Streams); [`worker`]:
+//!   the workers that move queued messages one step at a time.
+//! - [`error`]: [`error::DeliveryError`] and its one mapping to `tonic::Status`.
 //! - [`service`]: the `wxpush.v1.DeliveryService` gRPC API.
+//!
+//! [`build`] puts them together as one component.
 
-mod accept;
-mod attempts;
+pub mod accept;
+pub mod backends;
 pub mod breaker;
 pub mod config;
 pub mod deadletters;
+pub mod decision;
 pub mod error;
+mod expiring;
 pub mod idempotency;
+pub mod intake;
+pub mod ledger;
 pub mod message;
-pub mod pipeline;
 pub mod policy;
 pub mod queue;
 pub mod quiet;
 pub mod ratelimit;
 pub mod request;
-pub mod server;
+pub mod send;
+pub mod sender;
 pub mod service;
 pub mod worker;
 
+pub use backends::Backends;
 pub use config::DeliveryConfig;
-pub use pipeline::Pipeline;
+pub use intake::Intake;
 pub use service::DeliveryGrpc;
+
+use std::sync::Arc;
+use wxpush_events::EventSink;
+use wxpush_server::component::Component;
+
+/// The parts of a delivery service, each built complete from one
+/// [`Backends`].
+pub struct Delivery {
+    pub intake: Intake,
+    pub worker: worker::Worker,
+}
+
+impl Delivery {
+    /// Every part over `backends`.
+    pub fn new(config: &DeliveryConfig, backends: Backends) -> anyhow::Result<Self> {
+        let sender = sender::Sender::new(
+            wxpush_server::grpc::channel(&config.template_endpoint),
+            wxpush_server::grpc::channel(&config.token_endpoint),
+            wxpush_wechat::WechatClient::new(&config.wechat)?,
+            breaker::Breakers::new(config.breaker.clone()),
+        );
+        let ledger = ledger::Ledger::new(
+            backends.events,
+            backends.queue,
+            queue::QueueMetrics::default(),
+        );
+        Ok(Self {
+            intake: Intake::new(
+                sender.clone(),
+                ledger.clone(),
+                backends.idempotency,
+                backends.limiter,
+                config,
+            ),
+            worker: worker::Worker::new(sender, ledger, config),
+        })
+    }
+}
+
+/// The delivery service from its config.
+pub async fn build(config: DeliveryConfig) -> anyhow::Result<Component> {
+    build_with_events(config, None).await
+}
+
+/// [`build`] publishing events to `events` (`wxpush dev`'s in-process bus)
+/// instead of what the backend implies.
+pub async fn build_with_events(
+    config: DeliveryConfig,
+    events: Option<Arc<dyn EventSink>>,
+) -> anyhow::Result<Component> {
+    let backends = Backends::open(&config, events).await?;
+    let Delivery { intake, worker } = Delivery::new(&config, backends)?;
+    let breakers = intake.sender().breakers().metrics().clone();
+    let queue = intake.ledger.metrics().clone();
+    let component = Component::new("wxpush-delivery")
+        .grpc(DeliveryGrpc::new(intake).into_server())
+        .metrics(move |r| {
+            breakers.register(r);
+            queue.register(r);
+        })
+        .shared_metrics("wechat", |r| {
+            wxpush_wechat::WechatMetrics::global().register(r)
+        });
+    Ok(if config.queue.workers {
+        component.task(move |drain| worker.run(drain))
+    } else {
+        component
+    })
+}

@@ -20,11 +20,11 @@ pub struct MessageCtx {
 }
 
 /// The outcome of one attempt (or a status change without one).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Step {
     /// 0 for a status change without a WeChat call.
     pub attempt: u32,
-    pub status: i32,
+    pub status: DeliveryStatus,
     pub errcode: i64,
     pub errmsg: String,
     pub wechat_msgid: String,
@@ -35,27 +35,73 @@ pub struct Step {
 }
 
 impl Step {
-    pub fn new(attempt: u32, status: DeliveryStatus) -> Self {
+    /// An attempt (1-based) whose status is still to be decided.
+    pub fn attempt(attempt: u32) -> Self {
         Self {
             attempt,
-            status: status as i32,
-            ..Default::default()
+            status: DeliveryStatus::Sending,
+            errcode: 0,
+            errmsg: String::new(),
+            wechat_msgid: String::new(),
+            latency_ms: 0,
+            after: 0,
+        }
+    }
+
+    /// A status change without a WeChat call, after `attempts` attempts.
+    pub fn change(status: DeliveryStatus, attempts: u32, why: impl Into<String>) -> Self {
+        Self {
+            status,
+            after: attempts,
+            errmsg: why.into(),
+            ..Self::attempt(0)
         }
     }
 }
 
+/// A new message id: time-ordered (UUIDv7), 32 hex digits.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
 impl MessageCtx {
+    /// A message accepted now from `req`, rendered as `rendered`.
+    pub fn accepted(
+        message_id: String,
+        trace: &wxpush_server::trace_context::TraceContext,
+        req: &wxpush_proto::v1::SendRequest,
+        rendered: &crate::sender::Rendered,
+    ) -> Self {
+        Self {
+            message_id,
+            trace_id: trace.trace_id(),
+            app_id: rendered.response.app_id.clone(),
+            openid: req.openid.clone(),
+            template_key: req.template_key.clone(),
+            template_id: String::new(),
+            kind: 0,
+            accepted_at: SystemTime::now(),
+            data_json: String::new(),
+        }
+        .rendered(rendered)
+    }
+
     /// A queued message's context once rendered.
     pub fn for_queued(
         m: &crate::queue::QueuedMessage,
-        rendered: &wxpush_proto::v1::RenderTemplateResponse,
+        rendered: &crate::sender::Rendered,
         trace: &wxpush_server::trace_context::TraceContext,
     ) -> Self {
+        Self::for_queued_unrendered(m, trace).rendered(rendered)
+    }
+
+    /// With what rendering added: the WeChat template, kind and data.
+    pub fn rendered(self, r: &crate::sender::Rendered) -> Self {
         Self {
-            template_id: rendered.template_id.clone(),
-            kind: rendered.kind,
-            data_json: rendered.data_json.clone(),
-            ..Self::for_queued_unrendered(m, trace)
+            template_id: r.response.template_id.clone(),
+            kind: r.response.kind,
+            data_json: r.response.data_json.clone(),
+            ..self
         }
     }
 
@@ -82,7 +128,10 @@ impl MessageCtx {
         let event_id = if step.attempt > 0 {
             format!("{}/{}", self.message_id, step.attempt)
         } else {
-            format!("{}/{}/status-{}", self.message_id, step.after, step.status)
+            format!(
+                "{}/{}/status-{}",
+                self.message_id, step.after, step.status as i32
+            )
         };
         DeliveryEvent {
             event_id,
@@ -94,7 +143,7 @@ impl MessageCtx {
             template_id: self.template_id.clone(),
             kind: self.kind,
             attempt: step.attempt,
-            status: step.status,
+            status: step.status.into(),
             errcode: step.errcode,
             errmsg: step.errmsg.clone(),
             wechat_msgid: step.wechat_msgid.clone(),
@@ -110,7 +159,7 @@ impl MessageCtx {
         DeliveryResult {
             message_id: self.message_id.clone(),
             trace_id: self.trace_id.clone(),
-            status: step.status,
+            status: step.status.into(),
             errcode: step.errcode,
             errmsg: step.errmsg.clone(),
             wechat_msgid: step.wechat_msgid.clone(),

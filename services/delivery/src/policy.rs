@@ -48,6 +48,17 @@ impl Action {
     }
 }
 
+/// Whether a failed call to the template or token service may succeed if
+/// repeated (the service is down, slow or overloaded) rather than never
+/// (the template was deleted, the app is unknown, the request is invalid).
+pub fn upstream_is_transient(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unavailable | DeadlineExceeded | Unknown | ResourceExhausted | Internal | Aborted
+    )
+}
+
 /// Full-jitter backoff before the attempt after `attempt` (1-based).
 pub fn backoff(settings: &RetrySettings, attempt: u32) -> Duration {
     let cap = settings

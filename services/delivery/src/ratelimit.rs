@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The backend could not be reached.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("rate limit backend unavailable: {0}")]
-pub struct RateLimitError(pub String);
+pub struct RateLimitError(#[from] pub redis::RedisError);
 
 /// Admits or delays sends.
 #[async_trait::async_trait]
@@ -134,8 +134,7 @@ impl RateLimiter for RedisRateLimiter {
             .arg(gcra.interval_us)
             .arg(gcra.tolerance_us)
             .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| RateLimitError(e.to_string()))?;
+            .await?;
         Ok((wait > 0).then(|| Duration::from_micros(wait as u64)))
     }
 }

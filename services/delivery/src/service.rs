@@ -1,7 +1,7 @@
-//! The `wxpush.v1.DeliveryService` gRPC API over [`Pipeline`].
+//! The `wxpush.v1.DeliveryService` gRPC API over [`Intake`].
 
 use crate::breaker::State;
-use crate::pipeline::Pipeline;
+use crate::intake::Intake;
 use tonic::{Request, Response, Status};
 use wxpush_proto::timestamp;
 use wxpush_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
@@ -12,12 +12,12 @@ use wxpush_server::trace_context::TraceContext;
 /// The gRPC handlers; cheap to clone.
 #[derive(Clone)]
 pub struct DeliveryGrpc {
-    pipeline: Pipeline,
+    intake: Intake,
 }
 
 impl DeliveryGrpc {
-    pub fn new(pipeline: Pipeline) -> Self {
-        Self { pipeline }
+    pub fn new(intake: Intake) -> Self {
+        Self { intake }
     }
 
     /// The tonic service to add to a server.
@@ -35,7 +35,7 @@ impl DeliveryService for DeliveryGrpc {
         let trace = TraceContext::from_metadata_or_new(request.metadata());
         let timeout = grpc_timeout(request.metadata());
         let result = self
-            .pipeline
+            .intake
             .send(request.into_inner(), trace, timeout)
             .await?;
         Ok(Response::new(result))
@@ -47,9 +47,7 @@ impl DeliveryService for DeliveryGrpc {
     ) -> Result<Response<SendAsyncResponse>, Status> {
         let trace = TraceContext::from_metadata_or_new(request.metadata());
         Ok(Response::new(
-            self.pipeline
-                .send_async(request.into_inner(), trace)
-                .await?,
+            self.intake.send_async(request.into_inner(), trace).await?,
         ))
     }
 
@@ -59,9 +57,7 @@ impl DeliveryService for DeliveryGrpc {
     ) -> Result<Response<SendBatchResponse>, Status> {
         let trace = TraceContext::from_metadata_or_new(request.metadata());
         Ok(Response::new(
-            self.pipeline
-                .send_batch(request.into_inner(), trace)
-                .await?,
+            self.intake.send_batch(request.into_inner(), trace).await?,
         ))
     }
 
@@ -70,7 +66,7 @@ impl DeliveryService for DeliveryGrpc {
         request: Request<GetMessageRequest>,
     ) -> Result<Response<DeliveryResult>, Status> {
         let id = request.into_inner().message_id;
-        match self.pipeline.get_message(&id).await? {
+        match self.intake.get_message(&id).await? {
             Some(r) => Ok(Response::new(r)),
             None => Err(Status::not_found(format!("message {id:?} not found"))),
         }
@@ -81,9 +77,7 @@ impl DeliveryService for DeliveryGrpc {
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
         Ok(Response::new(
-            self.pipeline
-                .list_dead_letters(request.into_inner())
-                .await?,
+            self.intake.list_dead_letters(request.into_inner()).await?,
         ))
     }
 
@@ -92,7 +86,7 @@ impl DeliveryService for DeliveryGrpc {
         request: Request<ReplayDeadLettersRequest>,
     ) -> Result<Response<ReplayDeadLettersResponse>, Status> {
         Ok(Response::new(
-            self.pipeline
+            self.intake
                 .replay_dead_letters(request.into_inner())
                 .await?,
         ))
@@ -105,7 +99,8 @@ impl DeliveryService for DeliveryGrpc {
         let app_id = request.into_inner().app_id;
         let filter = (!app_id.is_empty()).then_some(app_id.as_str());
         let apps = self
-            .pipeline
+            .intake
+            .sender()
             .breakers()
             .views(filter)
             .into_iter()
@@ -115,7 +110,8 @@ impl DeliveryService for DeliveryGrpc {
                     State::Closed => BreakerState::Closed,
                     State::Open => BreakerState::Open,
                     State::HalfOpen => BreakerState::HalfOpen,
-                } as i32,
+                }
+                .into(),
                 recent_failures: v.consecutive_failures,
                 recent_successes: 0,
                 next_probe_at: v.next_probe_at.map(timestamp),

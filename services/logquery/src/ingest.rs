@@ -20,9 +20,26 @@ pub fn spawn(
     store: Arc<dyn LogStore>,
     tail: Tail,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+    tokio::spawn(run(source, store, tail, std::future::pending()))
+}
+
+/// [`spawn`]'s loop, until `stop` completes (between batches: a batch read
+/// is applied and acknowledged first).
+pub async fn run(
+    source: Arc<dyn EventSource>,
+    store: Arc<dyn LogStore>,
+    tail: Tail,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    {
         loop {
-            let batch = match source.next_batch(BATCH).await {
+            let next = tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                next = source.next_batch(BATCH) => next,
+            };
+            let batch = match next {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(e) => {
@@ -57,20 +74,28 @@ pub fn spawn(
                 tracing::warn!(error = %e, "acknowledging delivery events failed");
             }
         }
-        tracing::info!("delivery event stream ended");
-    })
+    }
+    tracing::info!("delivery event ingestion stopped");
 }
 
-/// Enforces retention every `every`, logging the eviction counter.
-pub fn spawn_retention(store: Arc<dyn LogStore>, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Enforces retention every `every` until `stop` completes.
+pub async fn retention(
+    store: Arc<dyn LogStore>,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    {
         let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
             match store.enforce_retention().await {
                 Ok(_) => tracing::debug!(evicted_total = store.evicted(), "retention enforced"),
                 Err(e) => tracing::warn!(error = %e, "enforcing retention failed"),
             }
         }
-    })
+    }
 }

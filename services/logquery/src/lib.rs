@@ -11,6 +11,8 @@
 //! - [`tail`]: the live tail behind `TailLogs`, shared by replicas via Redis.
 //! - [`service`]: the `wxpush.v1.LogQueryService` gRPC API.
 //! - [`error`]: errors and their one mapping to `tonic::Status`.
+//!
+//! [`build`] puts them together as one component.
 
 pub mod error;
 pub mod filter;
@@ -26,9 +28,11 @@ pub use service::LogQueryGrpc;
 pub use store::{LogStore, MemoryLogStore, RedisLogStore, Retention};
 pub use tail::Tail;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use wxpush_events::{EventSource, RedisStreamSource, StreamSettings};
+use wxpush_server::component::Component;
 use wxpush_server::config::{BackendKind, BackendSettings};
 
 /// Log query service configuration.
@@ -36,9 +40,9 @@ use wxpush_server::config::{BackendKind, BackendSettings};
 #[serde(default)]
 pub struct LogQueryConfig {
     /// gRPC listen address.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
-    pub admin_listen: String,
+    pub admin_listen: SocketAddr,
     /// The memory backend keeps at most this many records (oldest evicted).
     pub max_records: usize,
     /// Records older than this (by accepted_at) are dropped, by both backends.
@@ -77,8 +81,8 @@ impl Default for EventsConfig {
 impl Default for LogQueryConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:50054".into(),
-            admin_listen: "0.0.0.0:9094".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 50054)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9094)),
             max_records: 100_000,
             retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 60,
@@ -94,42 +98,76 @@ impl LogQueryConfig {
     }
 }
 
-/// A store and, with Redis, the event stream it ingests.
-pub struct Backend {
-    pub store: Arc<dyn LogStore>,
-    /// Where ingestion publishes for `TailLogs` (with Redis: every replica's).
-    pub tail: Tail,
-    /// `None` for memory: the process has no shared stream (`wxpush dev`
-    /// wires its in-process bus instead).
-    pub source: Option<Arc<dyn EventSource>>,
+wxpush_server::listen_on_fields!(LogQueryConfig);
+
+/// The log query service from its config: the store on its backend, the
+/// Redis event stream it ingests (with the Redis backend), the live tail,
+/// retention, and the gRPC API.
+pub async fn build(config: LogQueryConfig) -> anyhow::Result<Component> {
+    build_with_source(config, None).await
 }
 
-/// Opens the configured backend.
-pub async fn open_backend(config: &LogQueryConfig) -> anyhow::Result<Backend> {
+/// [`build`] ingesting from `source` (`wxpush dev`'s in-process bus)
+/// instead of what the backend implies.
+pub async fn build_with_source(
+    config: LogQueryConfig,
+    source: Option<Arc<dyn EventSource>>,
+) -> anyhow::Result<Component> {
     let b = &config.backend;
-    Ok(match b.kind {
-        BackendKind::Memory => Backend {
-            store: Arc::new(MemoryLogStore::new(config.max_records, config.retention())),
-            tail: Tail::default(),
-            source: None,
-        },
-        BackendKind::Redis => {
-            let store =
-                RedisLogStore::connect(&b.redis_url, &b.key_prefix, config.retention()).await?;
-            let source = RedisStreamSource::connect(&StreamSettings {
-                redis_url: b.redis_url.clone(),
-                key_prefix: b.key_prefix.clone(),
-                group: config.events.group.clone(),
-                consumer: config.events.consumer.clone(),
-                claim_idle: Duration::from_secs(config.events.claim_idle_secs),
-                ..Default::default()
-            })
-            .await?;
-            Backend {
-                store: Arc::new(store),
-                tail: Tail::over_redis(&b.redis_url, &b.key_prefix).await?,
-                source: Some(Arc::new(source)),
+    let (store, tail, relay, stream): (Arc<dyn LogStore>, _, _, Option<Arc<dyn EventSource>>) =
+        match b.kind {
+            BackendKind::Memory => (
+                Arc::new(MemoryLogStore::new(config.max_records, config.retention())),
+                Tail::default(),
+                None,
+                None,
+            ),
+            BackendKind::Redis => {
+                let store =
+                    RedisLogStore::connect(&b.redis_url, &b.key_prefix, config.retention()).await?;
+                let (tail, relay) = Tail::relayed(&b.redis_url, &b.key_prefix)?;
+                let stream = RedisStreamSource::connect(&stream_settings(&config)).await?;
+                (
+                    Arc::new(store),
+                    tail,
+                    Some(relay),
+                    Some(Arc::new(stream) as _),
+                )
             }
+        };
+    let mut component = Component::new("wxpush-logquery")
+        .grpc(LogQueryGrpc::new(store.clone(), tail.clone()).into_server())
+        .metrics(|r| metrics::LogQueryMetrics::global().register(r));
+    if let Some(relay) = relay {
+        component = component.task(move |_| relay);
+    }
+    let closing = tail.clone();
+    component = component.task(move |drain| async move {
+        // Open TailLogs streams end, so the server's drain does not wait on them.
+        drain.wait().await;
+        closing.close();
+    });
+    match source.or(stream) {
+        Some(source) => {
+            let (store, tail) = (store.clone(), tail.clone());
+            component = component.task(move |drain| ingest::run(source, store, tail, drain.wait()));
         }
-    })
+        None => tracing::warn!(
+            "memory backend: no shared event stream, nothing will be ingested (set backend.kind=redis)"
+        ),
+    }
+    let every = Duration::from_secs(config.retention_sweep_secs);
+    Ok(component.task(move |drain| ingest::retention(store, every, drain.wait())))
+}
+
+/// How this replica reads the Redis event stream.
+fn stream_settings(config: &LogQueryConfig) -> StreamSettings {
+    StreamSettings {
+        redis_url: config.backend.redis_url.clone(),
+        key_prefix: config.backend.key_prefix.clone(),
+        group: config.events.group.clone(),
+        consumer: config.events.consumer.clone(),
+        claim_idle: Duration::from_secs(config.events.claim_idle_secs),
+        ..Default::default()
+    }
 }

@@ -41,13 +41,16 @@ impl Tail {
     }
 
     /// A tail shared by every replica through Redis Pub/Sub on
-    /// `{key_prefix}log:tail`. Returns once this replica is subscribed.
-    pub async fn over_redis(redis_url: &str, key_prefix: &str) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(redis_url)?;
+    /// `{key_prefix}log:tail`, and the task that feeds this replica's
+    /// subscribers from the channel (subscribing, and again after a lost
+    /// connection, until the tail closes). Nothing is dialled here.
+    pub fn relayed(
+        redis_url: &str,
+        key_prefix: &str,
+    ) -> Result<(Self, impl Future<Output = ()> + Send + 'static), wxpush_redis::OpenError> {
+        let client = wxpush_redis::client(redis_url)?;
         let channel = format!("{key_prefix}log:tail");
-        let conn = redis::aio::ConnectionManager::new(client.clone()).await?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(&channel).await?;
+        let conn = wxpush_redis::connect(redis_url, wxpush_redis::Timeouts::Commands)?;
         let tail = Self {
             relay: Some(Relay {
                 conn,
@@ -55,7 +58,19 @@ impl Tail {
             }),
             ..Self::default()
         };
-        tokio::spawn(relay_in(client, channel, pubsub, tail.clone()));
+        let (subscribed, _) = watch::channel(false);
+        Ok((tail.clone(), relay_in(client, channel, tail, subscribed)))
+    }
+
+    /// [`Self::relayed`] with the relay running; returns once this replica
+    /// is subscribed.
+    pub async fn over_redis(redis_url: &str, key_prefix: &str) -> anyhow::Result<Self> {
+        let client = wxpush_redis::client(redis_url)?;
+        let channel = format!("{key_prefix}log:tail");
+        let (tail, _) = Self::relayed(redis_url, key_prefix)?;
+        let (subscribed, mut seen) = watch::channel(false);
+        tokio::spawn(relay_in(client, channel, tail.clone(), subscribed));
+        seen.wait_for(|s| *s).await?;
         Ok(tail)
     }
 
@@ -153,46 +168,47 @@ impl Default for Tail {
     }
 }
 
-/// Feeds the channel's records to this replica's subscribers, resubscribing
-/// after a lost connection, until the tail closes.
+/// Feeds the channel's records to this replica's subscribers, subscribing
+/// again after a lost connection, until the tail closes.
 async fn relay_in(
     client: redis::Client,
     channel: String,
-    mut pubsub: redis::aio::PubSub,
     tail: Tail,
+    subscribed: watch::Sender<bool>,
 ) {
     let mut closed = tail.closed.subscribe();
     loop {
-        {
-            let mut messages = pubsub.on_message();
-            loop {
-                let msg = tokio::select! {
-                    biased;
+        let subscription = async {
+            let mut p = client.get_async_pubsub().await?;
+            p.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(p)
+        };
+        let mut pubsub = match subscription.await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "subscribing to the live tail");
+                tokio::select! {
                     _ = closed.wait_for(|c| *c) => return,
-                    m = tokio_stream::StreamExt::next(&mut messages) => m,
-                };
-                let Some(msg) = msg else { break };
-                match LogRecord::decode(msg.get_payload_bytes()) {
-                    Ok(r) => {
-                        let _ = tail.local.send(Arc::new(r));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "undecodable live tail message"),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
                 }
+            }
+        };
+        subscribed.send_replace(true);
+        let mut messages = pubsub.on_message();
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = closed.wait_for(|c| *c) => return,
+                m = tokio_stream::StreamExt::next(&mut messages) => m,
+            };
+            let Some(msg) = msg else { break };
+            match LogRecord::decode(msg.get_payload_bytes()) {
+                Ok(r) => {
+                    let _ = tail.local.send(Arc::new(r));
+                }
+                Err(e) => tracing::warn!(error = %e, "undecodable live tail message"),
             }
         }
         tracing::warn!("live tail subscription lost; resubscribing");
-        pubsub = loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if *closed.borrow() {
-                return;
-            }
-            match client.get_async_pubsub().await {
-                Ok(mut p) => match p.subscribe(&channel).await {
-                    Ok(()) => break p,
-                    Err(e) => tracing::warn!(error = %e, "resubscribing to the live tail"),
-                },
-                Err(e) => tracing::warn!(error = %e, "reconnecting the live tail"),
-            }
-        };
     }
 }

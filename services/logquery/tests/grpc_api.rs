@@ -52,7 +52,7 @@ async fn replica(backend: &Backend, ingests: bool) -> Replica {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let names = [log_query_service_server::SERVICE_NAME];
-        wxpush_server::grpc::serve(routes, &names, listener, async {
+        wxpush_server::grpc::serve(routes, names.to_vec(), listener, async {
             let _ = stopped.await;
         })
         .await

@@ -12,6 +12,8 @@
 //! - [`sync`]: pulling an app's templates from WeChat.
 //! - [`error`]: [`error::TemplateError`] and its mapping to `tonic::Status`.
 //! - [`service`]: the `wxpush.v1.TemplateService` gRPC API.
+//!
+//! [`build`] puts them together as one component.
 
 pub mod content;
 pub mod error;
@@ -28,7 +30,10 @@ pub use registry::TemplateRegistry;
 pub use service::TemplateGrpc;
 pub use store::TemplateStore;
 
-use wxpush_server::config::BackendSettings;
+use std::net::SocketAddr;
+use wxpush_proto::v1::Template;
+use wxpush_server::component::Component;
+use wxpush_server::config::{BackendSettings, GrpcEndpoint};
 use wxpush_wechat::ClientSettings;
 
 /// Template service configuration.
@@ -36,16 +41,16 @@ use wxpush_wechat::ClientSettings;
 #[serde(default)]
 pub struct TemplateConfig {
     /// gRPC listen address.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Admin HTTP: `/metrics` (Prometheus), `/healthz`.
-    pub admin_listen: String,
+    pub admin_listen: SocketAddr,
     /// Templates file loaded at start-up (optional).
     pub templates_file: Option<std::path::PathBuf>,
     /// Where templates are kept: `memory` (one replica) or `redis` (shared,
     /// survives restarts).
     pub backend: BackendSettings,
     /// The token service, for SyncTemplates' access tokens.
-    pub token_endpoint: String,
+    pub token_endpoint: GrpcEndpoint,
     /// WeChat (or the sandbox), for SyncTemplates' template lists.
     pub wechat: ClientSettings,
 }
@@ -53,12 +58,52 @@ pub struct TemplateConfig {
 impl Default for TemplateConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:50052".into(),
-            admin_listen: "0.0.0.0:9092".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 50052)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9092)),
             templates_file: None,
             backend: BackendSettings::default(),
-            token_endpoint: "http://127.0.0.1:50051".into(),
+            token_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50051").expect("a valid default"),
             wechat: ClientSettings::default(),
         }
     }
+}
+
+wxpush_server::listen_on_fields!(TemplateConfig);
+
+/// The template service from its config: the registry on its backend,
+/// seeded from `templates_file` before serving (read and checked here, so
+/// a missing or bad file fails the build and `--check-config`).
+pub async fn build(config: TemplateConfig) -> anyhow::Result<Component> {
+    let seed = match &config.templates_file {
+        Some(path) => spec::load_file(path).map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
+    build_seeded(config, seed).await
+}
+
+/// [`build`] with the templates to seed given (`wxpush dev`'s demo set).
+pub async fn build_seeded(
+    config: TemplateConfig,
+    seed: Vec<Template>,
+) -> anyhow::Result<Component> {
+    let registry = TemplateRegistry::open(&config.backend).await?;
+    let wechat = wxpush_wechat::WechatClient::new(&config.wechat)?;
+    let token = wxpush_server::grpc::channel(&config.token_endpoint);
+    let grpc = TemplateGrpc::new(registry.clone()).with_sync(token, wechat);
+    let count = seed.len();
+    Ok(Component::new("wxpush-template")
+        .on_start(async move {
+            if count > 0 {
+                registry
+                    .seed(seed)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("seeding templates: {e}"))?;
+                tracing::info!(count, "templates seeded");
+            }
+            Ok(())
+        })
+        .grpc(grpc.into_server())
+        .shared_metrics("wechat", |r| {
+            wxpush_wechat::WechatMetrics::global().register(r)
+        }))
 }

@@ -9,8 +9,9 @@ use crate::error::TemplateError;
 use crate::validate::{RenderedField, check_mapping, check_target, check_values};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
-use wxpush_proto::v1::{MessageKind, MiniProgramTarget, Template};
+use wxpush_proto::v1::{MiniProgramTarget, Template};
 use wxpush_server::status::Violation;
+use wxpush_wechat::MessageApi;
 
 pub use crate::content::placeholders;
 
@@ -155,9 +156,16 @@ pub fn render(t: &Template, input: &RenderInput<'_>) -> Result<Rendered, Templat
     let mut body = Map::new();
     body.insert("touser".into(), json!(input.openid));
     body.insert("template_id".into(), json!(t.template_id));
-    let kind = MessageKind::try_from(t.kind).unwrap_or(MessageKind::Unspecified);
-    let api_path = match kind {
-        MessageKind::Subscribe => {
+    // The one kind → API mapping; a kind without an API is never sent.
+    let api = match MessageApi::try_from(t.kind) {
+        Ok(api) => api,
+        Err(e) => {
+            violations.push(Violation::new("template.kind", e.to_string()));
+            MessageApi::Template
+        }
+    };
+    match api {
+        MessageApi::Subscribe => {
             let page = if input.page.is_empty() {
                 &t.page
             } else {
@@ -173,9 +181,8 @@ pub fn render(t: &Template, input: &RenderInput<'_>) -> Result<Rendered, Templat
             if !t.lang.is_empty() {
                 body.insert("lang".into(), json!(t.lang));
             }
-            "/cgi-bin/message/subscribe/send"
         }
-        _ => {
+        MessageApi::Template => {
             let url = if input.url.is_empty() {
                 &t.url
             } else {
@@ -195,9 +202,8 @@ pub fn render(t: &Template, input: &RenderInput<'_>) -> Result<Rendered, Templat
             if !input.client_msg_id.is_empty() {
                 body.insert("client_msg_id".into(), json!(input.client_msg_id));
             }
-            "/cgi-bin/message/template/send"
         }
-    };
+    }
     for name in &missing {
         violations.push(Violation::new(
             format!("variables.{name}"),
@@ -214,7 +220,7 @@ pub fn render(t: &Template, input: &RenderInput<'_>) -> Result<Rendered, Templat
         body_json: Value::Object(body).to_string(),
         data_json,
         preview: preview(t, &values),
-        api_path,
+        api_path: api.path(),
     })
 }
 
@@ -240,6 +246,7 @@ fn preview(t: &Template, values: &HashMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wxpush_proto::v1::MessageKind;
 
     fn shipped() -> Template {
         Template {
@@ -383,5 +390,18 @@ mod tests {
         let v = violations(&tm, &[("order_id", "SF1")]);
         let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["template.fields.keyword9"]);
+    }
+
+    #[test]
+    fn a_kind_without_a_wechat_api_is_never_rendered_for_sending() {
+        let t = Template {
+            kind: 7,
+            ..shipped()
+        };
+        let v = violations(
+            &t,
+            &[("order_id", "1"), ("ship_time", "t"), ("carrier", "c")],
+        );
+        assert!(v.iter().any(|v| v.field == "template.kind"), "{v:?}");
     }
 }

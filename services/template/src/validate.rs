@@ -5,8 +5,9 @@
 
 use crate::content::{is_field_name, placeholders};
 use crate::rules::check_field;
-use wxpush_proto::v1::{MessageKind, Template};
+use wxpush_proto::v1::Template;
 use wxpush_server::status::Violation;
+use wxpush_wechat::MessageApi;
 
 /// Values WeChat accepts for `miniprogram_state` (empty: formal).
 pub const MINIPROGRAM_STATES: &[&str] = &["developer", "trial", "formal"];
@@ -27,8 +28,10 @@ pub struct RenderedField {
     pub complete: bool,
 }
 
+/// Subscribe messages have WeChat's per-type field rules (the kind's API
+/// decides; an unknown kind is refused when rendering).
 fn is_subscribe(t: &Template) -> bool {
-    t.kind == MessageKind::Subscribe as i32
+    MessageApi::try_from(t.kind).is_ok_and(MessageApi::is_subscribe)
 }
 
 /// The field mapping against the WeChat template `content` (when known):

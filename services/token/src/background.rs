@@ -17,17 +17,24 @@ impl TokenCache {
     /// Starts the refresher; it runs until the returned task is aborted.
     pub fn spawn_refresher(&self) -> JoinHandle<()> {
         let cache = self.clone();
-        tokio::spawn(async move {
-            let period = Duration::from_millis(cache.inner.settings.check_interval_ms.max(10));
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                for entry in cache.inner.apps.values() {
-                    cache.background_step(entry).await;
-                }
+        tokio::spawn(async move { cache.run_refresher(std::future::pending()).await })
+    }
+
+    /// Runs the refresher until `stop` completes.
+    pub async fn run_refresher(self, stop: impl std::future::Future<Output = ()>) {
+        let period = Duration::from_millis(self.inner.settings.check_interval_ms.max(10));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut stop => return,
             }
-        })
+            for entry in self.inner.apps.values() {
+                self.background_step(entry).await;
+            }
+        }
     }
 
     async fn background_step(&self, entry: &AppEntry) {

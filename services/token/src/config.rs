@@ -1,6 +1,7 @@
 //! Token service configuration.
 
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use wxpush_server::config::{BackendSettings, Secret};
 use wxpush_wechat::ClientSettings;
@@ -141,9 +142,9 @@ impl Default for RefreshSettings {
 #[serde(default)]
 pub struct TokenConfig {
     /// gRPC listen address.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
-    pub admin_listen: String,
+    pub admin_listen: SocketAddr,
     pub apps: Vec<AppSpec>,
     pub refresh: RefreshSettings,
     /// `memory` (one replica) or `redis` (shared by replicas).
@@ -154,8 +155,8 @@ pub struct TokenConfig {
 impl Default for TokenConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:50051".into(),
-            admin_listen: "0.0.0.0:9091".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9091)),
             apps: Vec::new(),
             refresh: RefreshSettings::default(),
             backend: BackendSettings::default(),
@@ -163,6 +164,8 @@ impl Default for TokenConfig {
         }
     }
 }
+
+wxpush_server::listen_on_fields!(TokenConfig);
 
 #[cfg(test)]
 mod tests {

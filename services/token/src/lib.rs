@@ -13,6 +13,8 @@
 //! - [`metrics`]: token expiry, refreshes by result, fetches today.
 //! - [`error`]: [`error::TokenError`] and its one mapping to `tonic::Status`.
 //! - [`service`]: the `wxpush.v1.TokenService` gRPC API.
+//!
+//! [`build`] puts them together as one component.
 
 mod background;
 pub mod cache;
@@ -27,3 +29,24 @@ pub mod store;
 pub use cache::TokenCache;
 pub use config::{AppSpec, RefreshSettings, TokenConfig, TokenMode};
 pub use service::TokenGrpc;
+
+use wxpush_server::component::Component;
+
+/// The token service from its config: the cache over the configured store,
+/// its gRPC API, metrics and background refresher. App secrets are read
+/// here, so a missing secret file fails the build (and `--check-config`).
+pub async fn build(config: TokenConfig) -> anyhow::Result<Component> {
+    let wechat = wxpush_wechat::WechatClient::new(&config.wechat)?;
+    let store = store::connect(&config.backend).await?;
+    let cache =
+        TokenCache::new(&config.apps, wechat, store, config.refresh).map_err(anyhow::Error::msg)?;
+    let metrics = cache.metrics().clone();
+    let refresher = cache.clone();
+    Ok(Component::new("wxpush-token")
+        .grpc(TokenGrpc::new(cache).into_server())
+        .metrics(move |r| metrics.register(r))
+        .shared_metrics("wechat", |r| {
+            wxpush_wechat::WechatMetrics::global().register(r)
+        })
+        .task(move |drain| refresher.run_refresher(drain.wait())))
+}

@@ -197,8 +197,9 @@ async fn main() -> anyhow::Result<()> {
             let telemetry = wxpush_telemetry::init("wxpush-delivery", env!("CARGO_PKG_VERSION"));
             let config: wxpush_delivery::DeliveryConfig =
                 wxpush_server::config::load(config.as_deref(), "WXPUSH_DELIVERY")?;
-            let result = wxpush_delivery::server::run(
+            let result = wxpush_server::process::serve(
                 config,
+                wxpush_delivery::build,
                 wxpush_server::shutdown::Shutdown::on_signal(),
             )
             .await;

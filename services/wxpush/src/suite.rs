@@ -2,28 +2,26 @@
 //! in-memory backends, and (optionally) an embedded WeChat sandbox. This is
 //! `wxpush dev`, and what the integration tests start.
 //!
-//! Delivery reaches template and token over real gRPC on the same port, just
-//! as it would across pods; its events reach logquery over an in-process bus.
+//! Each service is built exactly as its own binary builds it (`build`), and
+//! the four components run in one process on one port. Delivery reaches
+//! template and token over real gRPC on that port, just as it would across
+//! pods; its events reach logquery over an in-process bus.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 use wechat_sandbox::{Sandbox, SandboxConfig};
-use wxpush_delivery::pipeline::lazy_channel;
-use wxpush_delivery::{DeliveryConfig, DeliveryGrpc, Pipeline};
+use wxpush_delivery::DeliveryConfig;
 use wxpush_events::MemoryBus;
-use wxpush_logquery::{LogQueryGrpc, LogStore, MemoryLogStore, Tail};
+use wxpush_logquery::LogQueryConfig;
 use wxpush_metrics::SharedRegistry;
 use wxpush_proto::v1::Template;
-use wxpush_proto::v1::{
-    delivery_service_server, log_query_service_server, template_service_server,
-    token_service_server,
-};
-use wxpush_template::{TemplateGrpc, TemplateRegistry};
-use wxpush_token::store::MemoryTokenStore;
-use wxpush_token::{AppSpec, RefreshSettings, TokenCache, TokenGrpc};
-use wxpush_wechat::{ClientSettings, WechatClient};
+use wxpush_server::config::GrpcEndpoint;
+use wxpush_server::process::{self, Listeners, Running};
+use wxpush_server::shutdown::Shutdown;
+use wxpush_template::TemplateConfig;
+use wxpush_token::{AppSpec, RefreshSettings, TokenConfig};
+use wxpush_wechat::ClientSettings;
 
 /// An embedded sandbox: its config and where to listen.
 #[derive(Debug, Clone)]
@@ -97,14 +95,8 @@ pub struct Suite {
     pub metrics: SharedRegistry,
     /// The embedded sandbox, if any.
     pub sandbox: Option<Sandbox>,
-    stop: oneshot::Sender<()>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
-    ingest: JoinHandle<()>,
-    /// The live tail, closed first on shutdown.
-    tail: Tail,
-    refresher: JoinHandle<()>,
-    admin: Option<JoinHandle<()>>,
-    workers: wxpush_delivery::worker::Workers,
+    drain: watch::Sender<bool>,
+    running: Running,
 }
 
 impl Suite {
@@ -121,92 +113,60 @@ impl Suite {
                     crate::demo::apps(&opts.sandbox.as_ref().expect("sandbox options").config);
             }
         }
-        let listener = wxpush_server::grpc::bind(opts.grpc_listen).await?;
-        let grpc_addr = listener.local_addr()?;
-        let self_url = format!("http://{grpc_addr}");
-
-        let wechat = WechatClient::new(&opts.wechat)?;
-        let wechat_metrics = wechat.metrics().clone();
-        let tokens = TokenCache::new(
-            &opts.apps,
-            wechat.clone(),
-            Arc::new(MemoryTokenStore::new()),
-            opts.refresh.clone(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let refresher = tokens.spawn_refresher();
-        let registry = TemplateRegistry::new();
-        registry
-            .seed(opts.templates.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("demo templates: {e}"))?;
-        // SyncTemplates gets its tokens from the token service on this same
-        // port, over real gRPC, as it would across pods.
-        let template_grpc =
-            TemplateGrpc::new(registry).with_sync(lazy_channel(&self_url)?, wechat.clone());
-        let bus = MemoryBus::new(10_000);
-        let store: Arc<dyn LogStore> = Arc::new(MemoryLogStore::new(
-            opts.max_log_records,
-            wxpush_logquery::LogQueryConfig::default().retention(),
-        ));
-        let tail = Tail::default();
-        let ingest =
-            wxpush_logquery::ingest::spawn(Arc::new(bus.source()), store.clone(), tail.clone());
-        let pipeline = Pipeline::new(
-            lazy_channel(&self_url)?,
-            lazy_channel(&self_url)?,
-            wechat,
-            Arc::new(bus),
-            &opts.delivery,
-        );
-
-        let metrics = SharedRegistry::new();
-        metrics.register_with(|r| {
-            wxpush_server::rpc::RpcMetrics::global().register(r);
-            wechat_metrics.register(r);
-            tokens.metrics().register(r);
-            pipeline.breakers().metrics().register(r);
-            pipeline.queue_metrics().register(r);
-            wxpush_logquery::metrics::LogQueryMetrics::global().register(r);
-        });
-        let workers = pipeline.spawn_workers();
-        let routes = tonic::service::Routes::new(TokenGrpc::new(tokens).into_server())
-            .add_service(template_grpc.into_server())
-            .add_service(DeliveryGrpc::new(pipeline).into_server())
-            .add_service(LogQueryGrpc::new(store, tail.clone()).into_server());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (admin_addr, admin) = match opts.admin_listen {
-            Some(addr) => {
-                let (addr, task) = serve_admin(addr, metrics.clone()).await?;
-                (Some(addr), Some(task))
-            }
-            None => (None, None),
-        };
-        let server = tokio::spawn(wxpush_server::grpc::serve(
-            routes,
-            &[
-                token_service_server::SERVICE_NAME,
-                template_service_server::SERVICE_NAME,
-                delivery_service_server::SERVICE_NAME,
-                log_query_service_server::SERVICE_NAME,
-            ],
-            listener,
-            async {
-                let _ = stopped.await;
+        let listeners = Listeners::bind(opts.grpc_listen, opts.admin_listen).await?;
+        // Every service reaches the others on this same port, over real
+        // gRPC, as it would across pods.
+        let this = GrpcEndpoint::parse(&format!("http://{}", listeners.grpc_addr()))
+            .map_err(anyhow::Error::msg)?;
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+        let token = wxpush_token::build(TokenConfig {
+            listen: any,
+            admin_listen: any,
+            apps: opts.apps,
+            refresh: opts.refresh,
+            wechat: opts.wechat.clone(),
+            ..Default::default()
+        })
+        .await?;
+        let template = wxpush_template::build_seeded(
+            TemplateConfig {
+                token_endpoint: this.clone(),
+                wechat: opts.wechat.clone(),
+                ..Default::default()
             },
-        ));
+            opts.templates,
+        )
+        .await?;
+        // Delivery's events reach logquery over an in-process bus.
+        let bus = MemoryBus::new(10_000);
+        let delivery = wxpush_delivery::build_with_events(
+            DeliveryConfig {
+                template_endpoint: this.clone(),
+                token_endpoint: this,
+                wechat: opts.wechat,
+                ..opts.delivery
+            },
+            Some(Arc::new(bus.clone())),
+        )
+        .await?;
+        let logquery = wxpush_logquery::build_with_source(
+            LogQueryConfig {
+                max_records: opts.max_log_records,
+                ..Default::default()
+            },
+            Some(Arc::new(bus.source())),
+        )
+        .await?;
+        let (drain, signal) = Shutdown::manual();
+        let running =
+            process::start(vec![token, template, delivery, logquery], listeners, signal).await?;
         Ok(Self {
-            grpc_addr,
-            admin_addr,
-            metrics,
-            admin,
+            grpc_addr: running.grpc_addr,
+            admin_addr: running.admin_addr,
+            metrics: running.metrics.clone(),
             sandbox,
-            stop,
-            server,
-            ingest,
-            tail,
-            refresher,
-            workers,
+            drain,
+            running,
         })
     }
 
@@ -215,36 +175,15 @@ impl Suite {
         format!("http://{}", self.grpc_addr)
     }
 
-    /// Stops the server (letting in-flight calls finish) and the sandbox.
+    /// Stops the suite the way SIGTERM stops a process: the server drains,
+    /// workers finish what they hold, tasks end; then the sandbox.
     pub async fn shutdown(self) {
-        self.workers.shutdown().await;
-        // Open TailLogs streams end, so the server's drain does not wait on them.
-        self.tail.close();
-        let _ = self.stop.send(());
-        let _ = self.server.await;
-        self.ingest.abort();
-        self.refresher.abort();
-        if let Some(admin) = self.admin {
-            admin.abort();
+        self.drain.send_replace(true);
+        if let Err(e) = self.running.wait().await {
+            tracing::warn!(error = %e, "suite stopped with an error");
         }
         if let Some(sb) = self.sandbox {
             sb.shutdown().await;
         }
     }
-}
-
-/// Binds the admin port and serves `/metrics` and `/healthz` until aborted.
-async fn serve_admin(
-    addr: SocketAddr,
-    metrics: SharedRegistry,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = wxpush_server::grpc::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = wxpush_metrics::serve_admin(listener, metrics, std::future::pending()).await
-        {
-            tracing::error!(error = %e, "admin HTTP server failed");
-        }
-    });
-    Ok((bound, task))
 }

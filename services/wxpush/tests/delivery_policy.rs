@@ -11,14 +11,14 @@ use tonic::Code;
 use tonic::transport::Channel;
 use wechat_sandbox::MessageQuery;
 use wxpush::SuiteOptions;
+use wxpush_delivery::DeliveryConfig;
 use wxpush_delivery::config::{BreakerSettings, RateLimitSettings, RetrySettings, SyncFallback};
-use wxpush_delivery::pipeline::{lazy_channel, shared_state};
-use wxpush_delivery::{DeliveryConfig, DeliveryGrpc, Pipeline};
 use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
 use wxpush_proto::v1::*;
 use wxpush_server::config::{BackendKind, BackendSettings};
+use wxpush_server::process::Listeners;
+use wxpush_server::shutdown::Shutdown;
 use wxpush_testkit::RedisServer;
-use wxpush_wechat::{ClientSettings, WechatClient};
 
 fn quick_delivery() -> DeliveryConfig {
     DeliveryConfig {
@@ -264,32 +264,24 @@ async fn extra_delivery(
         redis_url: redis.url(),
         key_prefix: "wxpush:".into(),
     };
-    let wechat = WechatClient::new(&ClientSettings {
-        base_url: h.suite.sandbox.as_ref().unwrap().api_url(),
-        ..Default::default()
-    })
-    .unwrap();
-    let url = h.suite.grpc_url();
-    let pipeline = Pipeline::new(
-        lazy_channel(&url).unwrap(),
-        lazy_channel(&url).unwrap(),
-        wechat,
-        Arc::new(wxpush_events::LogSink),
-        &config,
-    )
-    .with_shared_state(shared_state(&config).await.unwrap());
-    let listener = wxpush_server::grpc::bind("127.0.0.1:0".parse().unwrap())
+    config.wechat.base_url = h.suite.sandbox.as_ref().unwrap().api_url();
+    let suite = wxpush_server::config::GrpcEndpoint::parse(&h.suite.grpc_url()).unwrap();
+    config.template_endpoint = suite.clone();
+    config.token_endpoint = suite;
+    let component =
+        wxpush_delivery::build_with_events(config, Some(Arc::new(wxpush_events::LogSink)))
+            .await
+            .unwrap();
+    let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let routes = tonic::service::Routes::new(DeliveryGrpc::new(pipeline).into_server());
-    tokio::spawn(wxpush_server::grpc::serve(
-        routes,
-        &["wxpush.v1.DeliveryService"],
-        listener,
-        std::future::pending(),
-    ));
-    DeliveryServiceClient::connect(format!("http://{addr}"))
+    // Its trigger dropped, the drain signal never fires: it serves until
+    // the test ends.
+    let (_, never) = Shutdown::manual();
+    let running = wxpush_server::process::start(vec![component], listeners, never)
+        .await
+        .unwrap();
+    DeliveryServiceClient::connect(format!("http://{}", running.grpc_addr))
         .await
         .unwrap()
 }

@@ -15,14 +15,12 @@ use std::time::{Duration, Instant};
 use wechat_sandbox::MessageQuery;
 use wxpush::SuiteOptions;
 use wxpush_delivery::config::QueueSettings;
-use wxpush_delivery::pipeline::{lazy_channel, shared_state};
-use wxpush_delivery::{DeliveryConfig, Pipeline};
+use wxpush_delivery::{Backends, Delivery, DeliveryConfig};
 use wxpush_logquery::LogStore;
 use wxpush_proto::v1::*;
 use wxpush_server::config::{BackendKind, BackendSettings};
 use wxpush_server::trace_context::TraceContext;
 use wxpush_testkit::RedisServer;
-use wxpush_wechat::{ClientSettings, WechatClient};
 
 const MESSAGES: usize = 10_000;
 
@@ -100,7 +98,10 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
     let h = Harness::start_with(SuiteOptions::demo_on_free_ports()).await;
     h.inject(send_latency(5)).await;
     // An accepting front (no workers of its own) on the shared queue.
+    let suite = wxpush_server::config::GrpcEndpoint::parse(&h.suite.grpc_url()).unwrap();
     let config = DeliveryConfig {
+        template_endpoint: suite.clone(),
+        token_endpoint: suite,
         backend: BackendSettings {
             kind: BackendKind::Redis,
             redis_url: redis.url(),
@@ -112,14 +113,10 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
         },
         ..Default::default()
     };
-    let front = Pipeline::new(
-        lazy_channel(&h.suite.grpc_url()).unwrap(),
-        lazy_channel(&h.suite.grpc_url()).unwrap(),
-        WechatClient::new(&ClientSettings::default()).unwrap(),
-        Arc::new(wxpush_events::LogSink),
-        &config,
-    )
-    .with_shared_state(shared_state(&config).await.unwrap());
+    let backends = Backends::open(&config, Some(Arc::new(wxpush_events::LogSink)))
+        .await
+        .unwrap();
+    let front = Delivery::new(&config, backends).unwrap().intake;
     let mut ids = Vec::new();
     for batch in 0..MESSAGES / 1000 {
         let recipients = (0..1000)

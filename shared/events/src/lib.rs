@@ -11,9 +11,11 @@
 //! but never acknowledged. Consumers must therefore be idempotent (logquery
 //! folds by `event_id`).
 
+pub mod consumer;
 mod memory;
 mod redis_stream;
 
+pub use consumer::{ConsumerSettings, StreamConsumer, StreamEntry};
 pub use memory::{MemoryBus, MemorySource};
 pub use redis_stream::{RedisStreamSink, RedisStreamSource, StreamSettings, stream_key};
 pub use wxpush_proto::v1::DeliveryEvent;
@@ -24,13 +26,9 @@ pub enum EventError {
     #[error("the delivery event stream is closed")]
     Closed,
     #[error("delivery event stream backend: {0}")]
-    Backend(String),
-}
-
-impl From<redis::RedisError> for EventError {
-    fn from(e: redis::RedisError) -> Self {
-        Self::Backend(e.to_string())
-    }
+    Backend(#[from] redis::RedisError),
+    #[error("delivery event stream: {0}")]
+    Open(#[from] wxpush_redis::OpenError),
 }
 
 /// Where delivery writes its events.

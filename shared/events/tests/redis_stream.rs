@@ -129,3 +129,51 @@ async fn reading_recovers_after_redis_restarts() {
     let got = got.expect("reads again after the restart");
     assert!(ids(&got).contains(&"e1".to_string()), "{:?}", ids(&got));
 }
+
+#[tokio::test]
+async fn an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again() {
+    let redis = RedisServer::start();
+    let s = settings(&redis, "c");
+    let sink = RedisStreamSink::connect(&s).await.unwrap();
+    let src = RedisStreamSource::connect(&s).await.unwrap();
+    // Not a protobuf DeliveryEvent: a truncated varint field.
+    let garbage: &[u8] = &[0x0a, 0xff, 0xff];
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("t:events")
+        .arg("*")
+        .arg("d")
+        .arg(garbage)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    sink.publish(ev(1)).await.unwrap();
+    assert_eq!(ids(&read_all(&src, 1).await), ["e1"]);
+    /// An XRANGE entry: its id and its field-value pairs.
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let rejected: Vec<Entry> = redis::cmd("XRANGE")
+        .arg(src.rejected_key())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 1);
+    let raw = rejected[0].1.iter().find(|(k, _)| k == "raw").unwrap();
+    assert_eq!(raw.1, garbage);
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("t:events")
+        .arg("logquery")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "only e1 is pending, the garbage was acknowledged"
+    );
+}

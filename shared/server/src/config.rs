@@ -71,10 +71,14 @@ pub fn load_with_env<T: DeserializeOwned>(
         })?;
     }
     let mut unknown = Vec::new();
-    let config = serde_ignored::deserialize(root, |path| unknown.push(path.to_string())).map_err(
-        |e: serde_yaml_ng::Error| ConfigError::Invalid {
+    // The path of a bad value (`queue.poll_ms: invalid type ...`) and of
+    // every setting no service knows.
+    let mut note_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+    let ignoring = serde_ignored::Deserializer::new(root, &mut note_unknown);
+    let config = serde_path_to_error::deserialize(ignoring).map_err(
+        |e: serde_path_to_error::Error<serde_yaml_ng::Error>| ConfigError::Invalid {
             origin: origin.clone(),
-            message: e.to_string(),
+            message: format!("{}: {}", e.path(), e.inner()),
         },
     )?;
     if !unknown.is_empty() {
@@ -147,6 +151,47 @@ impl Default for BackendSettings {
             redis_url: "redis://127.0.0.1:6379/".into(),
             key_prefix: "wxpush:".into(),
         }
+    }
+}
+
+/// The address of a peer gRPC service (`http://wxpush-token:50051`),
+/// checked when the config is read: an absolute `http` or `https` URI.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GrpcEndpoint(http::Uri);
+
+impl GrpcEndpoint {
+    /// Parses and checks an endpoint.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URI: {e}"))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http" | "https"), Some(_)) => Ok(Self(uri)),
+            _ => Err(format!(
+                "{s:?} is not an http:// or https:// address with a host"
+            )),
+        }
+    }
+
+    pub fn uri(&self) -> &http::Uri {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GrpcEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for GrpcEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GrpcEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -252,6 +297,24 @@ wechat:
         };
         assert_eq!(keys, &["wechat.base_ur1", "verbos"]);
         assert!(err.to_string().contains("wechat.base_ur1"), "{err}");
+    }
+
+    #[test]
+    fn endpoints_and_listen_addresses_are_typed() {
+        assert!(GrpcEndpoint::parse("http://wxpush-token:50051").is_ok());
+        assert!(GrpcEndpoint::parse("wxpush-token:50051").is_err());
+        assert!(GrpcEndpoint::parse("foo").is_err());
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Listen {
+            listen: std::net::SocketAddr,
+        }
+        let env = [("X__LISTEN".to_string(), "foo".to_string())];
+        let err = load_with_env::<Listen>(None, "X", env).unwrap_err();
+        assert!(
+            err.to_string().contains("listen: invalid socket address"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //!   [`config::Secret`] keeps credentials out of `Debug` output.
 //! - [`status`]: building blocks for mapping typed errors to `tonic::Status`
 //!   (field violations, retry delays).
-//! - [`grpc`]: serve a set of tonic services with health and reflection.
+//! - [`grpc`]: serve a set of tonic services with health and reflection;
+//!   dial a peer service.
+//! - [`component`]: a service as a part a process runs (routes, metrics,
+//!   start-up steps, tasks); [`process`]: running components, and the
+//!   `main` of every service binary.
 //! - [`deadline`]: the caller's `grpc-timeout`.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future.
 //! - [`trace_context`]: the W3C trace id of the current call, for logs and results.
@@ -14,10 +18,12 @@
 //! - [`logging`]: a logs-only subscriber (tests); binaries use
 //!   `wxpush_telemetry::init`.
 
+pub mod component;
 pub mod config;
 pub mod deadline;
 pub mod grpc;
 pub mod logging;
+pub mod process;
 pub mod rpc;
 pub mod shutdown;
 pub mod status;

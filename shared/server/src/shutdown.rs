@@ -39,11 +39,26 @@ impl Shutdown {
         Self(rx)
     }
 
+    /// A signal fired by hand (tests, `wxpush dev` embedded in a test):
+    /// the sender's `send(true)` fires it.
+    pub fn manual() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    /// Whether the signal has fired.
+    pub fn fired(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Completes once the signal has fired.
-    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static + use<> {
         let mut rx = self.0.clone();
         async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
+            if rx.wait_for(|stopped| *stopped).await.is_err() {
+                // The trigger is gone: nobody can fire this signal any more.
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

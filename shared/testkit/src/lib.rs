@@ -1,6 +1,10 @@
 //! Test support shared by the services' integration tests: a real
 //! `redis-server` on a free loopback port, owned by the test and stopped when
-//! dropped. Never a server that happens to be running on the machine.
+//! dropped (never a server that happens to be running on the machine), and
+//! [`CheckConfig`], a service binary's `--check-config` run as a process.
+
+mod check_config;
+pub use check_config::CheckConfig;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -81,11 +81,11 @@ impl WechatClient {
         Ok(Self {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_string(),
-            metrics: WechatMetrics::default(),
+            metrics: WechatMetrics::global().clone(),
         })
     }
 
-    /// This client's call metrics (shared by its clones), to register on
+    /// The process's WeChat call metrics ([`WechatMetrics::global`]), to register on
     /// the admin port.
     pub fn metrics(&self) -> &WechatMetrics {
         &self.metrics

@@ -55,6 +55,14 @@ impl Default for WechatMetrics {
 }
 
 impl WechatMetrics {
+    /// The process's WeChat call metrics: every client of the process (the
+    /// token, template and delivery services in `wxpush dev`) counts into
+    /// the same families, registered once.
+    pub fn global() -> &'static WechatMetrics {
+        static GLOBAL: std::sync::OnceLock<WechatMetrics> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(WechatMetrics::default)
+    }
+
     /// Adds the families to a registry (the admin port's).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(

@@ -11,7 +11,34 @@ pub enum MessageApi {
     Subscribe,
 }
 
+/// A message kind no WeChat API is known for: never sent anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("message kind {0} has no WeChat API")]
+pub struct UnknownKind(pub i32);
+
+impl TryFrom<i32> for MessageApi {
+    type Error = UnknownKind;
+
+    /// The API for a `wxpush.v1.MessageKind` (the one place that maps
+    /// them): adding a kind means adding it here and to [`Self::path`].
+    fn try_from(kind: i32) -> Result<Self, UnknownKind> {
+        use wxpush_proto::v1::MessageKind;
+        match MessageKind::try_from(kind) {
+            Ok(MessageKind::Template) => Ok(MessageApi::Template),
+            Ok(MessageKind::Subscribe) => Ok(MessageApi::Subscribe),
+            _ => Err(UnknownKind(kind)),
+        }
+    }
+}
+
 impl MessageApi {
+    /// Whether the message goes to a Mini Program user (subscribe
+    /// messages: one-time consent, `page`/`miniprogram_state` fields, the
+    /// subscribe field rules) rather than an Official Account follower.
+    pub fn is_subscribe(self) -> bool {
+        self == MessageApi::Subscribe
+    }
+
     /// The API path under the base URL.
     pub fn path(self) -> &'static str {
         match self {
@@ -20,6 +47,8 @@ impl MessageApi {
         }
     }
     /// Short name for logs and metric labels.
+    ///
+    /// (The proto kind for each API is [`TryFrom<i32>`]'s inverse.)
     pub fn name(self) -> &'static str {
         match self {
             MessageApi::Template => "template_send",
@@ -121,5 +150,25 @@ impl WechatError {
             WechatError::Api { errmsg, .. } => errmsg.clone(),
             other => other.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wxpush_proto::v1::MessageKind;
+
+    #[test]
+    fn every_kind_maps_to_its_api_and_an_unknown_one_to_none() {
+        let template = MessageApi::try_from(MessageKind::Template as i32).unwrap();
+        assert_eq!(template.path(), "/cgi-bin/message/template/send");
+        let subscribe = MessageApi::try_from(MessageKind::Subscribe as i32).unwrap();
+        assert_eq!(subscribe.path(), "/cgi-bin/message/subscribe/send");
+        assert!(subscribe.is_subscribe() && !template.is_subscribe());
+        assert_eq!(
+            MessageApi::try_from(MessageKind::Unspecified as i32),
+            Err(UnknownKind(0))
+        );
+        assert_eq!(MessageApi::try_from(99), Err(UnknownKind(99)));
     }
 }

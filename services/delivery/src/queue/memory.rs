@@ -1,30 +1,48 @@
 //! The single-process queue for `wxpush dev` and tests.
 
 use super::*;
+use crate::config::QueueSettings;
+use crate::expiring::ExpiringMap;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
-#[derive(Default)]
+/// Live statuses kept at most (the Redis backend bounds them by TTL only).
+pub const MAX_STATUSES: usize = 100_000;
+
 struct State {
     seq: u64,
     ready: VecDeque<(String, QueuedMessage, i64)>,
-    held: HashMap<String, (QueuedMessage, String, i64, i64)>,
+    /// Pulled and not acknowledged: (message, since ms, enqueued ms).
+    held: HashMap<String, (QueuedMessage, i64, i64)>,
     delayed: BTreeMap<(i64, u64), QueuedMessage>,
-    status: HashMap<String, DeliveryResult>,
+    status: ExpiringMap<DeliveryResult>,
     dead: BTreeMap<(i64, String), DeadRecord>,
 }
 
 /// In-process queue: lost on restart, like everything in `wxpush dev`.
-#[derive(Default)]
 pub struct MemoryQueue {
     state: Mutex<State>,
     arrived: Notify,
+    claim_idle: Duration,
+    poll: Duration,
 }
 
 impl MemoryQueue {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(settings: &QueueSettings) -> Self {
+        Self {
+            state: Mutex::new(State {
+                seq: 0,
+                ready: VecDeque::new(),
+                held: HashMap::new(),
+                delayed: BTreeMap::new(),
+                status: ExpiringMap::new(MAX_STATUSES),
+                dead: BTreeMap::new(),
+            }),
+            arrived: Notify::new(),
+            claim_idle: Duration::from_millis(settings.claim_idle_ms),
+            poll: Duration::from_millis(settings.poll_ms.max(1)),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -71,22 +89,29 @@ impl Queue for MemoryQueue {
         Ok(moved)
     }
 
-    async fn pull(
-        &self,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, QueueError> {
+    async fn next_batch(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        let cutoff = now_ms() - self.claim_idle.as_millis() as i64;
         let take = |s: &mut State| {
-            let mut out = Vec::new();
+            let now = now_ms();
+            // Held too long: the task holding it is gone.
+            let mut out: Vec<Delivery> = Vec::new();
+            for (id, (m, since, _)) in s.held.iter_mut() {
+                if out.len() == max {
+                    break;
+                }
+                if *since < cutoff {
+                    *since = now;
+                    out.push(Delivery {
+                        id: id.clone(),
+                        message: m.clone(),
+                    });
+                }
+            }
             while out.len() < max {
                 let Some((id, m, enqueued)) = s.ready.pop_front() else {
                     break;
                 };
-                s.held.insert(
-                    id.clone(),
-                    (m.clone(), consumer.to_string(), now_ms(), enqueued),
-                );
+                s.held.insert(id.clone(), (m.clone(), now, enqueued));
                 out.push(Delivery { id, message: m });
             }
             out
@@ -96,34 +121,8 @@ impl Queue for MemoryQueue {
         if !got.is_empty() {
             return Ok(got);
         }
-        let _ = tokio::time::timeout(wait, notified).await;
+        let _ = tokio::time::timeout(self.poll, notified).await;
         Ok(self.with(take))
-    }
-
-    async fn reclaim(
-        &self,
-        consumer: &str,
-        idle: Duration,
-        max: usize,
-    ) -> Result<Vec<Delivery>, QueueError> {
-        let cutoff = now_ms() - idle.as_millis() as i64;
-        Ok(self.with(|s| {
-            let mut out = Vec::new();
-            for (id, (m, owner, since, _)) in s.held.iter_mut() {
-                if out.len() == max {
-                    break;
-                }
-                if *since < cutoff {
-                    *owner = consumer.to_string();
-                    *since = now_ms();
-                    out.push(Delivery {
-                        id: id.clone(),
-                        message: m.clone(),
-                    });
-                }
-            }
-            out
-        }))
     }
 
     async fn ack(&self, id: &str) -> Result<(), QueueError> {
@@ -137,7 +136,7 @@ impl Queue for MemoryQueue {
                 .ready
                 .iter()
                 .map(|r| r.2)
-                .chain(s.held.values().map(|h| h.3))
+                .chain(s.held.values().map(|h| h.2))
                 .min();
             Depth {
                 ready: (s.ready.len() + s.held.len()) as u64,
@@ -151,7 +150,13 @@ impl Queue for MemoryQueue {
     }
 
     async fn set_status(&self, result: &DeliveryResult) -> Result<(), QueueError> {
-        self.with(|s| s.status.insert(result.message_id.clone(), result.clone()));
+        self.with(|s| {
+            s.status.insert(
+                result.message_id.clone(),
+                result.clone(),
+                Duration::from_secs(STATUS_TTL_SECS),
+            )
+        });
         Ok(())
     }
 

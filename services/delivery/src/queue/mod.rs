@@ -5,8 +5,9 @@
 //! Delivery is at-least-once from the queue's side: a message is
 //! acknowledged only after its next step is stored (re-queued, dead-lettered
 //! or finished), and a message held by a worker that died is claimed by
-//! another after an idle timeout. A second send to WeChat is stopped by the
-//! finished status and by `client_msg_id` (the message id).
+//! another after an idle timeout (on Redis: the shared
+//! [`wxpush_events::StreamConsumer`]). A second send to WeChat is stopped by
+//! the finished status and by `client_msg_id` (the message id).
 
 mod memory;
 mod metrics;
@@ -58,6 +59,22 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
+    /// The counters its attempts so far left.
+    pub fn tally(&self) -> crate::decision::Tally {
+        crate::decision::Tally {
+            attempts: self.attempts,
+            failures: self.failures,
+            token_refreshed: self.token_refreshed,
+        }
+    }
+
+    /// Takes the counters after a decision.
+    pub fn set_tally(&mut self, t: crate::decision::Tally) {
+        self.attempts = t.attempts;
+        self.failures = t.failures;
+        self.token_refreshed = t.token_refreshed;
+    }
+
     /// A message as accepted now: the request, its id and app, and the
     /// current trace (the queue hop continues it).
     pub fn accepted(
@@ -166,9 +183,25 @@ pub struct Depth {
 }
 
 /// The backend could not be reached or held something unreadable.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("queue backend: {0}")]
-pub struct QueueError(pub String);
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue backend: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("queue backend: {0}")]
+    Open(#[from] wxpush_redis::OpenError),
+    /// A stored record that does not decode (dead letter, status).
+    #[error("queue record {what} unreadable: {why}")]
+    Corrupt { what: String, why: String },
+}
+
+impl QueueError {
+    pub(crate) fn corrupt(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            why: why.to_string(),
+        }
+    }
+}
 
 /// One page of dead letters, newest first.
 #[derive(Debug, Default)]
@@ -185,20 +218,10 @@ pub trait Queue: Send + Sync {
     async fn push(&self, messages: &[QueuedMessage], not_before_ms: i64) -> Result<(), QueueError>;
     /// Moves delayed messages whose time has come to the ready queue.
     async fn promote_due(&self, now_ms: i64) -> Result<usize, QueueError>;
-    /// Up to `max` ready messages for `consumer`, waiting up to `wait`.
-    async fn pull(
-        &self,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, QueueError>;
-    /// Messages other consumers held longer than `idle` (they died).
-    async fn reclaim(
-        &self,
-        consumer: &str,
-        idle: Duration,
-        max: usize,
-    ) -> Result<Vec<Delivery>, QueueError>;
+    /// Up to `max` messages for this process's workers: those a dead
+    /// worker left (held longer than `claim_idle_ms`), then ready ones,
+    /// waiting up to `poll_ms` for them.
+    async fn next_batch(&self, max: usize) -> Result<Vec<Delivery>, QueueError>;
     /// Done with a pulled message.
     async fn ack(&self, id: &str) -> Result<(), QueueError>;
     async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError>;
@@ -217,6 +240,9 @@ pub trait Queue: Send + Sync {
     /// Removes and returns the named dead letters (unknown ids are skipped).
     async fn exhume(&self, message_ids: &[String]) -> Result<Vec<DeadRecord>, QueueError>;
 }
+
+/// How long a message's live status is kept (both backends).
+pub const STATUS_TTL_SECS: u64 = 7 * 86_400;
 
 pub(crate) fn ms_to_time(ms: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)

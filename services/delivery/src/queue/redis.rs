@@ -2,18 +2,21 @@
 //!
 //! Keys under the configured prefix:
 //! - `{p}queue`: a stream (field `m`: the message as JSON) read by the
-//!   consumer group `delivery`; entries are deleted once acknowledged;
+//!   consumer group `delivery` through [`StreamConsumer`]; entries are
+//!   deleted once acknowledged, undecodable ones kept in `{p}queue:rejected`;
 //! - `{p}queue:delayed`: a sorted set of messages by due time (ms);
 //! - `{p}msg:{id}`: a message's live status (protobuf), kept 7 days;
 //! - `{p}dlq` (hash id → JSON) and `{p}dlq:index` (sorted set by dead time).
 
 use super::*;
+use crate::config::QueueSettings;
 use ::redis::Value;
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
 use prost::Message;
+use wxpush_events::{ConsumerSettings, StreamConsumer};
+use wxpush_redis::Timeouts;
 
 const GROUP: &str = "delivery";
-const STATUS_TTL_SECS: u64 = 7 * 86_400;
 
 /// Moves due delayed messages into the stream atomically.
 const PROMOTE_LUA: &str = r#"
@@ -25,53 +28,42 @@ end
 return #items
 "#;
 
-/// The shared queue; cheap to clone.
-#[derive(Clone)]
+/// The payload field of a queue entry.
+const FIELD: &str = "m";
+
+/// The shared queue.
 pub struct RedisQueue {
     conn: ConnectionManager,
-    /// Blocking reads get their own connection so they never hold up others.
-    reader: ConnectionManager,
+    /// This process's reader of the stream (group `delivery`).
+    consumer: StreamConsumer,
     prefix: String,
     promote: ::redis::Script,
 }
 
-fn err(e: impl std::fmt::Display) -> QueueError {
-    QueueError(e.to_string())
-}
-
 impl RedisQueue {
-    /// Connects and creates the consumer group if it does not exist.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let client = ::redis::Client::open(url).map_err(err)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        let conn = client
-            .get_connection_manager_with_config(config.clone())
-            .await
-            .map_err(err)?;
-        let reader = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(err)?;
-        let queue = Self {
-            conn,
-            reader,
+    /// The queue under `prefix` on `url`, read by this process as one
+    /// consumer of the `delivery` group; connects on first use.
+    pub fn open(url: &str, prefix: &str, settings: &QueueSettings) -> Result<Self, QueueError> {
+        let consumer = StreamConsumer::open(
+            url,
+            ConsumerSettings {
+                stream: format!("{prefix}queue"),
+                field: FIELD,
+                group: GROUP.into(),
+                // Unique per process: two live workers never share a name.
+                consumer: uuid::Uuid::new_v4().simple().to_string(),
+                block: Duration::from_millis(settings.poll_ms.max(1)),
+                claim_idle: Duration::from_millis(settings.claim_idle_ms),
+                claim_every: Duration::from_millis(settings.reclaim_every_ms),
+                delete_on_ack: true,
+            },
+        )?;
+        Ok(Self {
+            conn: wxpush_redis::connect(url, Timeouts::Commands)?,
+            consumer,
             prefix: prefix.to_string(),
             promote: ::redis::Script::new(PROMOTE_LUA),
-        };
-        let created: Result<(), ::redis::RedisError> = ::redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(queue.stream())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut queue.conn.clone())
-            .await;
-        match created {
-            Err(e) if !e.to_string().contains("BUSYGROUP") => Err(err(e)),
-            _ => Ok(queue),
-        }
+        })
     }
 
     fn stream(&self) -> String {
@@ -99,35 +91,8 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// Stream entries `[[id, [field, value, ...]], ...]` as deliveries.
-fn entries(v: &Value) -> Vec<Delivery> {
-    let Value::Array(items) = v else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|entry| {
-            let Value::Array(parts) = entry else {
-                return None;
-            };
-            let id = text(parts.first()?)?;
-            let Value::Array(fields) = parts.get(1)? else {
-                return None;
-            };
-            let json = fields
-                .chunks(2)
-                .find(|kv| text(&kv[0]).as_deref() == Some("m"))
-                .and_then(|kv| kv.get(1))
-                .and_then(text)?;
-            match serde_json::from_str(&json) {
-                Ok(message) => Some(Delivery { id, message }),
-                Err(e) => {
-                    tracing::error!(entry = %id, error = %e, "unreadable queue entry skipped");
-                    None
-                }
-            }
-        })
-        .collect()
+fn json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T, QueueError> {
+    serde_json::from_str(raw).map_err(|e| QueueError::corrupt(what, e))
 }
 
 #[async_trait::async_trait]
@@ -136,7 +101,8 @@ impl Queue for RedisQueue {
         let mut pipe = ::redis::pipe();
         let delayed = not_before_ms > now_ms();
         for m in messages {
-            let json = serde_json::to_string(m).map_err(err)?;
+            let json =
+                serde_json::to_string(m).map_err(|e| QueueError::corrupt(&m.message_id, e))?;
             if delayed {
                 pipe.cmd("ZADD")
                     .arg(self.delayed())
@@ -152,92 +118,38 @@ impl Queue for RedisQueue {
                     .ignore();
             }
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
     }
 
     async fn promote_due(&self, now_ms: i64) -> Result<usize, QueueError> {
-        self.promote
+        Ok(self
+            .promote
             .key(self.delayed())
             .key(self.stream())
             .arg(now_ms)
             .arg(500)
             .invoke_async::<usize>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+            .await?)
     }
 
-    async fn pull(
-        &self,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, QueueError> {
-        let reply: Value = ::redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(max.max(1))
-            .arg("BLOCK")
-            .arg(wait.as_millis().max(1) as u64)
-            .arg("STREAMS")
-            .arg(self.stream())
-            .arg(">")
-            .query_async(&mut self.reader.clone())
-            .await
-            .map_err(err)?;
-        let Value::Array(streams) = reply else {
-            return Ok(Vec::new());
-        };
-        Ok(streams
-            .iter()
-            .filter_map(|s| match s {
-                Value::Array(kv) => kv.get(1).map(entries),
-                _ => None,
-            })
-            .flatten()
-            .collect())
-    }
-
-    async fn reclaim(
-        &self,
-        consumer: &str,
-        idle: Duration,
-        max: usize,
-    ) -> Result<Vec<Delivery>, QueueError> {
-        let reply: Value = ::redis::cmd("XAUTOCLAIM")
-            .arg(self.stream())
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(idle.as_millis() as u64)
-            .arg("0")
-            .arg("COUNT")
-            .arg(max.max(1))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        match reply {
-            Value::Array(parts) => Ok(parts.get(1).map(entries).unwrap_or_default()),
-            _ => Ok(Vec::new()),
+    async fn next_batch(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        let mut out = Vec::new();
+        for entry in self.consumer.next_batch(max).await? {
+            match serde_json::from_slice(&entry.payload) {
+                Ok(message) => out.push(Delivery {
+                    id: entry.id,
+                    message,
+                }),
+                // Kept with its raw bytes, never claimed again.
+                Err(e) => self.consumer.reject(&entry, &e.to_string()).await?,
+            }
         }
+        Ok(out)
     }
 
     async fn ack(&self, id: &str) -> Result<(), QueueError> {
-        ::redis::pipe()
-            .cmd("XACK")
-            .arg(self.stream())
-            .arg(GROUP)
-            .arg(id)
-            .ignore()
-            .cmd("XDEL")
-            .arg(self.stream())
-            .arg(id)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+        Ok(self.consumer.ack(&[id.to_string()]).await?)
     }
 
     async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError> {
@@ -255,11 +167,16 @@ impl Queue for RedisQueue {
             .arg("COUNT")
             .arg(1)
             .query_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        let oldest_ms = entries(&first)
-            .first()
-            .and_then(|d| d.id.split('-').next().and_then(|ms| ms.parse::<i64>().ok()));
+            .await?;
+        // XRANGE: [[id, fields]]; the id starts with its ms timestamp.
+        let oldest_ms = match &first {
+            Value::Array(entries) => entries.first().and_then(|e| match e {
+                Value::Array(parts) => parts.first().and_then(text),
+                _ => None,
+            }),
+            _ => None,
+        }
+        .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<i64>().ok()));
         Ok(Depth {
             ready,
             delayed,
@@ -277,22 +194,24 @@ impl Queue for RedisQueue {
             .arg("EX")
             .arg(STATUS_TTL_SECS)
             .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+            .await?;
+        Ok(())
     }
 
     async fn status(&self, message_id: &str) -> Result<Option<DeliveryResult>, QueueError> {
         let raw: Option<Vec<u8>> = ::redis::cmd("GET")
             .arg(self.status_key(message_id))
             .query_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        raw.map(|b| DeliveryResult::decode(b.as_slice()).map_err(err))
-            .transpose()
+            .await?;
+        raw.map(|b| {
+            DeliveryResult::decode(b.as_slice()).map_err(|e| QueueError::corrupt(message_id, e))
+        })
+        .transpose()
     }
 
     async fn bury(&self, record: &DeadRecord) -> Result<(), QueueError> {
-        let json = serde_json::to_string(record).map_err(err)?;
+        let json = serde_json::to_string(record)
+            .map_err(|e| QueueError::corrupt(&record.message.message_id, e))?;
         ::redis::pipe()
             .atomic()
             .cmd("HSET")
@@ -306,8 +225,8 @@ impl Queue for RedisQueue {
             .arg(&record.message.message_id)
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+            .await?;
+        Ok(())
     }
 
     async fn dead_letters(
@@ -333,8 +252,7 @@ impl Queue for RedisQueue {
                 .arg(offset)
                 .arg(200)
                 .query_async(&mut conn)
-                .await
-                .map_err(err)?;
+                .await?;
             if ids.is_empty() {
                 return Ok(page);
             }
@@ -351,10 +269,9 @@ impl Queue for RedisQueue {
                 .arg(self.dlq())
                 .arg(&wanted)
                 .query_async(&mut conn)
-                .await
-                .map_err(err)?;
-            for json in raw.into_iter().flatten() {
-                let record: DeadRecord = serde_json::from_str(&json).map_err(err)?;
+                .await?;
+            for raw_json in raw.into_iter().flatten() {
+                let record: DeadRecord = json("dead letter", &raw_json)?;
                 if !record.matches(filter) {
                     continue;
                 }
@@ -377,9 +294,8 @@ impl Queue for RedisQueue {
                 .arg(self.dlq())
                 .arg(id)
                 .query_async(&mut conn)
-                .await
-                .map_err(err)?;
-            let Some(json) = raw else { continue };
+                .await?;
+            let Some(raw_json) = raw else { continue };
             let (removed, _): (u32, u32) = ::redis::pipe()
                 .atomic()
                 .cmd("HDEL")
@@ -389,10 +305,9 @@ impl Queue for RedisQueue {
                 .arg(self.dlq_index())
                 .arg(id)
                 .query_async(&mut conn)
-                .await
-                .map_err(err)?;
+                .await?;
             if removed == 1 {
-                out.push(serde_json::from_str(&json).map_err(err)?);
+                out.push(json("dead letter", &raw_json)?);
             }
         }
         Ok(out)

@@ -65,10 +65,10 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`); keys start with `prefix`.
+    /// A store on `url` (`redis://host:port/db`), connecting on first use;
+    /// keys start with `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, TemplateError> {
-        let client = ::redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        let conn = wxpush_redis::connect(url, wxpush_redis::Timeouts::Commands).map_err(|e| e.0)?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),

@@ -8,7 +8,7 @@
 //!   expiring after two days.
 
 use super::{StoreError, StoredToken, TokenStore};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
@@ -23,18 +23,11 @@ pub struct RedisTokenStore {
 }
 
 impl RedisTokenStore {
-    /// Connects (and keeps reconnecting in the background after failures).
+    /// A store on `url`; connects on first use and reconnects after
+    /// failures (see `wxpush_redis`).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(err)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(err)?;
+        let conn = wxpush_redis::connect(url, wxpush_redis::Timeouts::Commands)
+            .map_err(|e| StoreError(e.to_string()))?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),

@@ -178,11 +178,15 @@ impl Replica {
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = tonic::service::Routes::new(TokenGrpc::new(cache.clone()).into_server());
         let server = tokio::spawn(async move {
-            let _ =
-                wxpush_server::grpc::serve(routes, &["wxpush.v1.TokenService"], listener, async {
+            let _ = wxpush_server::grpc::serve(
+                routes,
+                vec!["wxpush.v1.TokenService"],
+                listener,
+                async {
                     let _ = stopped.await;
-                })
-                .await;
+                },
+            )
+            .await;
         });
         let client = TokenServiceClient::connect(url).await.unwrap();
         Self {

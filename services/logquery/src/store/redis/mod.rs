@@ -15,9 +15,8 @@ use crate::metrics::{LogQueryMetrics, Removal};
 use crate::record::StoredRecord;
 use crate::stats::StatsQuery;
 use keys::{Combo, Keys};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use std::collections::HashMap;
-use std::time::Duration;
 use wxpush_proto::v1::{DeliveryEvent, LogRecord, StatsSeries};
 
 /// Commits one record if it is still what the writer read, with every
@@ -85,19 +84,16 @@ struct Write {
 }
 
 impl RedisLogStore {
-    /// Connects; `key_prefix` is the service's prefix (`wxpush:`).
+    /// A store on `redis_url`, connecting on first use; `key_prefix` is
+    /// the service's prefix (`wxpush:`).
     pub async fn connect(
         redis_url: &str,
         key_prefix: &str,
         retention: Retention,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(redis_url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
         Ok(Self {
-            conn: ConnectionManager::new_with_config(client, config).await?,
+            conn: wxpush_redis::connect(redis_url, wxpush_redis::Timeouts::Bulk)
+                .map_err(|e| e.0)?,
             keys: Keys::new(key_prefix),
             stream_key: wxpush_events::stream_key(key_prefix),
             retention,

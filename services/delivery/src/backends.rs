@@ -1,0 +1,72 @@
+//! What the configured backend provides, chosen once: idempotency records,
+//! rate limits, the queue (with statuses and dead letters) and the event
+//! sink. Memory serves one process (`wxpush dev`, tests); Redis is shared by
+//! every replica. Every part of the service is built from one `Backends`.
+
+use crate::config::DeliveryConfig;
+use crate::idempotency::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
+use crate::queue::{MemoryQueue, Queue, RedisQueue};
+use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
+use std::sync::Arc;
+use wxpush_events::{EventSink, LogSink, RedisStreamSink, StreamSettings};
+use wxpush_server::config::BackendKind;
+
+/// The shared state of the delivery service.
+#[derive(Clone)]
+pub struct Backends {
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub queue: Arc<dyn Queue>,
+    pub events: Arc<dyn EventSink>,
+}
+
+impl Backends {
+    /// The backends `config.backend` names (Redis: opened lazily). Events go
+    /// to `events` when given (`wxpush dev`'s in-process bus), else to the
+    /// Redis event stream, or for a lone in-memory process to the log.
+    pub async fn open(
+        config: &DeliveryConfig,
+        events: Option<Arc<dyn EventSink>>,
+    ) -> anyhow::Result<Self> {
+        let b = &config.backend;
+        Ok(match b.kind {
+            BackendKind::Memory => Self {
+                idempotency: Arc::new(MemoryIdempotency::default()),
+                limiter: Arc::new(MemoryRateLimiter::new(&config.rate_limit)),
+                queue: Arc::new(MemoryQueue::new(&config.queue)),
+                events: events.unwrap_or_else(|| {
+                    tracing::warn!("memory backend: delivery events go to the log only");
+                    Arc::new(LogSink)
+                }),
+            },
+            BackendKind::Redis => {
+                let conn = wxpush_redis::connect(&b.redis_url, wxpush_redis::Timeouts::Commands)?;
+                let events = match events {
+                    Some(e) => e,
+                    None => Arc::new(
+                        RedisStreamSink::connect(&StreamSettings {
+                            redis_url: b.redis_url.clone(),
+                            key_prefix: b.key_prefix.clone(),
+                            ..Default::default()
+                        })
+                        .await?,
+                    ),
+                };
+                Self {
+                    idempotency: Arc::new(RedisIdempotency::new(conn.clone(), &b.key_prefix)),
+                    limiter: Arc::new(RedisRateLimiter::new(
+                        &config.rate_limit,
+                        conn,
+                        &b.key_prefix,
+                    )),
+                    queue: Arc::new(RedisQueue::open(
+                        &b.redis_url,
+                        &b.key_prefix,
+                        &config.queue,
+                    )?),
+                    events,
+                }
+            }
+        })
+    }
+}

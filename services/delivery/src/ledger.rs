@@ -1,0 +1,89 @@
+//! Everything recorded about a message, in one place for every path: its
+//! delivery events (what logquery indexes), its live status (`GetMessage`),
+//! its place in the queue when it waits, and its dead letter.
+//!
+//! Order matters where a worker may race the writer: a status is stored
+//! before the message is queued, so a worker's later SENT is never
+//! overwritten by an earlier QUEUED.
+
+use crate::breaker::Breaker;
+use crate::decision::Hold;
+use crate::message::{MessageCtx, Step};
+use crate::queue::{DeadRecord, Queue, QueueError, QueueMetrics, QueuedMessage, now_ms};
+use std::sync::Arc;
+use wxpush_events::EventSink;
+use wxpush_proto::v1::DeliveryResult;
+
+/// The stores a message's record lives in; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    events: Arc<dyn EventSink>,
+    pub(crate) queue: Arc<dyn Queue>,
+    metrics: QueueMetrics,
+}
+
+impl Ledger {
+    pub fn new(events: Arc<dyn EventSink>, queue: Arc<dyn Queue>, metrics: QueueMetrics) -> Self {
+        Self {
+            events,
+            queue,
+            metrics,
+        }
+    }
+
+    /// The queue metrics (updated by this process's workers and intake).
+    pub fn metrics(&self) -> &QueueMetrics {
+        &self.metrics
+    }
+
+    /// Publishes the step's delivery event. A failure is logged, not
+    /// returned: the attempt happened whether or not its event was stored.
+    pub async fn emit(&self, ctx: &MessageCtx, step: &Step) {
+        crate::sender::log_step(ctx, step);
+        if let Err(e) = self.events.publish(ctx.event(step)).await {
+            tracing::error!(message_id = %ctx.message_id, error = %e, "delivery event not published");
+        }
+    }
+
+    /// Stores the message's live status.
+    pub async fn settle(&self, result: &DeliveryResult) -> Result<(), QueueError> {
+        self.queue.set_status(result).await
+    }
+
+    /// Puts the message (back) in the queue, due at `due_ms`, with the
+    /// status its last step gave it.
+    pub async fn hold(
+        &self,
+        ctx: &MessageCtx,
+        m: &QueuedMessage,
+        step: &Step,
+        due_ms: i64,
+    ) -> Result<DeliveryResult, QueueError> {
+        let result = ctx.result(step, m.attempts);
+        self.queue.set_status(&result).await?;
+        self.queue.push(std::slice::from_ref(m), due_ms).await?;
+        Ok(result)
+    }
+
+    /// Keeps the message as a dead letter for operators to replay.
+    pub async fn bury(&self, ctx: &MessageCtx, m: &QueuedMessage) -> Result<(), QueueError> {
+        tracing::warn!(message_id = %m.message_id, app_id = %m.app_id, errcode = m.last_errcode, "message dead-lettered");
+        self.queue
+            .bury(&DeadRecord {
+                message: m.clone(),
+                template_id: ctx.template_id.clone(),
+                trace_id: ctx.trace_id.clone(),
+                dead_at_ms: now_ms(),
+            })
+            .await
+    }
+}
+
+/// When a message held back should be looked at again (ms since the
+/// epoch): the breaker's next probe, or the daily quota's reset.
+pub(crate) fn hold_until_ms(hold: Hold, breaker: &Breaker) -> i64 {
+    match hold {
+        Hold::Breaker => breaker.hold_until_ms(),
+        Hold::Quota => now_ms() + wxpush_wechat::until_quota_reset().as_millis() as i64,
+    }
+}

@@ -1,0 +1,19 @@
+//! `wxpush-token --check-config` builds the service without serving.
+
+use wxpush_testkit::CheckConfig;
+
+const TOKEN: CheckConfig = CheckConfig {
+    binary: env!("CARGO_BIN_EXE_wxpush-token"),
+    prefix: "WXPUSH_TOKEN",
+};
+
+#[test]
+fn bad_addresses_and_missing_files_are_refused() {
+    TOKEN.assert_standard();
+    TOKEN.assert_missing_file_refused(
+        "apps:\n  - app_id: wx1\n    secret_file: /nonexistent/wx1.secret\n",
+        "/nonexistent/wx1.secret",
+    );
+    let (ok, out) = TOKEN.run(None, &[("REFRESH__MARGIN_SECS", "soon")]);
+    assert!(!ok && out.contains("refresh.margin_secs"), "{out}");
+}
