@@ -285,6 +285,32 @@ def binaries_accept(docs, values_name):
                 check(p.returncode != 0 and "retyr" in p.stderr, f"a misspelt setting is refused by name: {p.stderr}")
 
 
+def redis_users(docs, values):
+    """With redis.perServiceSecret each service reads its own URL (its own
+    ACL user), and the rendered ACL rules are exactly `wxpush redis-acl`'s."""
+    redis = values.get("redis", {})
+    secret = redis.get("perServiceSecret")
+    acl = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-redis-acl")]
+    if not secret:
+        check(not acl, "no ACL ConfigMap without redis.perServiceSecret")
+        return
+    for dep in by_kind(docs, "Deployment"):
+        component = dep["metadata"]["labels"]["app.kubernetes.io/component"]
+        env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+        ref = env[f"WXPUSH_{component.upper()}__BACKEND__REDIS_URL"]["valueFrom"]["secretKeyRef"]
+        check(ref == {"name": secret, "key": f"{component}-url"},
+              f"{dep['metadata']['name']} reads its own Redis user: {ref}")
+    check(len(acl) == 1, "one ACL ConfigMap")
+    prefix = redis.get("keyPrefix", "wxpush:")
+    want = subprocess.run(
+        [str(ROOT / "target" / "debug" / "wxpush"), "redis-acl", "--prefix", prefix],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("\n")
+    got = acl[0]["data"]["acl-setuser.txt"].split("\n")
+    check([l for l in got if l.strip()] == [l for l in want if l.strip()],
+          f"the chart's ACL rules are wxpush redis-acl's:\n{got}\n{want}")
+
+
 def refused(values_file, sets, needle):
     args = ["template", "wxpush", str(CHART), "-f", str(values_file)]
     for s in sets:
@@ -298,7 +324,7 @@ def main():
     HELM = helm_binary()
     subprocess.run(
         ["cargo", "build", "--quiet", "--locked"]
-        + [a for c in COMPONENTS for a in ("--bin", f"wxpush-{c}")],
+        + [a for c in COMPONENTS for a in ("--bin", f"wxpush-{c}")] + ["--bin", "wxpush"],
         cwd=ROOT, check=True,
     )
     ci = sorted((CHART / "ci").glob("*.yaml"))
@@ -313,6 +339,7 @@ def main():
         validate_schemas(docs)
         cross_references(docs, values)
         binaries_accept(docs, values_file.name)
+        redis_users(docs, values)
         print(f"check-chart: {values_file.name}: {len(docs)} objects valid and consistent")
     default = CHART / "ci" / "default-values.yaml"
     no_redis = pathlib.Path(tempfile.mkstemp(suffix=".yaml")[1])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 #   formatting, lints, every crate's unit and integration tests (the suite and
-#   the WeChat sandbox on free loopback ports, real gRPC and HTTP), and a smoke
+#   the WeChat sandbox on free loopback ports, real gRPC and HTTP), a short
+#   fuzz run of every parser that reads outside input, and a smoke
 #   test of `wxpush dev` driven by the real grpcurl through reflection alone,
 #   every Grafana dashboard query run against a real Prometheus, and the Helm
 #   chart linted, rendered and validated (scripts/check-chart.py).
@@ -15,8 +16,10 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
+echo "== cargo test (unit, integration, the hostile-input suite on the production topology)"
 cargo test --workspace --locked
+echo "== fuzz: a short run of every cargo-fuzz target"
+scripts/fuzz-short.sh
 echo "== grpcurl smoke test against wxpush dev"
 scripts/smoke-grpcurl.sh
 echo "== dashboards: every PromQL expression against a real Prometheus scraping wxpush dev"

@@ -60,8 +60,8 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Fails unless Redis is configured. */}}
 {{- define "wxpush.requireRedis" -}}
-{{- if not (or .Values.redis.url .Values.redis.existingSecret) -}}
-{{- fail "redis.url or redis.existingSecret is required: every wxpush service runs on the redis backend in a cluster" -}}
+{{- if not (or .Values.redis.url .Values.redis.existingSecret .Values.redis.perServiceSecret) -}}
+{{- fail "redis.url or redis.existingSecret is required (or redis.perServiceSecret): every wxpush service runs on the redis backend in a cluster" -}}
 {{- end -}}
 {{- end -}}
 
@@ -105,4 +105,24 @@ chart sets, with `<component>.config` over it. */}}
 {{- $_ := set $config "template_endpoint" (include "wxpush.endpoint" (dict "root" $ "component" "template")) }}
 {{- end }}
 {{- mustMergeOverwrite $config (deepCopy ($c.config | default dict)) | toYaml }}
+{{- end -}}
+
+{{/*
+The Redis ACL rules of one service: its own keys and channels only, no
+dangerous or admin commands. The same rules as `wxpush redis-acl` prints
+(shared/redis/src/acl.rs); scripts/check-chart.py compares the two.
+*/}}
+{{- define "wxpush.redisAcl" -}}
+{{- $p := .prefix -}}
+{{- $patterns := dict
+      "token" (list "~%stoken:*")
+      "template" (list "~%stemplate:*" "~%stemplates:*" "~%swechat_templates:*")
+      "delivery" (list "~%squeue" "~%squeue:*" "~%smsg:*" "~%sdlq" "~%sdlq:*" "~%sidem:*" "~%srate:*" "%%W~%sevents")
+      "logquery" (list "~%slog:*" "~%sevents" "~%sevents:*" "&%slog:tail") -}}
+{{- $rules := list "on" "resetkeys" "resetchannels" -}}
+{{- range index $patterns .component -}}
+{{- $rules = append $rules (printf . $p) -}}
+{{- end -}}
+{{- $rules = concat $rules (list "-@all" "+@all" "-@dangerous" "-@admin") -}}
+{{- printf "ACL SETUSER wxpush-%s %s >PASSWORD" .component (join " " $rules) -}}
 {{- end -}}

@@ -8,11 +8,12 @@ use crate::intake::{Intake, check_app};
 use crate::message::{MessageCtx, Step, new_id};
 use crate::queue::{QueuedMessage, now_ms};
 use crate::quiet::quiet_until;
-use crate::request::check_send;
+use crate::request::{check_send, check_send_async};
 use crate::sender::Rendered;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 use wxpush_proto::v1::*;
+use wxpush_server::limits::{MAX_BATCH_VARIABLE_BYTES, check_variables, variable_bytes};
 use wxpush_server::status::Violation;
 use wxpush_server::trace_context::TraceContext;
 
@@ -38,29 +39,26 @@ impl Intake {
         &self,
         req: SendRequest,
         trace: TraceContext,
+        caller_timeout: Option<Duration>,
     ) -> Result<SendAsyncResponse, DeliveryError> {
-        let mut violations = check_send(&SendRequest {
-            send_at: None,
-            ..req.clone()
-        });
-        if let Some(t) = &req.send_at
-            && (t.nanos < 0 || t.seconds < 0)
-        {
-            violations.push(Violation::new("send_at", "is not a valid time"));
-        }
+        let deadline = self.deadline(caller_timeout);
+        let violations = check_send_async(&req, now_ms() / 1000);
         if !violations.is_empty() {
             return Err(DeliveryError::InvalidArgument(violations));
         }
         let not_before = self
-            .not_before(&req.template_key, req.send_at.as_ref(), &trace)
+            .not_before(&req.template_key, req.send_at.as_ref(), &trace, deadline)
             .await?;
         let message_id = new_id();
-        let rendered = self.sender.render(&req, &message_id, &trace).await?;
+        let rendered = self
+            .sender
+            .render(&req, &message_id, &trace, deadline)
+            .await?;
         check_app(&req, &rendered)?;
         let key = Self::key_of(&req, &rendered.response.app_id);
         if let Some(key) = &key
             && let Some(first) = self
-                .claim(key, &message_id, Instant::now() + CLAIM_WAIT)
+                .claim(key, &message_id, deadline.min(Instant::now() + CLAIM_WAIT))
                 .await?
         {
             return Ok(accepted(&first));
@@ -81,7 +79,9 @@ impl Intake {
         &self,
         req: SendBatchRequest,
         trace: TraceContext,
+        caller_timeout: Option<Duration>,
     ) -> Result<SendBatchResponse, DeliveryError> {
+        let deadline = self.deadline(caller_timeout);
         let mut v = Vec::new();
         if req.template_key.trim().is_empty() {
             v.push(Violation::new("template_key", "is required"));
@@ -95,11 +95,12 @@ impl Intake {
                 ),
             ));
         }
+        check_batch(&req, now_ms() / 1000, &mut v);
         if !v.is_empty() {
             return Err(DeliveryError::InvalidArgument(v));
         }
         let not_before = self
-            .not_before(&req.template_key, req.send_at.as_ref(), &trace)
+            .not_before(&req.template_key, req.send_at.as_ref(), &trace, deadline)
             .await?;
         let requests: Vec<SendRequest> = req
             .recipients
@@ -121,7 +122,7 @@ impl Intake {
             futures_util::stream::iter(requests.into_iter().enumerate())
                 .map(|(i, r)| {
                     let this = self.clone();
-                    async move { this.check_recipient(i, &r, &trace).await }
+                    async move { this.check_recipient(i, &r, &trace, deadline).await }
                 })
                 .buffered(RENDER_CONCURRENCY)
                 .collect()
@@ -180,6 +181,7 @@ impl Intake {
         i: usize,
         req: &SendRequest,
         trace: &TraceContext,
+        deadline: Instant,
     ) -> Result<(QueuedMessage, Rendered), Refusal> {
         let prefix = format!("recipients[{i}].");
         let v = check_send(req);
@@ -187,7 +189,7 @@ impl Intake {
             return Err(Refusal::Item(describe(&prefix, &v)));
         }
         let message_id = new_id();
-        let rendered = match self.sender.render(req, &message_id, trace).await {
+        let rendered = match self.sender.render(req, &message_id, trace, deadline).await {
             Ok(r) => r,
             Err(DeliveryError::Upstream { service, status })
                 if status.code() == tonic::Code::NotFound =>
@@ -255,9 +257,10 @@ impl Intake {
         key: &str,
         send_at: Option<&wxpush_proto::Timestamp>,
         trace: &TraceContext,
+        deadline: Instant,
     ) -> Result<i64, DeliveryError> {
         let at = send_at.map_or(0, crate::queue::ts_ms).max(now_ms());
-        let template = self.sender.template(key, trace).await?;
+        let template = self.sender.template(key, trace, deadline).await?;
         match template.quiet_hours {
             Some(q) => match quiet_until(&q, at) {
                 Ok(until) => Ok(until.unwrap_or(at)),
@@ -269,6 +272,39 @@ impl Intake {
             None => Ok(at),
         }
     }
+}
+
+/// The whole batch's bounds, checked before anything is copied per
+/// recipient: the common variables, what the queue would hold for all
+/// recipients together, and `send_at`.
+fn check_batch(req: &SendBatchRequest, now_secs: i64, v: &mut Vec<Violation>) {
+    check_variables("common_variables", &req.common_variables, v);
+    let common = variable_bytes(&req.common_variables);
+    let total: usize = req
+        .recipients
+        .iter()
+        .map(|r| common + variable_bytes(&r.variables))
+        .sum();
+    if total > MAX_BATCH_VARIABLE_BYTES {
+        v.push(Violation::new(
+            "recipients",
+            format!(
+                "{total} bytes of variables over all recipients (common variables count once per \
+                 recipient), at most {MAX_BATCH_VARIABLE_BYTES} allowed"
+            ),
+        ));
+    }
+    let schedule = SendRequest {
+        template_key: req.template_key.clone(),
+        openid: "-".into(),
+        send_at: req.send_at,
+        ..Default::default()
+    };
+    v.extend(
+        check_send_async(&schedule, now_secs)
+            .into_iter()
+            .filter(|violation| violation.field == "send_at"),
+    );
 }
 
 fn accepted(r: &DeliveryResult) -> SendAsyncResponse {

@@ -99,6 +99,10 @@ pub struct QueueSettings {
     pub poll_ms: u64,
     /// Run workers in this process.
     pub workers: bool,
+    /// Dead letters older than this are dropped.
+    pub dead_letter_retention_secs: u64,
+    /// Most dead letters kept; past it the oldest are dropped.
+    pub max_dead_letters: u64,
 }
 
 impl Default for QueueSettings {
@@ -109,6 +113,8 @@ impl Default for QueueSettings {
             reclaim_every_ms: 5_000,
             poll_ms: 200,
             workers: true,
+            dead_letter_retention_secs: 30 * 86_400,
+            max_dead_letters: 100_000,
         }
     }
 }
@@ -139,8 +145,8 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50053)),
-            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9093)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50053)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9093)),
             template_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50052")
                 .expect("a valid default"),
             token_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50051").expect("a valid default"),

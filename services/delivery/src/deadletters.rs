@@ -6,13 +6,35 @@ use crate::intake::Intake;
 use crate::message::{MessageCtx, Step};
 use crate::queue::{DeadRecord, now_ms};
 use wxpush_proto::v1::*;
-use wxpush_server::status::Violation;
+use wxpush_server::status::{Violation, check_timestamp};
 use wxpush_server::trace_context::TraceContext;
 
 /// Largest page of dead letters.
 pub const MAX_PAGE_SIZE: usize = 500;
 /// Most dead letters one replay by filter takes.
 pub const MAX_REPLAY: usize = 10_000;
+/// Most message ids one replay may name.
+pub const MAX_REPLAY_IDS: usize = 1000;
+
+/// A dead-letter filter's time range must hold valid timestamps.
+fn check_dead_letter_filter(f: &DeadLetterFilter) -> Result<(), DeliveryError> {
+    let v: Vec<Violation> = f
+        .time_range
+        .iter()
+        .flat_map(|r| {
+            [
+                ("filter.time_range.start", &r.start),
+                ("filter.time_range.end", &r.end),
+            ]
+        })
+        .filter_map(|(field, t)| t.as_ref().and_then(|t| check_timestamp(field, t)))
+        .collect();
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(DeliveryError::InvalidArgument(v))
+    }
+}
 
 impl Intake {
     /// Dead letters matching the filter, newest first.
@@ -37,6 +59,7 @@ impl Intake {
             )]));
         }
         let filter = req.filter.unwrap_or_default();
+        check_dead_letter_filter(&filter)?;
         let page = self
             .ledger
             .queue
@@ -53,9 +76,18 @@ impl Intake {
         &self,
         req: ReplayDeadLettersRequest,
     ) -> Result<ReplayDeadLettersResponse, DeliveryError> {
-        let ids = if !req.message_ids.is_empty() {
+        let ids = if req.message_ids.len() > MAX_REPLAY_IDS {
+            return Err(DeliveryError::InvalidArgument(vec![Violation::new(
+                "message_ids",
+                format!(
+                    "{} ids, at most {MAX_REPLAY_IDS} allowed",
+                    req.message_ids.len()
+                ),
+            )]));
+        } else if !req.message_ids.is_empty() {
             req.message_ids
         } else if let Some(filter) = req.filter {
+            check_dead_letter_filter(&filter)?;
             let mut ids = Vec::new();
             let mut token = String::new();
             loop {

@@ -26,6 +26,8 @@ pub enum Outcome {
     Answered(Action),
     /// The breaker let no call through: nothing was sent.
     Blocked,
+    /// The app's rate limit let no call through now: nothing was sent.
+    Limited,
     /// The template or token service failed (queue only; a sync caller
     /// gets that error as it is).
     Upstream { transient: bool },
@@ -63,6 +65,8 @@ pub enum Hold {
     Breaker,
     /// The app's daily quota is used up (45009).
     Quota,
+    /// The app is over its send rate (`rate_limit.per_second`).
+    Rate,
 }
 
 /// The step after an outcome.
@@ -156,6 +160,15 @@ pub fn decide(
         ),
         Outcome::Answered(Action::Defer) => hold(Hold::Quota, before),
         Outcome::Blocked => hold(Hold::Breaker, before),
+        // A sync caller is refused whatever the fallback: the queue would
+        // only pace it later, the caller can as well.
+        Outcome::Limited => match path {
+            Path::Queued => decision(Deferred, Next::Wait(Hold::Rate), before),
+            Path::Sync { .. } => Decision {
+                logged: before.attempts > 0,
+                ..decision(Failed, Next::Refuse(Hold::Rate), before)
+            },
+        },
         Outcome::Answered(Action::Retry) | Outcome::Upstream { transient: true } => {
             let counted = Tally {
                 failures: before.failures + 1,
@@ -234,6 +247,7 @@ mod tests {
             ("quota, refuse",            Answered(A::Defer),        tally(1, 0, false), false, SYNC_REFUSE, (Failed, N::Refuse(Hold::Quota)),   (Deferred, N::Wait(Hold::Quota))),
             ("breaker open, no call",    Blocked,                tally(0, 0, false), true,  SYNC,        (Deferred, N::Wait(Hold::Breaker)), (Deferred, N::Wait(Hold::Breaker))),
             ("breaker open, refuse",     Blocked,                tally(0, 0, false), true,  SYNC_REFUSE, (Failed, N::Refuse(Hold::Breaker)), (Deferred, N::Wait(Hold::Breaker))),
+            ("over the rate limit",      Limited,                tally(0, 0, false), false, SYNC,        (Failed, N::Refuse(Hold::Rate)),    (Deferred, N::Wait(Hold::Rate))),
             ("upstream down",            Upstream { transient: true },  tally(0, 0, false), false, SYNC, (Retrying, N::Backoff),     (Retrying, N::Backoff)),
             ("upstream down, spent",     Upstream { transient: true },  tally(0, 2, false), false, SYNC, (Failed, fin(false)),    (Dead, fin(true))),
             ("upstream down, breaker open", Upstream { transient: true }, tally(0, 0, false), true, SYNC, (Retrying, N::Backoff),    (Retrying, N::Backoff)),

@@ -100,6 +100,10 @@ impl DeliveryError {
                 app_id,
                 retry_after: wxpush_wechat::until_quota_reset(),
             },
+            crate::decision::Hold::Rate => Self::RateLimited {
+                app_id,
+                retry_after: crate::breaker::MIN_HOLD,
+            },
         }
     }
 

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use wxpush_proto::v1::{DeliveryResult, SendRequest};
 use wxpush_server::status::Violation;
 
+/// Margin kept from the caller's deadline so the answer still reaches it.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
 /// How often a request waits for a key another request holds.
 const CLAIM_POLL: Duration = Duration::from_millis(20);
 
@@ -49,6 +52,16 @@ impl Intake {
 
     pub fn sender(&self) -> &Sender {
         &self.sender
+    }
+
+    /// When a call must be answered: the configured budget
+    /// (`retry.total_deadline_ms`), or the caller's `grpc-timeout` less a
+    /// margin for the answer to reach it, if sooner.
+    pub(crate) fn deadline(&self, caller_timeout: Option<Duration>) -> Instant {
+        let budget = Duration::from_millis(self.retry.total_deadline_ms);
+        let budget =
+            caller_timeout.map_or(budget, |t| budget.min(t.saturating_sub(DEADLINE_MARGIN)));
+        Instant::now() + budget
     }
 
     /// The record key of a request's idempotency key, if it has one.

@@ -85,5 +85,7 @@ pub(crate) fn hold_until_ms(hold: Hold, breaker: &Breaker) -> i64 {
     match hold {
         Hold::Breaker => breaker.hold_until_ms(),
         Hold::Quota => now_ms() + wxpush_wechat::until_quota_reset().as_millis() as i64,
+        // The limiter's own wait is known where it answered; this is a floor.
+        Hold::Rate => now_ms() + crate::breaker::MIN_HOLD.as_millis() as i64,
     }
 }

@@ -78,10 +78,10 @@ impl Delivery {
                 sender.clone(),
                 ledger.clone(),
                 backends.idempotency,
-                backends.limiter,
+                backends.limiter.clone(),
                 config,
             ),
-            worker: worker::Worker::new(sender, ledger, config),
+            worker: worker::Worker::new(sender, ledger, backends.limiter, config),
         })
     }
 }

@@ -2,7 +2,10 @@
 //! failure naming its field. Limits are documented in the README.
 
 use wxpush_proto::v1::SendRequest;
-use wxpush_server::status::{Violation, max_chars, require};
+use wxpush_server::limits::{
+    MAX_APPID_CHARS, MAX_LINK_CHARS, MAX_SEND_AT_AHEAD_SECS, check_variables,
+};
+use wxpush_server::status::{Violation, check_timestamp, max_chars, require};
 
 /// Longest openid accepted (WeChat's are 28 characters).
 pub const MAX_OPENID_CHARS: usize = 128;
@@ -21,6 +24,8 @@ pub fn check_send(req: &SendRequest) -> Vec<Violation> {
         &req.idempotency_key,
         MAX_IDEMPOTENCY_KEY_CHARS,
     );
+    check_variables("variables", &req.variables, &mut v);
+    check_links(req, &mut v);
     if req.send_at.is_some() {
         v.push(Violation::new(
             "send_at",
@@ -28,6 +33,49 @@ pub fn check_send(req: &SendRequest) -> Vec<Violation> {
         ));
     }
     v
+}
+
+/// `SendAsync`: the checks of [`check_send`], with a `send_at` that is a
+/// valid time at most [`MAX_SEND_AT_AHEAD_SECS`] ahead.
+pub fn check_send_async(req: &SendRequest, now_secs: i64) -> Vec<Violation> {
+    let mut v = check_send(&SendRequest {
+        send_at: None,
+        ..req.clone()
+    });
+    if let Some(t) = &req.send_at {
+        if let Some(bad) = check_timestamp("send_at", t) {
+            v.push(bad);
+        } else if t.seconds > now_secs + MAX_SEND_AT_AHEAD_SECS {
+            v.push(Violation::new(
+                "send_at",
+                format!(
+                    "is more than {} days ahead",
+                    MAX_SEND_AT_AHEAD_SECS / 86_400
+                ),
+            ));
+        }
+    }
+    v
+}
+
+/// `url` (http or https), `page` and the mini program target: bounded, and
+/// a URL WeChat will open.
+fn check_links(req: &SendRequest, v: &mut Vec<Violation>) {
+    max_chars(v, "url", &req.url, MAX_LINK_CHARS);
+    let web = ["https://", "http://"]
+        .iter()
+        .any(|s| req.url.starts_with(s));
+    if !req.url.is_empty() && !web {
+        v.push(Violation::new("url", "must start with https:// or http://"));
+    }
+    if req.url.chars().any(char::is_control) {
+        v.push(Violation::new("url", "must not contain control characters"));
+    }
+    max_chars(v, "page", &req.page, MAX_LINK_CHARS);
+    if let Some(mp) = &req.miniprogram {
+        max_chars(v, "miniprogram.appid", &mp.appid, MAX_APPID_CHARS);
+        max_chars(v, "miniprogram.pagepath", &mp.pagepath, MAX_LINK_CHARS);
+    }
 }
 
 #[cfg(test)]
@@ -48,5 +96,41 @@ mod tests {
             ..Default::default()
         };
         assert!(check_send(&ok).is_empty());
+    }
+
+    /// Issue 19, item 9: links had no length or scheme check.
+    #[test]
+    fn links_are_bounded_and_must_be_web_urls() {
+        let req = SendRequest {
+            template_key: "k".into(),
+            openid: "o".into(),
+            url: "javascript:alert(1)".into(),
+            page: "p".repeat(MAX_LINK_CHARS + 1),
+            miniprogram: Some(wxpush_proto::v1::MiniProgramTarget {
+                appid: "a".repeat(MAX_APPID_CHARS + 1),
+                pagepath: String::new(),
+            }),
+            ..Default::default()
+        };
+        let fields: Vec<String> = check_send(&req).into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["url", "page", "miniprogram.appid"]);
+    }
+
+    /// Issue 19, item 2: a `send_at` of 9999-12-31 was accepted and parked
+    /// for good.
+    #[test]
+    fn send_at_is_within_the_horizon() {
+        let now = 1_800_000_000;
+        let at = |seconds| SendRequest {
+            template_key: "k".into(),
+            openid: "o".into(),
+            send_at: Some(wxpush_proto::Timestamp { seconds, nanos: 0 }),
+            ..Default::default()
+        };
+        assert!(check_send_async(&at(now + 86_400), now).is_empty());
+        let far = check_send_async(&at(253_402_300_799), now);
+        assert_eq!(far[0].field, "send_at");
+        assert!(far[0].description.contains("30 days"), "{far:?}");
+        assert_eq!(check_send_async(&at(-1 << 40), now)[0].field, "send_at");
     }
 }

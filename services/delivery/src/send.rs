@@ -18,9 +18,6 @@ use std::time::{Duration, Instant};
 use wxpush_proto::v1::*;
 use wxpush_server::trace_context::TraceContext;
 
-/// Margin kept from the caller's deadline so the answer still reaches it.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
-
 impl Intake {
     /// Sends one message now. A WeChat rejection is a FAILED result; a bad
     /// request, a failing upstream service, a rate limit or (with the
@@ -36,12 +33,12 @@ impl Intake {
         if !violations.is_empty() {
             return Err(DeliveryError::InvalidArgument(violations));
         }
-        let budget = Duration::from_millis(self.retry.total_deadline_ms);
-        let budget =
-            caller_timeout.map_or(budget, |t| budget.min(t.saturating_sub(DEADLINE_MARGIN)));
-        let deadline = Instant::now() + budget;
+        let deadline = self.deadline(caller_timeout);
         let message_id = new_id();
-        let rendered = self.sender.render(&req, &message_id, &trace).await?;
+        let rendered = self
+            .sender
+            .render(&req, &message_id, &trace, deadline)
+            .await?;
         check_app(&req, &rendered)?;
         let ctx = MessageCtx::accepted(message_id, &trace, &req, &rendered);
         let key = Self::key_of(&req, &ctx.app_id);
@@ -79,7 +76,7 @@ impl Intake {
             let (outcome, mut step) = if breaker.permits() {
                 let current = match token.take() {
                     Some(t) => t,
-                    None => self.sender.token(&ctx.app_id, trace).await?,
+                    None => self.sender.token(&ctx.app_id, trace, deadline).await?,
                 };
                 tally.attempts += 1;
                 let (step, action) = self
@@ -112,7 +109,11 @@ impl Intake {
                 }
                 Next::RefreshToken => {
                     let bad = token.take().unwrap_or_default();
-                    token = Some(self.sender.replace_token(&ctx.app_id, bad, trace).await?);
+                    token = Some(
+                        self.sender
+                            .replace_token(&ctx.app_id, bad, trace, deadline)
+                            .await?,
+                    );
                 }
                 Next::Backoff => tokio::time::sleep(pause).await,
                 Next::Wait(hold) => {

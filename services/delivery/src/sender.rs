@@ -7,7 +7,9 @@ use crate::breaker::{Breaker, Breakers};
 use crate::error::DeliveryError;
 use crate::message::{MessageCtx, Step};
 use crate::policy::Action;
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tonic::Status;
 use tonic::transport::Channel;
 use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::token_service_client::TokenServiceClient;
@@ -33,11 +35,40 @@ pub struct Sender {
     breakers: Breakers,
 }
 
-/// A request carrying `trace` (a child of the message's span) to a peer.
-pub(crate) fn with_trace<T>(message: T, trace: &TraceContext) -> tonic::Request<T> {
+/// A request to a peer carrying `trace` (a child of the message's span)
+/// and what is left of the budget as its `grpc-timeout`.
+fn request<T>(message: T, trace: &TraceContext, deadline: Instant) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     trace.child().inject(request.metadata_mut());
+    request.set_timeout(remaining(deadline));
     request
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+/// A call to `service` that answers by `deadline` or fails with
+/// DEADLINE_EXCEEDED: bounded here too, since a channel still dialling (a
+/// stalled peer) starts tonic's own timer only once connected.
+async fn within<T>(
+    service: &'static str,
+    deadline: Instant,
+    call: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, DeliveryError> {
+    let out_of_time = || DeliveryError::Upstream {
+        service,
+        status: Status::deadline_exceeded("no answer within the send's budget"),
+    };
+    match tokio::time::timeout(remaining(deadline), call).await {
+        Ok(Ok(answer)) => Ok(answer.into_inner()),
+        // tonic's own timer (from the grpc-timeout we set) answers CANCELLED.
+        Ok(Err(_)) if Instant::now() >= deadline => Err(out_of_time()),
+        Ok(Err(status)) => Err(DeliveryError::Upstream { service, status }),
+        Err(_) => Err(out_of_time()),
+    }
 }
 
 impl Sender {
@@ -72,8 +103,9 @@ impl Sender {
         req: &SendRequest,
         message_id: &str,
         trace: &TraceContext,
+        deadline: Instant,
     ) -> Result<Rendered, DeliveryError> {
-        let request = RenderTemplateRequest {
+        let message = RenderTemplateRequest {
             key: req.template_key.clone(),
             variables: req.variables.clone(),
             openid: req.openid.clone(),
@@ -82,13 +114,9 @@ impl Sender {
             miniprogram: req.miniprogram.clone(),
             page: req.page.clone(),
         };
-        let response = self
-            .template
-            .clone()
-            .render_template(with_trace(request, trace))
-            .await
-            .map_err(DeliveryError::upstream("template"))?
-            .into_inner();
+        let mut client = self.template.clone();
+        let call = client.render_template(request(message, trace, deadline));
+        let response = within("template", deadline, call).await?;
         let api = MessageApi::try_from(response.kind)?;
         Ok(Rendered { response, api })
     }
@@ -98,32 +126,29 @@ impl Sender {
         &self,
         key: &str,
         trace: &TraceContext,
+        deadline: Instant,
     ) -> Result<Template, DeliveryError> {
-        let request = GetTemplateRequest {
+        let message = GetTemplateRequest {
             key: key.to_string(),
         };
-        Ok(self
-            .template
-            .clone()
-            .get_template(with_trace(request, trace))
-            .await
-            .map_err(DeliveryError::upstream("template"))?
-            .into_inner())
+        let mut client = self.template.clone();
+        let call = client.get_template(request(message, trace, deadline));
+        within("template", deadline, call).await
     }
 
     /// The app's current token.
-    pub async fn token(&self, app_id: &str, trace: &TraceContext) -> Result<String, DeliveryError> {
-        let request = GetAccessTokenRequest {
+    pub async fn token(
+        &self,
+        app_id: &str,
+        trace: &TraceContext,
+        deadline: Instant,
+    ) -> Result<String, DeliveryError> {
+        let message = GetAccessTokenRequest {
             app_id: app_id.to_string(),
         };
-        Ok(self
-            .token
-            .clone()
-            .get_access_token(with_trace(request, trace))
-            .await
-            .map_err(DeliveryError::upstream("token"))?
-            .into_inner()
-            .access_token)
+        let mut client = self.token.clone();
+        let call = client.get_access_token(request(message, trace, deadline));
+        Ok(within("token", deadline, call).await?.access_token)
     }
 
     /// A new token in place of `bad`, which WeChat rejected.
@@ -132,19 +157,15 @@ impl Sender {
         app_id: &str,
         bad_token: String,
         trace: &TraceContext,
+        deadline: Instant,
     ) -> Result<String, DeliveryError> {
-        let request = InvalidateAccessTokenRequest {
+        let message = InvalidateAccessTokenRequest {
             app_id: app_id.to_string(),
             bad_token,
         };
-        Ok(self
-            .token
-            .clone()
-            .invalidate_access_token(with_trace(request, trace))
-            .await
-            .map_err(DeliveryError::upstream("token"))?
-            .into_inner()
-            .access_token)
+        let mut client = self.token.clone();
+        let call = client.invalidate_access_token(request(message, trace, deadline));
+        Ok(within("token", deadline, call).await?.access_token)
     }
 
     /// Attempt number `attempt` of the rendered message: the step it makes

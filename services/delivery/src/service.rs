@@ -46,8 +46,11 @@ impl DeliveryService for DeliveryGrpc {
         request: Request<SendRequest>,
     ) -> Result<Response<SendAsyncResponse>, Status> {
         let trace = TraceContext::from_metadata_or_new(request.metadata());
+        let timeout = grpc_timeout(request.metadata());
         Ok(Response::new(
-            self.intake.send_async(request.into_inner(), trace).await?,
+            self.intake
+                .send_async(request.into_inner(), trace, timeout)
+                .await?,
         ))
     }
 
@@ -56,8 +59,11 @@ impl DeliveryService for DeliveryGrpc {
         request: Request<SendBatchRequest>,
     ) -> Result<Response<SendBatchResponse>, Status> {
         let trace = TraceContext::from_metadata_or_new(request.metadata());
+        let timeout = grpc_timeout(request.metadata());
         Ok(Response::new(
-            self.intake.send_batch(request.into_inner(), trace).await?,
+            self.intake
+                .send_batch(request.into_inner(), trace, timeout)
+                .await?,
         ))
     }
 

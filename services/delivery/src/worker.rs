@@ -13,6 +13,7 @@ use crate::ledger::{Ledger, hold_until_ms};
 use crate::message::{MessageCtx, Step};
 use crate::policy::backoff;
 use crate::queue::{Delivery, QueueError, QueuedMessage, now_ms};
+use crate::ratelimit::RateLimiter;
 use crate::send::blocked;
 use crate::sender::Sender;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ const BACKEND_PAUSE: Duration = Duration::from_millis(500);
 pub struct Worker {
     sender: Sender,
     ledger: Ledger,
+    limiter: Arc<dyn RateLimiter>,
     retry: RetrySettings,
     settings: QueueSettings,
 }
@@ -45,10 +47,16 @@ fn is_final(status: i32) -> bool {
 }
 
 impl Worker {
-    pub fn new(sender: Sender, ledger: Ledger, config: &crate::DeliveryConfig) -> Self {
+    pub fn new(
+        sender: Sender,
+        ledger: Ledger,
+        limiter: Arc<dyn RateLimiter>,
+        config: &crate::DeliveryConfig,
+    ) -> Self {
         Self {
             sender,
             ledger,
+            limiter,
             retry: config.retry.clone(),
             settings: config.queue.clone(),
         }
@@ -133,9 +141,11 @@ impl Worker {
             return Ok(());
         }
         let trace = TraceContext::parse(&m.traceparent).unwrap_or_else(TraceContext::new_root);
+        // One step has the budget of a sync send.
+        let deadline = Instant::now() + Duration::from_millis(self.retry.total_deadline_ms);
         let rendered = match self
             .sender
-            .render(&m.to_send_request(), &m.message_id, &trace)
+            .render(&m.to_send_request(), &m.message_id, &trace, deadline)
             .await
         {
             Ok(r) => r,
@@ -147,8 +157,43 @@ impl Worker {
         let ctx = MessageCtx::for_queued(&m, &rendered, &trace);
         let breaker = self.sender.breaker(&ctx.app_id);
         let mut used_token = None;
-        let (outcome, mut step) = if breaker.permits() {
-            let token = match self.sender.token(&ctx.app_id, &trace).await {
+        // The rate limit first: a half-open breaker's probe slot is not
+        // taken by a message that would not be sent anyway.
+        let limited = match self.limiter.check(&ctx.app_id).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limit backend failed; pacing by a short wait");
+                Some(crate::breaker::MIN_HOLD)
+            }
+        };
+        let (outcome, mut step) = if let Some(wait) = limited {
+            let step = Step::change(
+                DeliveryStatus::Deferred,
+                m.attempts,
+                "over the app's send rate limit",
+            );
+            let d = decide(
+                Outcome::Limited,
+                m.tally(),
+                Path::Queued,
+                false,
+                self.retry.max_attempts,
+            );
+            let due = now_ms() + wait.as_millis() as i64;
+            return self
+                .conclude(
+                    &ctx,
+                    m,
+                    Step {
+                        status: d.status,
+                        ..step
+                    },
+                    d.next,
+                    due,
+                )
+                .await;
+        } else if breaker.permits() {
+            let token = match self.sender.token(&ctx.app_id, &trace, deadline).await {
                 Ok(t) => t,
                 Err(e) => return self.upstream_failed(&ctx, m, e).await,
             };
@@ -174,7 +219,10 @@ impl Worker {
         m.set_tally(d.tally);
         if d.next == Next::RefreshToken
             && let Some(bad) = used_token
-            && let Err(e) = self.sender.replace_token(&ctx.app_id, bad, &trace).await
+            && let Err(e) = self
+                .sender
+                .replace_token(&ctx.app_id, bad, &trace, deadline)
+                .await
         {
             // The next attempt meets the bad token again and fails for good.
             tracing::warn!(message_id = %m.message_id, error = %e, "token not replaced");
@@ -237,6 +285,7 @@ impl Worker {
                     Next::Backoff => self.ledger.metrics().retry(),
                     Next::Wait(Hold::Breaker) => self.ledger.metrics().deferred("breaker"),
                     Next::Wait(Hold::Quota) => self.ledger.metrics().deferred("quota"),
+                    Next::Wait(Hold::Rate) => self.ledger.metrics().deferred("rate_limit"),
                     _ => {}
                 }
                 self.ledger.hold(ctx, &m, &step, due).await.map(|_| ())

@@ -27,6 +27,9 @@ pub enum LogQueryError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Every `TailLogs` stream this replica allows is open.
+    #[error("{0} TailLogs streams are open on this replica, the most allowed; retry later")]
+    TooManyTails(usize),
 }
 
 impl From<Vec<Violation>> for LogQueryError {
@@ -40,6 +43,11 @@ impl From<LogQueryError> for Status {
         match e {
             LogQueryError::Invalid(v) => invalid_argument(&v),
             LogQueryError::NotFound(_) => Status::not_found(e.to_string()),
+            LogQueryError::TooManyTails(_) => wxpush_server::status::with_retry_delay(
+                tonic::Code::ResourceExhausted,
+                e.to_string(),
+                std::time::Duration::from_secs(5),
+            ),
             LogQueryError::Store(s) => {
                 tracing::error!(error = %s, "log store failed");
                 Status::unavailable(s.to_string())

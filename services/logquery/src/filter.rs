@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use wxpush_proto::Timestamp;
 use wxpush_proto::v1::{DeliveryStatus, LogFilter, LogRecord, QueryLogsRequest};
-use wxpush_server::status::Violation;
+use wxpush_server::status::{Violation, check_timestamp};
 use wxpush_server::trace_context::is_trace_id;
 
 /// Page size when the request leaves it 0.
@@ -41,7 +41,7 @@ pub fn encode_cursor(c: &Cursor) -> String {
     URL_SAFE_NO_PAD.encode(format!("v1.{}.{}", c.0, c.1))
 }
 
-fn decode_cursor(token: &str) -> Option<Cursor> {
+pub fn decode_cursor(token: &str) -> Option<Cursor> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
     let rest = raw.strip_prefix("v1.")?;
     let (micros, id) = rest.split_once('.')?;
@@ -122,6 +122,9 @@ pub fn check_filter(f: &LogFilter, prefix: &str, v: &mut Vec<Violation>) {
             format!("unknown status {}", f.status),
         ));
     }
+    if let Some(r) = &f.time_range {
+        check_range(r, &format!("{prefix}time_range"), v);
+    }
     if let Some(r) = &f.time_range
         && r.start.is_some()
         && r.end.is_some()
@@ -131,6 +134,17 @@ pub fn check_filter(f: &LogFilter, prefix: &str, v: &mut Vec<Violation>) {
             format!("{prefix}time_range"),
             "start must be before end",
         ));
+    }
+}
+
+/// Each bound of a time range must be a valid timestamp.
+pub fn check_range(r: &wxpush_proto::v1::TimeRange, field: &str, v: &mut Vec<Violation>) {
+    for (name, t) in [("start", &r.start), ("end", &r.end)] {
+        if let Some(t) = t
+            && let Some(bad) = check_timestamp(&format!("{field}.{name}"), t)
+        {
+            v.push(bad);
+        }
     }
 }
 

@@ -81,8 +81,8 @@ impl Default for EventsConfig {
 impl Default for LogQueryConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50054)),
-            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9094)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50054)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9094)),
             max_records: 100_000,
             retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 60,

@@ -101,7 +101,10 @@ impl LogQueryService for LogQueryGrpc {
         if !v.is_empty() {
             return Err(LogQueryError::from(v).into());
         }
-        let records = self.tail.stream(move |r| matches(&filter, r));
+        let records = self
+            .tail
+            .stream(move |r| matches(&filter, r))
+            .ok_or(LogQueryError::TooManyTails(crate::tail::MAX_STREAMS))?;
         Ok(Response::new(Box::pin(records.map(Ok))))
     }
 }

@@ -3,7 +3,7 @@
 //! Grafana/Prometheus do), so the same bucket has the same start in every
 //! query.
 
-use crate::filter::{check_filter, micros};
+use crate::filter::{check_filter, check_range, micros};
 use std::collections::BTreeMap;
 use wxpush_proto::Timestamp;
 use wxpush_proto::v1::{
@@ -39,6 +39,7 @@ pub fn check_stats(req: GetStatsRequest) -> Result<StatsQuery, Vec<Violation>> {
         ));
     }
     let range = req.time_range.unwrap_or_default();
+    check_range(&range, "time_range", &mut v);
     let (start, end) = (range.start, range.end);
     if start.is_none() {
         v.push(Violation::new("time_range.start", "is required"));
@@ -55,9 +56,12 @@ pub fn check_stats(req: GetStatsRequest) -> Result<StatsQuery, Vec<Violation>> {
         n => n,
     };
     let bucket = i64::from(bucket_seconds) * 1_000_000;
-    if s < e {
-        let n = align(e - 1, bucket) / bucket - align(s, bucket) / bucket + 1;
-        if n > MAX_BUCKETS {
+    if s < e && v.is_empty() {
+        // In i128: no range of valid timestamps can overflow it.
+        let n = (i128::from(e - 1).div_euclid(i128::from(bucket))
+            - i128::from(s).div_euclid(i128::from(bucket)))
+            + 1;
+        if n > i128::from(MAX_BUCKETS) {
             v.push(Violation::new(
                 "bucket_seconds",
                 format!("{bucket_seconds} s gives {n} buckets, at most {MAX_BUCKETS} allowed"),
@@ -195,6 +199,44 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(fields(check_stats(inverted)), ["time_range"]);
+    }
+
+    #[test]
+    fn an_extreme_range_is_refused_not_counted() {
+        // Issue 19, item 1: this range with 1 s buckets once wrapped the
+        // bucket count in release builds and the Redis walk asked for 73 TB.
+        let extreme = GetStatsRequest {
+            time_range: Some(TimeRange {
+                start: ts(i64::MIN),
+                end: ts(i64::MAX),
+            }),
+            bucket_seconds: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(check_stats(extreme)),
+            ["time_range.start", "time_range.end"]
+        );
+        let widest = GetStatsRequest {
+            time_range: Some(TimeRange {
+                start: ts(wxpush_server::status::MIN_TIMESTAMP_SECONDS),
+                end: ts(wxpush_server::status::MAX_TIMESTAMP_SECONDS),
+            }),
+            bucket_seconds: 1,
+            ..Default::default()
+        };
+        assert_eq!(fields(check_stats(widest)), ["bucket_seconds"]);
+        let bad_nanos = GetStatsRequest {
+            time_range: Some(TimeRange {
+                start: Some(Timestamp {
+                    seconds: 0,
+                    nanos: -1,
+                }),
+                end: ts(60),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(fields(check_stats(bad_nanos)), ["time_range.start"]);
     }
 
     #[test]

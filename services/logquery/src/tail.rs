@@ -15,12 +15,22 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use wxpush_proto::v1::LogRecord;
 
+/// Most `TailLogs` streams open at once on one replica: each holds up to
+/// [`STREAM_BUFFER`] records for a client that reads slowly.
+pub const MAX_STREAMS: usize = 100;
+/// Records buffered per stream for its client.
+pub const STREAM_BUFFER: usize = 64;
+/// Longest a `TailLogs` stream stays open; the client then opens another
+/// (`wxpush logs --follow` does so by itself).
+pub const MAX_STREAM_LIFETIME: Duration = Duration::from_secs(3600);
+
 /// Records as they are applied; cheap to clone.
 #[derive(Clone)]
 pub struct Tail {
     local: broadcast::Sender<Arc<LogRecord>>,
     relay: Option<Relay>,
     closed: Arc<watch::Sender<bool>>,
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The Redis channel replicas publish to.
@@ -37,6 +47,7 @@ impl Tail {
             local: broadcast::channel(capacity.max(1)).0,
             relay: None,
             closed: Arc::new(watch::channel(false).0),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
         }
     }
 
@@ -107,14 +118,21 @@ impl Tail {
 
     /// The records `keep` accepts, until the subscriber goes away or the
     /// tail closes.
+    ///
+    /// At most [`MAX_STREAMS`] at once (`None` past that), each ending after
+    /// [`MAX_STREAM_LIFETIME`].
     pub fn stream(
         &self,
         keep: impl Fn(&LogRecord) -> bool + Send + 'static,
-    ) -> ReceiverStream<LogRecord> {
-        let (tx, rx) = mpsc::channel(64);
+    ) -> Option<ReceiverStream<LogRecord>> {
+        let permit = self.streams.clone().try_acquire_owned().ok()?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let mut records = self.subscribe();
         let mut closed = self.closed.subscribe();
         tokio::spawn(async move {
+            let _permit = permit;
+            let expired = tokio::time::sleep(MAX_STREAM_LIFETIME);
+            tokio::pin!(expired);
             loop {
                 // Closing wins over a busy stream and over a client that
                 // stopped reading (a full channel).
@@ -122,6 +140,7 @@ impl Tail {
                     biased;
                     _ = closed.wait_for(|c| *c) => break,
                     _ = tx.closed() => break,
+                    _ = &mut expired => break,
                     r = records.recv() => r,
                 };
                 match r {
@@ -143,7 +162,7 @@ impl Tail {
                 }
             }
         });
-        ReceiverStream::new(rx)
+        Some(ReceiverStream::new(rx))
     }
 
     /// Ends every stream (shutdown: an open `TailLogs` must not hold the

@@ -235,6 +235,52 @@ async fn bad_requests_name_their_field(kind: Kind) {
 
 on_both_backends!(bad_requests_name_their_field => memory_bad_requests_are_invalid_argument_naming_the_field, redis_bad_requests_are_invalid_argument_naming_the_field);
 
+/// Issue 19, item 1: a `GetStats` over the whole i64 range with 1 s buckets
+/// crashed the Redis logquery (the bucket count wrapped, the walk asked for
+/// 73 TB). Refused now on both backends, and the server keeps answering.
+async fn get_stats_over_extreme_times_is_refused(kind: Kind) {
+    let rt = start(kind).await;
+    let mut c = rt.client.clone();
+    let extreme = |start, end| GetStatsRequest {
+        time_range: Some(TimeRange {
+            start: ts(start),
+            end: ts(end),
+        }),
+        bucket_seconds: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        violated(c.get_stats(extreme(i64::MIN, i64::MAX)).await),
+        ["time_range.start", "time_range.end"]
+    );
+    assert_eq!(
+        violated(c.get_stats(extreme(-62_135_596_800, 253_402_300_799)).await),
+        ["bucket_seconds"]
+    );
+    let filter = Some(LogFilter {
+        time_range: Some(TimeRange {
+            start: ts(i64::MIN),
+            end: ts(0),
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        violated(
+            c.query_logs(QueryLogsRequest {
+                filter,
+                page_size: 10,
+                page_token: String::new(),
+            })
+            .await
+        ),
+        ["filter.time_range.start"]
+    );
+    let ok = c.get_stats(extreme(0, 600)).await;
+    assert!(ok.is_ok(), "still serving: {ok:?}");
+}
+
+on_both_backends!(get_stats_over_extreme_times_is_refused => memory_get_stats_over_extreme_times_is_refused, redis_get_stats_over_extreme_times_is_refused);
+
 /// Replica A reads the event stream, replica B does not (the consumer group
 /// gave it nothing): a TailLogs on B still sees A's records.
 #[tokio::test]

@@ -58,8 +58,8 @@ pub struct TemplateConfig {
 impl Default for TemplateConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50052)),
-            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9092)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             templates_file: None,
             backend: BackendSettings::default(),
             token_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50051").expect("a valid default"),

@@ -15,12 +15,7 @@ use wxpush_wechat::MessageApi;
 
 pub use crate::content::placeholders;
 
-/// Most variables one render call may carry.
-pub const MAX_VARIABLES: usize = 100;
-/// Longest variable name, in characters.
-pub const MAX_VARIABLE_NAME_CHARS: usize = 64;
-/// Longest variable value, in characters.
-pub const MAX_VARIABLE_VALUE_CHARS: usize = 1000;
+pub use wxpush_server::limits::{MAX_VARIABLE_NAME_CHARS, MAX_VARIABLE_VALUE_CHARS, MAX_VARIABLES};
 
 /// What a caller adds to a template for one message.
 #[derive(Debug, Clone)]
@@ -97,29 +92,7 @@ fn expand(expr: &str, vars: &HashMap<String, String>, missing: &mut BTreeSet<Str
 }
 
 fn check_variables(vars: &HashMap<String, String>, v: &mut Vec<Violation>) {
-    if vars.len() > MAX_VARIABLES {
-        v.push(Violation::new(
-            "variables",
-            format!("{} variables, at most {MAX_VARIABLES} allowed", vars.len()),
-        ));
-    }
-    let mut names: Vec<&String> = vars.keys().collect();
-    names.sort();
-    for name in names {
-        if name.chars().count() > MAX_VARIABLE_NAME_CHARS {
-            v.push(Violation::new(
-                "variables",
-                format!("variable name longer than {MAX_VARIABLE_NAME_CHARS} characters"),
-            ));
-        }
-        let n = vars[name].chars().count();
-        if n > MAX_VARIABLE_VALUE_CHARS {
-            v.push(Violation::new(
-                format!("variables.{name}"),
-                format!("is {n} characters, at most {MAX_VARIABLE_VALUE_CHARS} allowed"),
-            ));
-        }
-    }
+    wxpush_server::limits::check_variables("variables", vars, v);
 }
 
 /// Renders a template for one recipient, validating it first: the field

@@ -24,6 +24,12 @@ use wxpush_server::status::{Violation, max_chars, require};
 
 /// Longest template key.
 pub const MAX_KEY_CHARS: usize = 64;
+/// Longest WeChat content a template may carry (WeChat's own are a few
+/// hundred characters).
+pub const MAX_CONTENT_CHARS: usize = 4096;
+/// Most WeChat fields per template, and the longest field expression.
+pub const MAX_FIELDS: usize = 64;
+pub const MAX_EXPRESSION_CHARS: usize = 1024;
 
 /// The templates file.
 #[derive(Debug, Deserialize, Default)]
@@ -174,7 +180,29 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
             "at least one WeChat field is required",
         ));
     }
-    check_mapping(t, &t.wechat_content, &mut v);
+    max_chars(
+        &mut v,
+        "template.wechat_content",
+        &t.wechat_content,
+        MAX_CONTENT_CHARS,
+    );
+    if t.fields.len() > MAX_FIELDS {
+        v.push(Violation::new(
+            "template.fields",
+            format!("{} fields, at most {MAX_FIELDS} allowed", t.fields.len()),
+        ));
+    }
+    for (name, expr) in &t.fields {
+        max_chars(
+            &mut v,
+            &format!("template.fields.{name}"),
+            expr,
+            MAX_EXPRESSION_CHARS,
+        );
+    }
+    if v.is_empty() {
+        check_mapping(t, &t.wechat_content, &mut v);
+    }
     check_target(t, &mut v);
     if v.is_empty() {
         Ok(())
@@ -220,5 +248,30 @@ mod tests {
                 "template.fields"
             ]
         );
+    }
+
+    /// Issue 19, item 3: a 320 KB content of braces was stored and every
+    /// render parsed it again; content, field count and expressions are
+    /// bounded at write.
+    #[test]
+    fn oversized_content_and_fields_are_refused_at_write() {
+        let t = Template {
+            key: "big".into(),
+            app_id: "wx1".into(),
+            template_id: "T".into(),
+            kind: MessageKind::Template as i32,
+            wechat_content: "{".repeat(320 * 1024),
+            fields: (0..=MAX_FIELDS)
+                .map(|i| (format!("f{i}"), "x".repeat(MAX_EXPRESSION_CHARS + 1)))
+                .collect(),
+            ..Default::default()
+        };
+        let TemplateError::InvalidArgument(v) = check(&t).unwrap_err() else {
+            panic!("expected InvalidArgument")
+        };
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert!(fields.contains(&"template.wechat_content"), "{fields:?}");
+        assert!(fields.contains(&"template.fields"), "{fields:?}");
+        assert!(fields.contains(&"template.fields.f0"), "{fields:?}");
     }
 }

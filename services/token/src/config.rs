@@ -150,17 +150,24 @@ pub struct TokenConfig {
     /// `memory` (one replica) or `redis` (shared by replicas).
     pub backend: BackendSettings,
     pub wechat: ClientSettings,
+    /// Whether an app may carry its secret inline (`secret:`). Never from a
+    /// config file or the environment: only `wxpush dev` sets it, for the
+    /// sandbox's demo apps, so a production config cannot leak a secret
+    /// into a ConfigMap.
+    #[serde(skip)]
+    pub allow_inline_secrets: bool,
 }
 
 impl Default for TokenConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
-            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9091)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             apps: Vec::new(),
             refresh: RefreshSettings::default(),
             backend: BackendSettings::default(),
             wechat: ClientSettings::default(),
+            allow_inline_secrets: false,
         }
     }
 }

@@ -36,6 +36,14 @@ use wxpush_server::component::Component;
 /// its gRPC API, metrics and background refresher. App secrets are read
 /// here, so a missing secret file fails the build (and `--check-config`).
 pub async fn build(config: TokenConfig) -> anyhow::Result<Component> {
+    if !config.allow_inline_secrets
+        && let Some(app) = config.apps.iter().find(|a| a.secret.is_some())
+    {
+        anyhow::bail!(
+            "apps[{}].secret: an inline secret is for `wxpush dev` only; use secret_env or secret_file",
+            app.app_id
+        );
+    }
     let wechat = wxpush_wechat::WechatClient::new(&config.wechat)?;
     let store = store::connect(&config.backend).await?;
     let cache =

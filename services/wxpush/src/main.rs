@@ -59,6 +59,15 @@ enum Command {
         #[arg(long, env = "WXPUSH_DELIVERY_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run one service as its own process, exactly as its binary
+    /// (`wxpush-token`, ...) does: one image or install serves them all.
+    Serve {
+        /// token, template, delivery or logquery.
+        service: ServiceName,
+        /// YAML config file; `WXPUSH_<SERVICE>__KEY=value` overrides any setting.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Send one message now and print the outcome (exit 3 if not SENT).
     Send {
         /// Business template key, e.g. order_shipped.
@@ -106,6 +115,14 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the Redis ACL rules that give each service its own user,
+    /// limited to its own keys (`ACL SETUSER ... >PASSWORD`; fill in each
+    /// password and give each service its own `backend.redis_url`).
+    RedisAcl {
+        /// The services' `backend.key_prefix`.
+        #[arg(long, default_value = "wxpush:")]
+        prefix: String,
+    },
     /// Token status per app (expiry, last refresh, fetches today; never the token).
     Token {
         #[command(subcommand)]
@@ -136,6 +153,14 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ServiceName {
+    Token,
+    Template,
+    Delivery,
+    Logquery,
 }
 
 #[derive(Subcommand)]
@@ -194,17 +219,11 @@ async fn main() -> anyhow::Result<()> {
             cli::send(&target.addr, req, target.json).await
         }
         Command::Delivery { config } => {
-            let telemetry = wxpush_telemetry::init("wxpush-delivery", env!("CARGO_PKG_VERSION"));
-            let config: wxpush_delivery::DeliveryConfig =
-                wxpush_server::config::load(config.as_deref(), "WXPUSH_DELIVERY")?;
-            let result = wxpush_server::process::serve(
-                config,
-                wxpush_delivery::build,
-                wxpush_server::shutdown::Shutdown::on_signal(),
-            )
-            .await;
-            telemetry.shutdown().await;
-            result?;
+            serve(ServiceName::Delivery, config).await?;
+            0
+        }
+        Command::Serve { service, config } => {
+            serve(service, config).await?;
             0
         }
         Command::Dlq {
@@ -223,6 +242,12 @@ async fn main() -> anyhow::Result<()> {
                 time_range: None,
             };
             cli::dlq(&target.addr, replay, ids, filter, limit, target.json).await
+        }
+        Command::RedisAcl { prefix } => {
+            for service in wxpush_redis::acl::Service::ALL {
+                println!("{}", service.setuser_line(&prefix));
+            }
+            0
         }
         Command::Breaker { app_id, target } => {
             cli::breaker(&target.addr, app_id, target.json).await
@@ -265,6 +290,37 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     std::process::exit(code);
+}
+
+/// One service until SIGTERM, built by its crate's `build`.
+async fn serve(service: ServiceName, config: Option<PathBuf>) -> anyhow::Result<()> {
+    use wxpush_server::config::load;
+    use wxpush_server::process;
+    use wxpush_server::shutdown::Shutdown;
+    let (name, prefix) = match service {
+        ServiceName::Token => ("wxpush-token", "WXPUSH_TOKEN"),
+        ServiceName::Template => ("wxpush-template", "WXPUSH_TEMPLATE"),
+        ServiceName::Delivery => ("wxpush-delivery", "WXPUSH_DELIVERY"),
+        ServiceName::Logquery => ("wxpush-logquery", "WXPUSH_LOGQUERY"),
+    };
+    let telemetry = wxpush_telemetry::init(name, env!("CARGO_PKG_VERSION"));
+    let config = config.or_else(|| std::env::var_os(format!("{prefix}_CONFIG")).map(PathBuf::from));
+    let path = config.as_deref();
+    let drain = Shutdown::on_signal();
+    let result = match service {
+        ServiceName::Token => process::serve(load(path, prefix)?, wxpush_token::build, drain).await,
+        ServiceName::Template => {
+            process::serve(load(path, prefix)?, wxpush_template::build, drain).await
+        }
+        ServiceName::Delivery => {
+            process::serve(load(path, prefix)?, wxpush_delivery::build, drain).await
+        }
+        ServiceName::Logquery => {
+            process::serve(load(path, prefix)?, wxpush_logquery::build, drain).await
+        }
+    };
+    telemetry.shutdown().await;
+    result
 }
 
 async fn run_dev(opts: SuiteOptions, ready_file: Option<PathBuf>) -> anyhow::Result<()> {

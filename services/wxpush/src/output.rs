@@ -38,19 +38,30 @@ pub fn result_json(r: &DeliveryResult) -> Value {
     })
 }
 
+/// A string from the server as it may reach a terminal: control characters
+/// (ESC, CR, LF...) escaped, so a value such as an openid cannot move the
+/// cursor, clear the screen or forge a line. (JSON output escapes them.)
+fn shown(s: &str) -> wxpush_telemetry::Escaped<'_> {
+    wxpush_telemetry::Escaped(s)
+}
+
 /// A delivery result for people.
 pub fn result_text(r: &DeliveryResult) -> String {
     let mut out = format!(
         "status:       {}\nmessage_id:   {}\ntrace_id:     {}\n",
         status_name(r.status),
-        r.message_id,
-        r.trace_id
+        shown(&r.message_id),
+        shown(&r.trace_id)
     );
     if !r.wechat_msgid.is_empty() {
-        out += &format!("wechat_msgid: {}\n", r.wechat_msgid);
+        out += &format!("wechat_msgid: {}\n", shown(&r.wechat_msgid));
     }
     if r.errcode != 0 {
-        out += &format!("errcode:      {}\nerrmsg:       {}\n", r.errcode, r.errmsg);
+        out += &format!(
+            "errcode:      {}\nerrmsg:       {}\n",
+            r.errcode,
+            shown(&r.errmsg)
+        );
     }
     out += &format!("attempts:     {}", r.attempts);
     out
@@ -96,11 +107,11 @@ pub fn record_line(r: &LogRecord) -> String {
         "{}  {:<7} {}  {}  {}  openid={}  trace_id={}",
         time(r.accepted_at.as_ref()),
         status_name(r.status),
-        r.message_id,
-        r.app_id,
-        r.template_key,
-        r.openid,
-        r.trace_id
+        shown(&r.message_id),
+        shown(&r.app_id),
+        shown(&r.template_key),
+        shown(&r.openid),
+        shown(&r.trace_id)
     );
     if r.errcode != 0 {
         line += &format!("  errcode={} errmsg={:?}", r.errcode, r.errmsg);
@@ -126,8 +137,8 @@ pub fn token_status_json(t: &TokenStatus) -> Value {
 pub fn token_status_line(t: &TokenStatus) -> String {
     let mut line = format!(
         "{}  mode={}  token={}  expires_at={}  last_refresh={}  fetches_today={}",
-        t.app_id,
-        t.token_mode,
+        shown(&t.app_id),
+        shown(&t.token_mode),
         if t.has_token { "yes" } else { "no" },
         time(t.expires_at.as_ref()),
         time(t.last_refresh_at.as_ref()),
@@ -163,7 +174,7 @@ pub fn breaker_json(b: &AppBreaker) -> Value {
 pub fn breaker_line(b: &AppBreaker) -> String {
     let mut line = format!(
         "{}  {}  consecutive_failures={}",
-        b.app_id,
+        shown(&b.app_id),
         breaker_state(b.state),
         b.recent_failures
     );
@@ -193,22 +204,22 @@ pub fn dead_letter_line(d: &DeadLetter) -> String {
     format!(
         "{}  {}  {}  {}  openid={}  errcode={} errmsg={:?}  attempts={}  trace_id={}",
         time(d.dead_at.as_ref()),
-        d.message_id,
-        d.app_id,
-        d.template_key,
-        d.openid,
+        shown(&d.message_id),
+        shown(&d.app_id),
+        shown(&d.template_key),
+        shown(&d.openid),
         d.errcode,
         d.errmsg,
         d.attempts,
-        d.trace_id
+        shown(&d.trace_id)
     )
 }
 
 /// A gRPC error for people: code, message and each field violation.
 pub fn status_text(s: &tonic::Status) -> String {
-    let mut out = format!("error: {:?}: {}", s.code(), s.message());
+    let mut out = format!("error: {:?}: {}", s.code(), shown(s.message()));
     for v in wxpush_server::status::field_violations(s) {
-        out += &format!("\n  {}: {}", v.field, v.description);
+        out += &format!("\n  {}: {}", shown(&v.field), shown(&v.description));
     }
     out
 }
@@ -236,5 +247,42 @@ mod tests {
         };
         assert!(result_text(&r).contains("errcode:      43004"));
         assert_eq!(result_json(&r)["status"], "FAILED");
+    }
+
+    /// Issue 19, item 4: an openid, errmsg or app id carrying ESC / CR / LF
+    /// was printed raw by `wxpush logs` and the other text lines.
+    #[test]
+    fn text_lines_escape_control_characters() {
+        let evil = "o_1\u{1b}]0;pwned\u{7}\r\nfake line";
+        let r = LogRecord {
+            openid: evil.into(),
+            app_id: evil.into(),
+            errcode: 1,
+            errmsg: evil.into(),
+            ..Default::default()
+        };
+        let d = DeadLetter {
+            openid: evil.into(),
+            ..Default::default()
+        };
+        let result = DeliveryResult {
+            errcode: 1,
+            errmsg: evil.into(),
+            ..Default::default()
+        };
+        let status = tonic::Status::invalid_argument(evil);
+        for text in [
+            record_line(&r),
+            dead_letter_line(&d),
+            result_text(&result),
+            status_text(&status),
+        ] {
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{text:?}"
+            );
+            assert!(text.contains(r"\u{1b}"), "{text:?}");
+            assert!(!text.contains("\nfake line"), "{text:?}");
+        }
     }
 }

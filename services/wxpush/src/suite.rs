@@ -125,6 +125,8 @@ impl Suite {
             apps: opts.apps,
             refresh: opts.refresh,
             wechat: opts.wechat.clone(),
+            // The sandbox's demo apps carry their secrets inline.
+            allow_inline_secrets: true,
             ..Default::default()
         })
         .await?;

@@ -39,6 +39,7 @@ fn config() -> DeliveryConfig {
             reclaim_every_ms: 500,
             poll_ms: 50,
             workers: true,
+            ..Default::default()
         },
         ..Default::default()
     }

@@ -138,6 +138,7 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
                     ..Default::default()
                 },
                 TraceContext::new_root(),
+                None,
             )
             .await
             .unwrap();

@@ -15,6 +15,8 @@
 //! Why a crate of its own: before it, seven call sites opened Redis with five
 //! different settings (one with no timeouts at all).
 
+pub mod acl;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 

@@ -22,6 +22,9 @@ use tonic_health::ServingStatus;
 /// gRPC default, stated here so it is documented and enforced in one place).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Most HTTP/2 streams (calls) one client connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+
 /// Longest wait for a TCP connection to a peer service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -80,6 +83,7 @@ pub async fn serve(
         })
     });
     Server::builder()
+        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .layer(crate::rpc::ServerTraceLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -10,6 +10,7 @@
 //! - [`component`]: a service as a part a process runs (routes, metrics,
 //!   start-up steps, tasks); [`process`]: running components, and the
 //!   `main` of every service binary.
+//! - [`limits`]: every request limit, in one place.
 //! - [`deadline`]: the caller's `grpc-timeout`.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future.
 //! - [`trace_context`]: the W3C trace id of the current call, for logs and results.
@@ -22,6 +23,7 @@ pub mod component;
 pub mod config;
 pub mod deadline;
 pub mod grpc;
+pub mod limits;
 pub mod logging;
 pub mod process;
 pub mod rpc;

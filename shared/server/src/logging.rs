@@ -14,6 +14,8 @@ pub fn init() {
     let _ = if json {
         builder.json().try_init()
     } else {
-        builder.try_init()
+        builder
+            .fmt_fields(wxpush_telemetry::text_fields())
+            .try_init()
     };
 }

@@ -91,6 +91,32 @@ pub fn retry_delay(status: &Status) -> Option<Duration> {
     status.get_details_retry_info().and_then(|r| r.retry_delay)
 }
 
+/// The range a `google.protobuf.Timestamp` may hold: 0001-01-01T00:00:00Z
+/// to 9999-12-31T23:59:59Z. Every request timestamp is checked against it,
+/// so arithmetic on microseconds since the epoch cannot overflow.
+pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// A violation for a timestamp outside that range or with bad nanos.
+pub fn check_timestamp(field: &str, t: &wxpush_proto::Timestamp) -> Option<Violation> {
+    if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&t.seconds) {
+        Some(Violation::new(
+            field,
+            format!(
+                "seconds {} is outside 0001-01-01..9999-12-31 ({MIN_TIMESTAMP_SECONDS}..={MAX_TIMESTAMP_SECONDS})",
+                t.seconds
+            ),
+        ))
+    } else if !(0..1_000_000_000).contains(&t.nanos) {
+        Some(Violation::new(
+            field,
+            format!("nanos {} is outside 0..=999999999", t.nanos),
+        ))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

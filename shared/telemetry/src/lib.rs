@@ -118,7 +118,9 @@ pub fn init_with(config: TelemetryConfig) -> Telemetry {
     let fmt = if config.json_logs {
         fmt.json().with_filter(log_filter).boxed()
     } else {
-        fmt.with_filter(log_filter).boxed()
+        fmt.fmt_fields(text_fields())
+            .with_filter(log_filter)
+            .boxed()
     };
     let _ = tracing_subscriber::registry()
         .with(otel)
@@ -178,5 +180,84 @@ impl Telemetry {
         if let Ok(Err(e)) = done {
             eprintln!("stopping the span exporter failed: {e}");
         }
+    }
+}
+
+/// How text log lines write their fields: as tracing-subscriber's default
+/// does, except that control characters (CR, LF, ESC...) in any value are
+/// escaped (`\n`, `\u{1b}`). A caller-supplied string (an app id, an
+/// openid, an errmsg) can then neither forge log lines nor drive a terminal.
+/// JSON lines escape them already.
+pub fn text_fields()
+-> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            write!(w, "{}", Escaped(&text))
+        } else {
+            write!(w, "{field}={}", Escaped(&text))
+        }
+    })
+    .delimited(" ")
+}
+
+/// Writes a string with its control characters escaped.
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue 19, item 4: `\n` in an app id forged a second line in the text
+    /// log, and ESC sequences reached whoever tails it.
+    #[test]
+    fn a_value_cannot_forge_a_line_or_drive_a_terminal() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .fmt_fields(text_fields())
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let app_id = "wx1\nINFO forged: token=stolen\u{1b}[2J";
+            tracing::info!(app_id = %app_id, openid = app_id, "sent {}", app_id);
+        });
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+        assert!(out.contains(r"wx1\nINFO forged"), "{out}");
+        assert!(out.contains("app_id=wx1"), "{out}");
     }
 }

@@ -56,6 +56,23 @@ struct SendReply {
     msgid: Option<serde_json::Value>,
 }
 
+impl From<SendReply> for SendReceipt {
+    fn from(reply: SendReply) -> Self {
+        let msgid = match reply.msgid {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::String(s)) => s,
+            _ => String::new(),
+        };
+        SendReceipt { msgid }
+    }
+}
+
+/// A message send's answer body as [`WechatClient::send_message`] reads it
+/// (the envelope's errcode, then the msgid); public for the fuzz target.
+pub fn parse_send_answer(text: &str) -> Result<SendReceipt, WechatError> {
+    decode::<SendReply>(text).map(Into::into)
+}
+
 #[derive(Deserialize)]
 struct PrivateTemplates {
     #[serde(default)]
@@ -144,12 +161,7 @@ impl WechatClient {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body_json.to_string());
         let reply: SendReply = self.call(api.name(), req, trace).await?;
-        let msgid = match reply.msgid {
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(serde_json::Value::String(s)) => s,
-            _ => String::new(),
-        };
-        Ok(SendReceipt { msgid })
+        Ok(reply.into())
     }
 
     /// `GET /cgi-bin/template/get_all_private_template` (Official Accounts).
@@ -236,11 +248,26 @@ impl WechatClient {
                 Err(WechatError::HttpStatus(status.as_u16())),
             );
         }
-        (
-            Some(status.as_u16()),
-            resp.text().await.map_err(transport_error),
-        )
+        (Some(status.as_u16()), read_bounded(resp).await)
     }
+}
+
+/// Largest WeChat answer read: its JSON answers are a few KB (a template
+/// list a few tens); a server that keeps sending is cut off here.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// The body as text, refused past [`MAX_RESPONSE_BYTES`] without reading on.
+async fn read_bounded(mut resp: reqwest::Response) -> Result<String, WechatError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(WechatError::Decode(format!(
+                "answer larger than {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|e| WechatError::Decode(e.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(text: &str) -> Result<T, WechatError> {

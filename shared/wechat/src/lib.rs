@@ -12,7 +12,7 @@ mod observe;
 mod redact;
 mod types;
 
-pub use client::{ClientSettings, WechatClient};
+pub use client::{ClientSettings, WechatClient, parse_send_answer};
 pub use errcode::{ErrClass, classify, until_quota_reset};
 pub use observe::WechatMetrics;
 pub use redact::redact_url;

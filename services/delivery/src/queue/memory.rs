@@ -26,6 +26,7 @@ pub struct MemoryQueue {
     arrived: Notify,
     claim_idle: Duration,
     poll: Duration,
+    dead_bounds: DeadLetterBounds,
 }
 
 impl MemoryQueue {
@@ -42,6 +43,7 @@ impl MemoryQueue {
             arrived: Notify::new(),
             claim_idle: Duration::from_millis(settings.claim_idle_ms),
             poll: Duration::from_millis(settings.poll_ms.max(1)),
+            dead_bounds: DeadLetterBounds::of(settings),
         }
     }
 
@@ -171,6 +173,14 @@ impl Queue for MemoryQueue {
                 (record.dead_at_ms, record.message.message_id.clone()),
                 record.clone(),
             );
+            let cutoff = now_ms() - self.dead_bounds.retention_ms;
+            while let Some(((dead_at, _), _)) = s.dead.first_key_value() {
+                let too_many = s.dead.len() as u64 > self.dead_bounds.max;
+                if *dead_at >= cutoff && !too_many {
+                    break;
+                }
+                s.dead.pop_first();
+            }
         });
         Ok(())
     }

@@ -53,7 +53,7 @@ impl QueueMetrics {
         );
         r.register(
             "wxpush_queue_deferred",
-            "Messages deferred, by reason (breaker open, daily quota, send_at / quiet hours)",
+            "Messages deferred, by reason (breaker open, daily quota, rate limit, send_at / quiet hours)",
             self.deferred.clone(),
         );
     }

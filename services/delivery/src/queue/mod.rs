@@ -241,6 +241,24 @@ pub trait Queue: Send + Sync {
     async fn exhume(&self, message_ids: &[String]) -> Result<Vec<DeadRecord>, QueueError>;
 }
 
+/// How many dead letters to keep and for how long (both backends): past
+/// either, the oldest are dropped when a new one is buried, so a flood of
+/// failures cannot fill the backend.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetterBounds {
+    pub retention_ms: i64,
+    pub max: u64,
+}
+
+impl DeadLetterBounds {
+    pub fn of(s: &crate::config::QueueSettings) -> Self {
+        Self {
+            retention_ms: (s.dead_letter_retention_secs.min(i64::MAX as u64 / 1000) * 1000) as i64,
+            max: s.max_dead_letters.max(1),
+        }
+    }
+}
+
 /// How long a message's live status is kept (both backends).
 pub const STATUS_TTL_SECS: u64 = 7 * 86_400;
 
@@ -248,8 +266,12 @@ pub(crate) fn ms_to_time(ms: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
+/// Milliseconds since the epoch of a timestamp (saturating: requests are
+/// checked against the valid range, stored data is not trusted either).
 pub(crate) fn ts_ms(t: &wxpush_proto::Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
 /// Milliseconds since the epoch now.
@@ -264,7 +286,7 @@ pub(crate) fn encode_cursor(r: &DeadRecord) -> String {
     format!("{}.{}", r.dead_at_ms, r.message.message_id)
 }
 
-pub(crate) fn decode_cursor(token: &str) -> Option<(i64, String)> {
+pub fn decode_cursor(token: &str) -> Option<(i64, String)> {
     if token.is_empty() {
         return None;
     }

@@ -28,6 +28,28 @@ end
 return #items
 "#;
 
+/// Buries a dead letter, then drops those past the retention or the cap,
+/// oldest first (at most 1 000 a call): KEYS dlq hash, dlq index; ARGV id,
+/// record, dead_at ms, cutoff ms, cap. Returns how many were dropped.
+const BURY_LUA: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local drop = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4], 'LIMIT', 0, 1000)
+local over = redis.call('ZCARD', KEYS[2]) - #drop - tonumber(ARGV[5])
+if over > 0 then
+  local oldest = redis.call('ZRANGE', KEYS[2], #drop, #drop + math.min(over, 1000) - 1)
+  for _, id in ipairs(oldest) do table.insert(drop, id) end
+end
+for _, id in ipairs(drop) do
+  redis.call('HDEL', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+return #drop
+"#;
+
+/// Dead-letter index entries read per round trip when listing.
+const DEAD_BATCH: usize = 200;
+
 /// The payload field of a queue entry.
 const FIELD: &str = "m";
 
@@ -38,6 +60,8 @@ pub struct RedisQueue {
     consumer: StreamConsumer,
     prefix: String,
     promote: ::redis::Script,
+    bury: ::redis::Script,
+    dead_bounds: DeadLetterBounds,
 }
 
 impl RedisQueue {
@@ -63,6 +87,8 @@ impl RedisQueue {
             consumer,
             prefix: prefix.to_string(),
             promote: ::redis::Script::new(PROMOTE_LUA),
+            bury: ::redis::Script::new(BURY_LUA),
+            dead_bounds: DeadLetterBounds::of(settings),
         })
     }
 
@@ -212,20 +238,20 @@ impl Queue for RedisQueue {
     async fn bury(&self, record: &DeadRecord) -> Result<(), QueueError> {
         let json = serde_json::to_string(record)
             .map_err(|e| QueueError::corrupt(&record.message.message_id, e))?;
-        ::redis::pipe()
-            .atomic()
-            .cmd("HSET")
-            .arg(self.dlq())
+        let dropped: u64 = self
+            .bury
+            .key(self.dlq())
+            .key(self.dlq_index())
             .arg(&record.message.message_id)
             .arg(json)
-            .ignore()
-            .cmd("ZADD")
-            .arg(self.dlq_index())
             .arg(record.dead_at_ms)
-            .arg(&record.message.message_id)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
+            .arg(now_ms() - self.dead_bounds.retention_ms)
+            .arg(self.dead_bounds.max)
+            .invoke_async(&mut self.conn.clone())
             .await?;
+        if dropped > 0 {
+            tracing::warn!(dropped, "dead letters dropped (past retention or the cap)");
+        }
         Ok(())
     }
 
@@ -236,27 +262,34 @@ impl Queue for RedisQueue {
         page_token: &str,
     ) -> Result<DeadPage, QueueError> {
         let after = decode_cursor(page_token);
-        let max = after
-            .as_ref()
-            .map_or("+inf".to_string(), |(ms, _)| ms.to_string());
         let mut conn = self.conn.clone();
         let mut page = DeadPage::default();
-        let mut offset = 0;
+        // Walk the index newest first by score: each batch starts at the
+        // last score seen, skipping the entries already read at that score
+        // (ties), so no entry is read twice however deep the page.
+        let mut max: Option<i64> = after.as_ref().map(|(ms, _)| *ms);
+        let mut skip = 0usize;
         loop {
+            let bound = max.map_or("+inf".to_string(), |ms| ms.to_string());
             let ids: Vec<(String, i64)> = ::redis::cmd("ZREVRANGEBYSCORE")
                 .arg(self.dlq_index())
-                .arg(&max)
+                .arg(&bound)
                 .arg("-inf")
                 .arg("WITHSCORES")
                 .arg("LIMIT")
-                .arg(offset)
-                .arg(200)
+                .arg(skip)
+                .arg(DEAD_BATCH)
                 .query_async(&mut conn)
                 .await?;
-            if ids.is_empty() {
+            let Some(&(_, last)) = ids.last() else {
                 return Ok(page);
+            };
+            let ties = ids.iter().filter(|(_, ms)| *ms == last).count();
+            if max == Some(last) {
+                skip += ties;
+            } else {
+                (max, skip) = (Some(last), ties);
             }
-            offset += ids.len();
             let wanted: Vec<&String> = ids
                 .iter()
                 .filter(|(id, ms)| after.as_ref().is_none_or(|c| (*ms, (*id).clone()) < *c))

@@ -42,18 +42,17 @@ pub struct RpcName {
 }
 
 impl RpcName {
-    /// Parses a request path; anything else becomes service `unknown`, so
-    /// label values stay bounded even for junk requests.
+    /// Names a request path. Only the methods wxpush serves (its own
+    /// services, health, reflection) keep their names; any other path
+    /// becomes service and method `unknown`, so a caller posting to
+    /// `/evil.Svc1/M1`, `/evil.Svc2/M1`... cannot mint metric series or span
+    /// names.
     pub fn from_path(path: &str) -> Self {
         match path.trim_start_matches('/').split_once('/') {
-            Some((service, method))
-                if !service.is_empty() && !method.is_empty() && !method.contains('/') =>
-            {
-                Self {
-                    service: service.to_string(),
-                    method: method.to_string(),
-                }
-            }
+            Some((service, method)) if known_methods().contains(path) => Self {
+                service: service.to_string(),
+                method: method.to_string(),
+            },
             _ => Self {
                 service: "unknown".into(),
                 method: "unknown".into(),
@@ -65,6 +64,38 @@ impl RpcName {
     pub fn span_name(&self) -> String {
         format!("{}/{}", self.service, self.method)
     }
+}
+
+/// `/pkg.Service/Method` of every method of the descriptor sets wxpush
+/// serves: its own API, `grpc.health.v1` and server reflection.
+fn known_methods() -> &'static std::collections::HashSet<String> {
+    static KNOWN: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| {
+        use prost::Message;
+        let mut known = std::collections::HashSet::new();
+        for set in [
+            wxpush_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let files = prost_types::FileDescriptorSet::decode(set)
+                .expect("the embedded descriptor sets decode")
+                .file;
+            for f in files {
+                for s in &f.service {
+                    for m in &s.method {
+                        known.insert(format!("/{}.{}/{}", f.package(), s.name(), m.name()));
+                    }
+                }
+            }
+        }
+        for version in ["v1", "v1alpha"] {
+            known.insert(format!(
+                "/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+            ));
+        }
+        known
+    })
 }
 
 /// The canonical upper-case name of a gRPC code (`INVALID_ARGUMENT`), as
@@ -126,6 +157,14 @@ mod tests {
         for junk in ["/", "", "/a/b/c", "/onlyservice", "//m"] {
             assert_eq!(RpcName::from_path(junk).service, "unknown", "{junk}");
         }
+        // Issue 19, item 6: a path no service serves names nothing.
+        for evil in ["/evil.Svc1/M1", "/wxpush.v1.DeliveryService/Nope"] {
+            assert_eq!(RpcName::from_path(evil).span_name(), "unknown/unknown");
+        }
+        assert_eq!(
+            RpcName::from_path("/grpc.health.v1.Health/Check").method,
+            "Check"
+        );
     }
 
     #[test]

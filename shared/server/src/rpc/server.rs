@@ -60,6 +60,33 @@ fn server_span(name: &RpcName, headers: &http::HeaderMap) -> Span {
     span
 }
 
+/// Longest `grpc-message` an answer carries (percent-encoded bytes).
+pub const MAX_MESSAGE_HEADER: usize = 1024;
+
+/// Cuts an error message that quotes a caller's input (an id, a key) at
+/// [`MAX_MESSAGE_HEADER`]: one 100 KB id echoed in a NOT_FOUND exceeds the
+/// client's header limit, and the client then drops the whole connection
+/// with every other call on it.
+fn cap_message(headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get("grpc-message") else {
+        return;
+    };
+    let bytes = value.as_bytes();
+    if bytes.len() <= MAX_MESSAGE_HEADER {
+        return;
+    }
+    // Never inside a `%XX` escape.
+    let mut cut = MAX_MESSAGE_HEADER;
+    while cut > 0 && bytes[cut.saturating_sub(2)..cut].contains(&b'%') {
+        cut -= 1;
+    }
+    let mut capped = bytes[..cut].to_vec();
+    capped.extend_from_slice(b"%E2%80%A6"); // …
+    if let Ok(v) = http::HeaderValue::from_bytes(&capped) {
+        headers.insert("grpc-message", v);
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ServerTrace<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
@@ -88,7 +115,31 @@ where
         };
         Box::pin(async move {
             let result = forwarded.scope(future.instrument(span)).await;
+            let result = result.map(|mut response| {
+                cap_message(response.headers_mut());
+                response
+            });
             finish.observe(result, tonic::Code::Internal)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_outside_an_escape() {
+        let mut headers = http::HeaderMap::new();
+        let long = "%20".repeat(2000);
+        headers.insert("grpc-message", long.parse().unwrap());
+        cap_message(&mut headers);
+        let capped = headers["grpc-message"].to_str().unwrap();
+        assert!(capped.len() <= MAX_MESSAGE_HEADER + 9);
+        assert!(capped.ends_with("%20%E2%80%A6"), "{capped}");
+        let mut short = http::HeaderMap::new();
+        short.insert("grpc-message", "not found".parse().unwrap());
+        cap_message(&mut short);
+        assert_eq!(short["grpc-message"], "not found");
     }
 }

@@ -305,7 +305,9 @@ impl LogStore for RedisLogStore {
             .arg(&self.stream_key)
             .arg("MINID")
             .arg("~")
-            .arg(cutoff / 1_000)
+            // A stream id is never negative (a retention longer than the
+            // time since 1970 keeps everything).
+            .arg((cutoff / 1_000).max(0))
             .ignore();
         pipe.exec_async(&mut conn).await?;
         // Every record is in exactly one combo.

@@ -375,8 +375,11 @@ pub(super) async fn stats(
         return Ok(Vec::new());
     }
     let totals: Vec<u64> = pipe.query_async(&mut conn).await?;
+    // check_stats bounds the count; the cap keeps a walk bounded whatever
+    // query reaches it.
     let buckets: Vec<i64> = (align(start, q.bucket)..q.end)
-        .step_by(q.bucket as usize)
+        .step_by(q.bucket.max(1) as usize)
+        .take(crate::stats::MAX_BUCKETS as usize + 1)
         .collect();
     for ((name, combo), total) in combos.iter().zip(totals) {
         if total == 0 {

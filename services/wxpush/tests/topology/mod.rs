@@ -1,0 +1,212 @@
+#![allow(dead_code)]
+
+//! The production topology for the hostile-input suite: a private Redis,
+//! the WeChat sandbox, and the four services as separate processes
+//! (`wxpush serve ...`) on the redis backend, on free loopback ports.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tonic::transport::Channel;
+use wechat_sandbox::Sandbox;
+use wxpush_testkit::{RedisServer, free_port};
+
+/// One service process and its ports.
+pub struct Process {
+    pub name: &'static str,
+    pub child: Child,
+    pub grpc: u16,
+}
+
+impl Process {
+    /// Its resident memory now, in bytes (`/proc/PID/status`).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Whether it is still running (it never exits on its own).
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis, the sandbox and the four services.
+pub struct Topology {
+    pub redis: RedisServer,
+    pub sandbox: Sandbox,
+    pub processes: Vec<Process>,
+    dir: std::path::PathBuf,
+}
+
+impl Topology {
+    pub async fn start() -> Self {
+        let redis = RedisServer::start();
+        let any = "127.0.0.1:0".parse().unwrap();
+        let sandbox_config = wechat_sandbox::demo_config();
+        let sandbox = Sandbox::start(sandbox_config.clone(), any, any)
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("wxpush-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut apps = String::from("apps:\n");
+        let mut secrets = Vec::new();
+        for app in &sandbox_config.apps {
+            let var = format!("WXPUSH_TEST_SECRET_{}", app.appid.to_ascii_uppercase());
+            apps += &format!(
+                "  - app_id: {}\n    kind: {}\n    secret_env: {var}\n",
+                app.appid,
+                match app.kind {
+                    wechat_sandbox::AppKind::OfficialAccount => "official_account",
+                    wechat_sandbox::AppKind::MiniProgram => "mini_program",
+                }
+            );
+            secrets.push((var, app.secret.clone()));
+        }
+        std::fs::write(dir.join("token.yaml"), apps).unwrap();
+        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/templates.yaml");
+        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+        let common = |prefix: &str, grpc: u16| {
+            vec![
+                (format!("{prefix}__LISTEN"), format!("127.0.0.1:{grpc}")),
+                (format!("{prefix}__ADMIN_LISTEN"), "127.0.0.1:0".to_string()),
+                (format!("{prefix}__BACKEND__KIND"), "redis".into()),
+                (format!("{prefix}__BACKEND__REDIS_URL"), redis.url()),
+            ]
+        };
+        let mut token = common("WXPUSH_TOKEN", ports[0]);
+        token.push(("WXPUSH_TOKEN__WECHAT__BASE_URL".into(), sandbox.api_url()));
+        token.extend(secrets);
+        let mut template = common("WXPUSH_TEMPLATE", ports[1]);
+        template.push(("WXPUSH_TEMPLATE__TOKEN_ENDPOINT".into(), url(0)));
+        template.push(("WXPUSH_TEMPLATE__TEMPLATES_FILE".into(), templates.into()));
+        template.push((
+            "WXPUSH_TEMPLATE__WECHAT__BASE_URL".into(),
+            sandbox.api_url(),
+        ));
+        let mut delivery = common("WXPUSH_DELIVERY", ports[2]);
+        delivery.push(("WXPUSH_DELIVERY__TOKEN_ENDPOINT".into(), url(0)));
+        delivery.push(("WXPUSH_DELIVERY__TEMPLATE_ENDPOINT".into(), url(1)));
+        delivery.push((
+            "WXPUSH_DELIVERY__WECHAT__BASE_URL".into(),
+            sandbox.api_url(),
+        ));
+        let logquery = common("WXPUSH_LOGQUERY", ports[3]);
+        let config = dir.join("token.yaml");
+        // Kept after the test for a failing run.
+        let log_dir =
+            std::env::temp_dir().join(format!("wxpush-hostile-logs-{}", std::process::id()));
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let processes = vec![
+            spawn("token", ports[0], token, Some(&config), &log_dir),
+            spawn("template", ports[1], template, None, &log_dir),
+            spawn("delivery", ports[2], delivery, None, &log_dir),
+            spawn("logquery", ports[3], logquery, None, &log_dir),
+        ];
+        let topology = Self {
+            redis,
+            sandbox,
+            processes,
+            dir,
+        };
+        for p in &topology.processes {
+            serving(p.grpc).await;
+        }
+        topology
+    }
+
+    /// A channel to a service's gRPC port.
+    pub async fn channel(&self, name: &str) -> Channel {
+        let p = self.processes.iter().find(|p| p.name == name).unwrap();
+        Channel::from_shared(format!("http://127.0.0.1:{}", p.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Redis's `used_memory`, in bytes.
+    pub async fn redis_memory(&self) -> u64 {
+        let client = redis::Client::open(self.redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn(
+    name: &'static str,
+    grpc: u16,
+    env: Vec<(String, String)>,
+    config: Option<&std::path::Path>,
+    log_dir: &std::path::Path,
+) -> Process {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxpush"));
+    cmd.arg("serve").arg(name);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WXPUSH_") {
+            cmd.env_remove(key);
+        }
+    }
+    let child = cmd
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(log_dir.join(format!("{name}.log")))
+                .map_or(Stdio::null(), Stdio::from),
+        )
+        .spawn()
+        .expect("wxpush serve starts");
+    Process { name, child, grpc }
+}
+
+/// Waits until the port answers gRPC health with SERVING.
+async fn serving(port: u16) {
+    for _ in 0..300 {
+        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            if health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("port {port} never served");
+}

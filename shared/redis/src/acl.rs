@@ -1,0 +1,114 @@
+//! One Redis ACL user per service, limited to the keys and channels that
+//! service owns: a logquery pod holding its Redis password cannot read the
+//! tokens the token service guards, nor a template pod touch the queue.
+//! `wxpush redis-acl` prints these rules; the Helm chart renders the same
+//! and gives each service its own credentials.
+
+/// A wxpush service that talks to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Token,
+    Template,
+    Delivery,
+    Logquery,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [
+        Service::Token,
+        Service::Template,
+        Service::Delivery,
+        Service::Logquery,
+    ];
+
+    /// `token`, `template`, `delivery`, `logquery`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Token => "token",
+            Service::Template => "template",
+            Service::Delivery => "delivery",
+            Service::Logquery => "logquery",
+        }
+    }
+
+    /// The ACL user name: `wxpush-token`...
+    pub fn user(self) -> String {
+        format!("wxpush-{}", self.name())
+    }
+
+    /// Key patterns (`~` read and write, `%W~` write only) and channel
+    /// patterns (`&`) the service needs under `prefix`.
+    pub fn patterns(self, prefix: &str) -> Vec<String> {
+        let p = prefix;
+        let list: &[&str] = match self {
+            Service::Token => &["~{p}token:*"],
+            Service::Template => &[
+                "~{p}template:*",
+                "~{p}templates:*",
+                "~{p}wechat_templates:*",
+            ],
+            // The event stream: delivery only appends to it.
+            Service::Delivery => &[
+                "~{p}queue",
+                "~{p}queue:*",
+                "~{p}msg:*",
+                "~{p}dlq",
+                "~{p}dlq:*",
+                "~{p}idem:*",
+                "~{p}rate:*",
+                "%W~{p}events",
+            ],
+            Service::Logquery => &["~{p}log:*", "~{p}events", "~{p}events:*", "&{p}log:tail"],
+        };
+        list.iter().map(|s| s.replace("{p}", p)).collect()
+    }
+
+    /// The arguments of `ACL SETUSER <user> ...` without the password:
+    /// nothing but its own keys and channels, no dangerous or admin
+    /// commands (FLUSHALL, KEYS, CONFIG, DEBUG...).
+    pub fn rules(self, prefix: &str) -> Vec<String> {
+        let mut rules = vec!["on".to_string(), "resetkeys".into(), "resetchannels".into()];
+        rules.extend(self.patterns(prefix));
+        rules.extend([
+            "-@all".into(),
+            "+@all".into(),
+            "-@dangerous".into(),
+            "-@admin".into(),
+        ]);
+        rules
+    }
+
+    /// `ACL SETUSER` for the service, with `>PASSWORD` for an operator to
+    /// fill in.
+    pub fn setuser_line(self, prefix: &str) -> String {
+        format!(
+            "ACL SETUSER {} {} >PASSWORD",
+            self.user(),
+            self.rules(prefix).join(" ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_service_gets_only_its_own_keys() {
+        let token = Service::Token.rules("wxpush:");
+        assert!(token.contains(&"~wxpush:token:*".to_string()));
+        assert!(
+            !token
+                .iter()
+                .any(|r| r.contains("log:") || r.contains("queue"))
+        );
+        let logquery = Service::Logquery.patterns("p:");
+        assert!(logquery.contains(&"&p:log:tail".to_string()));
+        assert!(!logquery.iter().any(|r| r.contains("token")));
+        assert!(
+            Service::Delivery
+                .setuser_line("wxpush:")
+                .starts_with("ACL SETUSER wxpush-delivery on resetkeys")
+        );
+    }
+}
