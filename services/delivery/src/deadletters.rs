@@ -4,7 +4,7 @@
 use crate::error::DeliveryError;
 use crate::intake::Intake;
 use crate::message::{MessageCtx, Step};
-use crate::queue::{DeadRecord, now_ms};
+use crate::queue::DeadRecord;
 use wxpush_proto::v1::*;
 use wxpush_server::status::{Violation, check_timestamp};
 use wxpush_server::trace_context::TraceContext;
@@ -124,7 +124,7 @@ impl Intake {
                 "replayed from the dead-letter store",
             );
             self.ledger.emit(&ctx, &step).await;
-            self.ledger.hold(&ctx, &m, &step, now_ms()).await?;
+            self.ledger.reopen(&ctx, &m, &step).await?;
             replayed.push(m.message_id);
         }
         Ok(ReplayDeadLettersResponse {

@@ -45,9 +45,10 @@ impl Ledger {
         }
     }
 
-    /// Stores the message's live status.
+    /// Stores the message's live status (a final one is never replaced by
+    /// a live one: see [`Queue::set_status`]).
     pub async fn settle(&self, result: &DeliveryResult) -> Result<(), QueueError> {
-        self.queue.set_status(result).await
+        self.queue.set_status(result).await.map(|_| ())
     }
 
     /// Puts the message (back) in the queue, due at `due_ms`, with the
@@ -60,9 +61,24 @@ impl Ledger {
         due_ms: i64,
     ) -> Result<DeliveryResult, QueueError> {
         let result = ctx.result(step, m.attempts);
-        self.queue.set_status(&result).await?;
-        self.queue.push(std::slice::from_ref(m), due_ms).await?;
+        // Already final (another worker finished a copy of it): nothing to
+        // wait for, and nothing to queue again.
+        if self.queue.set_status(&result).await? {
+            self.queue.push(std::slice::from_ref(m), due_ms).await?;
+        }
         Ok(result)
+    }
+
+    /// An operator's replay: the message is live again (over its final
+    /// status) and queued, due now.
+    pub async fn reopen(
+        &self,
+        ctx: &MessageCtx,
+        m: &QueuedMessage,
+        step: &Step,
+    ) -> Result<(), QueueError> {
+        self.queue.reopen(&ctx.result(step, m.attempts)).await?;
+        self.queue.push(std::slice::from_ref(m), now_ms()).await
     }
 
     /// Keeps the message as a dead letter for operators to replay.

@@ -10,7 +10,8 @@
 //! - [`intake`]: accepting a message (checks in [`request`], idempotency,
 //!   rate limit); [`send`]: sync `Send`; [`accept`]: `SendAsync` and
 //!   `SendBatch` onto the queue ([`quiet`] hours); [`deadletters`].
-//! - [`sender`]: one attempt: render, token, [`breaker`], the WeChat call.
+//! - [`sender`]: one attempt: render, token, [`breaker`], the WeChat call;
+//!   [`local`]: its short-lived copies of tokens and render plans.
 //! - [`policy`]: the errcode classes as actions, and the backoff;
 //!   [`decision`]: what follows each outcome, for sync and queue alike.
 //! - [`ledger`]: what is recorded: events, live status, queue, dead letters.
@@ -32,6 +33,7 @@ mod expiring;
 pub mod idempotency;
 pub mod intake;
 pub mod ledger;
+pub mod local;
 pub mod message;
 pub mod policy;
 pub mod queue;

@@ -1,10 +1,13 @@
-//! Sending one attempt: the rendered message from the template service,
-//! the app's token from the token service, the app's circuit breaker, and
-//! the WeChat call itself. The trace context of the message travels to
-//! each hop. What to do with the answer is [`crate::decision`]'s job.
+//! Sending one attempt: the message rendered from the template service's
+//! render plan, the app's token from the token service (each from a
+//! short-lived local copy when there is one, see [`crate::local`]), the
+//! app's circuit breaker, and the WeChat call itself. The trace context of
+//! the message travels to each hop. What to do with the answer is
+//! [`crate::decision`]'s job.
 
 use crate::breaker::{Breaker, Breakers};
 use crate::error::DeliveryError;
+use crate::local::{self, Copies};
 use crate::message::{MessageCtx, Step};
 use crate::policy::Action;
 use std::future::Future;
@@ -16,6 +19,7 @@ use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::*;
 use wxpush_server::rpc::{TracedChannel, traced};
 use wxpush_server::trace_context::TraceContext;
+use wxpush_template::render::{RenderInput, render};
 use wxpush_wechat::{MessageApi, WechatClient};
 
 /// A message as the template service rendered it, and the WeChat API its
@@ -33,6 +37,8 @@ pub struct Sender {
     token: TokenServiceClient<TracedChannel>,
     wechat: WechatClient,
     breakers: Breakers,
+    tokens: Copies<String>,
+    plans: Copies<Template>,
 }
 
 /// A request to a peer carrying `trace` (a child of the message's span)
@@ -86,6 +92,8 @@ impl Sender {
             token: TokenServiceClient::new(traced(token)),
             wechat,
             breakers,
+            tokens: Copies::default(),
+            plans: Copies::default(),
         }
     }
 
@@ -97,7 +105,8 @@ impl Sender {
         self.breakers.get(app_id)
     }
 
-    /// Renders `req` as message `message_id` (its `client_msg_id`).
+    /// Renders `req` as message `message_id` (its `client_msg_id`), with
+    /// the template service's own renderer and its render plan.
     pub async fn render(
         &self,
         req: &SendRequest,
@@ -105,50 +114,73 @@ impl Sender {
         trace: &TraceContext,
         deadline: Instant,
     ) -> Result<Rendered, DeliveryError> {
-        let message = RenderTemplateRequest {
-            key: req.template_key.clone(),
-            variables: req.variables.clone(),
-            openid: req.openid.clone(),
-            client_msg_id: message_id.to_string(),
-            url: req.url.clone(),
-            miniprogram: req.miniprogram.clone(),
-            page: req.page.clone(),
+        let plan = self.template(&req.template_key, trace, deadline).await?;
+        let input = RenderInput {
+            variables: &req.variables,
+            openid: &req.openid,
+            client_msg_id: message_id,
+            url: &req.url,
+            miniprogram: req.miniprogram.as_ref(),
+            page: &req.page,
         };
-        let mut client = self.template.clone();
-        let call = client.render_template(request(message, trace, deadline));
-        let response = within("template", deadline, call).await?;
-        let api = MessageApi::try_from(response.kind)?;
+        let rendered = render(&plan, &input).map_err(|e| DeliveryError::Upstream {
+            service: "template",
+            status: Status::from(e),
+        })?;
+        let api = MessageApi::try_from(plan.kind)?;
+        let response = RenderTemplateResponse {
+            body_json: rendered.body_json,
+            preview: rendered.preview,
+            api_path: rendered.api_path.to_string(),
+            app_id: plan.app_id,
+            template_id: plan.template_id,
+            kind: plan.kind,
+            data_json: rendered.data_json,
+        };
         Ok(Rendered { response, api })
     }
 
-    /// A template's settings (quiet hours).
+    /// A template's render plan (fields, content as WeChat last synced it,
+    /// quiet hours): a local copy of up to a second, else the template
+    /// service's.
     pub async fn template(
         &self,
         key: &str,
         trace: &TraceContext,
         deadline: Instant,
     ) -> Result<Template, DeliveryError> {
+        if let Some(plan) = self.plans.get(key) {
+            return Ok(plan);
+        }
         let message = GetTemplateRequest {
             key: key.to_string(),
+            for_render: true,
         };
         let mut client = self.template.clone();
         let call = client.get_template(request(message, trace, deadline));
-        within("template", deadline, call).await
+        let plan = within("template", deadline, call).await?;
+        self.plans
+            .put(key, plan.clone(), Instant::now() + local::PLAN_TTL);
+        Ok(plan)
     }
 
-    /// The app's current token.
+    /// The app's current token: a local copy (see [`crate::local`]), else
+    /// the token service's.
     pub async fn token(
         &self,
         app_id: &str,
         trace: &TraceContext,
         deadline: Instant,
     ) -> Result<String, DeliveryError> {
+        if let Some(token) = self.tokens.get(app_id) {
+            return Ok(token);
+        }
         let message = GetAccessTokenRequest {
             app_id: app_id.to_string(),
         };
         let mut client = self.token.clone();
         let call = client.get_access_token(request(message, trace, deadline));
-        Ok(within("token", deadline, call).await?.access_token)
+        Ok(self.keep_token(app_id, within("token", deadline, call).await?))
     }
 
     /// A new token in place of `bad`, which WeChat rejected.
@@ -159,13 +191,27 @@ impl Sender {
         trace: &TraceContext,
         deadline: Instant,
     ) -> Result<String, DeliveryError> {
+        self.tokens.forget(app_id);
         let message = InvalidateAccessTokenRequest {
             app_id: app_id.to_string(),
             bad_token,
         };
         let mut client = self.token.clone();
         let call = client.invalidate_access_token(request(message, trace, deadline));
-        Ok(within("token", deadline, call).await?.access_token)
+        Ok(self.keep_token(app_id, within("token", deadline, call).await?))
+    }
+
+    fn keep_token(&self, app_id: &str, answer: GetAccessTokenResponse) -> String {
+        let expires_at = answer
+            .expires_at
+            .as_ref()
+            .map(|t| std::time::UNIX_EPOCH + Duration::from_secs(t.seconds.max(0) as u64));
+        self.tokens.put(
+            app_id,
+            answer.access_token.clone(),
+            local::token_until(expires_at),
+        );
+        answer.access_token
     }
 
     /// Attempt number `attempt` of the rendered message: the step it makes

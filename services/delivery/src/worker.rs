@@ -12,7 +12,7 @@ use crate::error::DeliveryError;
 use crate::ledger::{Ledger, hold_until_ms};
 use crate::message::{MessageCtx, Step};
 use crate::policy::backoff;
-use crate::queue::{Delivery, QueueError, QueuedMessage, now_ms};
+use crate::queue::{Delivery, QueueError, QueuedMessage, is_final, now_ms};
 use crate::ratelimit::RateLimiter;
 use crate::send::blocked;
 use crate::sender::Sender;
@@ -38,12 +38,6 @@ pub struct Worker {
     limiter: Arc<dyn RateLimiter>,
     retry: RetrySettings,
     settings: QueueSettings,
-}
-
-/// SENT, FAILED and DEAD never change again.
-fn is_final(status: i32) -> bool {
-    use DeliveryStatus::*;
-    matches!(DeliveryStatus::try_from(status), Ok(Sent | Failed | Dead))
 }
 
 impl Worker {

@@ -49,6 +49,23 @@ impl TemplateGrpc {
     }
 }
 
+impl TemplateGrpc {
+    /// A template as it is rendered: validated against WeChat's template
+    /// as last synced when there is one (it is the truth; a business
+    /// template may predate the sync).
+    async fn render_plan(&self, key: &str) -> Result<Template, TemplateError> {
+        let mut template = self.registry.get(key).await?;
+        if let Some(synced) = self.registry.wechat_templates(&template.app_id).await?
+            && let Some(w) = synced
+                .iter()
+                .find(|w| w.template_id == template.template_id)
+        {
+            template.wechat_content = w.content.clone();
+        }
+        Ok(template)
+    }
+}
+
 fn required_key(key: &str) -> Result<(), TemplateError> {
     if key.trim().is_empty() {
         Err(TemplateError::InvalidArgument(vec![Violation::new(
@@ -79,9 +96,13 @@ impl TemplateService for TemplateGrpc {
         &self,
         request: Request<GetTemplateRequest>,
     ) -> Result<Response<Template>, Status> {
-        let key = request.into_inner().key;
-        required_key(&key)?;
-        Ok(Response::new(self.registry.get(&key).await?))
+        let req = request.into_inner();
+        required_key(&req.key)?;
+        Ok(Response::new(if req.for_render {
+            self.render_plan(&req.key).await?
+        } else {
+            self.registry.get(&req.key).await?
+        }))
     }
 
     async fn list_templates(
@@ -111,16 +132,7 @@ impl TemplateService for TemplateGrpc {
     ) -> Result<Response<RenderTemplateResponse>, Status> {
         let req = request.into_inner();
         required_key(&req.key)?;
-        let mut template = self.registry.get(&req.key).await?;
-        // Validate against WeChat's template as last synced when there is
-        // one: it is the truth, a business template may predate the sync.
-        if let Some(synced) = self.registry.wechat_templates(&template.app_id).await?
-            && let Some(w) = synced
-                .iter()
-                .find(|w| w.template_id == template.template_id)
-        {
-            template.wechat_content = w.content.clone();
-        }
+        let template = self.render_plan(&req.key).await?;
         let rendered = render(
             &template,
             &RenderInput {

@@ -284,6 +284,7 @@ async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
     let mut t = templates
         .get_template(GetTemplateRequest {
             key: "order_shipped".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -313,6 +314,8 @@ async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
             .await
             .unwrap()
             .into_inner();
+        // Delivery renders from its copy of the plan, at most a second old.
+        tokio::time::sleep(wxpush_delivery::local::PLAN_TTL).await;
         let accepted = h.send_async(shipped_to("o_demo_follower2")).await;
         if waits {
             assert_eq!(accepted.status, DeliveryStatus::Deferred as i32);

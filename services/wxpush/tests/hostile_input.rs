@@ -367,8 +367,11 @@ async fn template_corpus(mut t: TemplateServiceClient<tonic::transport::Channel>
     for key in ["", CONTROL, &huge(100_000)] {
         bounded(
             "GetTemplate",
-            t.get_template(req(GetTemplateRequest { key: key.into() }))
-                .await,
+            t.get_template(req(GetTemplateRequest {
+                key: key.into(),
+                ..Default::default()
+            }))
+            .await,
         );
         let r = t
             .delete_template(req(DeleteTemplateRequest {

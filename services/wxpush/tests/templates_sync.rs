@@ -55,6 +55,7 @@ async fn sync_finds_the_sandbox_templates_and_their_fields() {
     let t = templates(&h)
         .get_template(GetTemplateRequest {
             key: "order_status".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -105,6 +106,7 @@ async fn a_business_template_whose_wechat_template_vanished_is_flagged_not_delet
     let t = templates(&h)
         .get_template(GetTemplateRequest {
             key: "orphan".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -234,6 +236,7 @@ async fn bad_input_is_refused_naming_each_field() {
     let mut t = templates(&h)
         .get_template(GetTemplateRequest {
             key: "order_status".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -151,7 +151,22 @@ impl Queue for MemoryQueue {
         }))
     }
 
-    async fn set_status(&self, result: &DeliveryResult) -> Result<(), QueueError> {
+    async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
+        Ok(self.with(|s| {
+            let kept = s.status.get(&result.message_id);
+            if kept.is_some_and(|k| is_final(k.status)) && !is_final(result.status) {
+                return false;
+            }
+            s.status.insert(
+                result.message_id.clone(),
+                result.clone(),
+                Duration::from_secs(STATUS_TTL_SECS),
+            );
+            true
+        }))
+    }
+
+    async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError> {
         self.with(|s| {
             s.status.insert(
                 result.message_id.clone(),

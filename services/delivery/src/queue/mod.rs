@@ -226,7 +226,13 @@ pub trait Queue: Send + Sync {
     async fn ack(&self, id: &str) -> Result<(), QueueError>;
     async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError>;
 
-    async fn set_status(&self, result: &DeliveryResult) -> Result<(), QueueError>;
+    /// Stores a message's live status, unless the stored one is final
+    /// (SENT, FAILED, DEAD) and this one is not: a worker holding a stale
+    /// copy of a message never moves it backwards. `false` when refused.
+    async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError>;
+    /// Stores a live status over a final one: only an operator's replay of
+    /// a dead letter reopens a message.
+    async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError>;
     async fn status(&self, message_id: &str) -> Result<Option<DeliveryResult>, QueueError>;
 
     async fn bury(&self, record: &DeadRecord) -> Result<(), QueueError>;
@@ -257,6 +263,15 @@ impl DeadLetterBounds {
             max: s.max_dead_letters.max(1),
         }
     }
+}
+
+/// Whether a status is final: SENT, FAILED and DEAD never change again.
+pub fn is_final(status: i32) -> bool {
+    use wxpush_proto::v1::DeliveryStatus::*;
+    matches!(
+        wxpush_proto::v1::DeliveryStatus::try_from(status),
+        Ok(Sent | Failed | Dead)
+    )
 }
 
 /// How long a message's live status is kept (both backends).

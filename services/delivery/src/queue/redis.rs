@@ -5,7 +5,9 @@
 //!   consumer group `delivery` through [`StreamConsumer`]; entries are
 //!   deleted once acknowledged, undecodable ones kept in `{p}queue:rejected`;
 //! - `{p}queue:delayed`: a sorted set of messages by due time (ms);
-//! - `{p}msg:{id}`: a message's live status (protobuf), kept 7 days;
+//! - `{p}msg:{id}`: a message's live status (a mark byte, `F` final or `L`
+//!   live, then the protobuf), kept 7 days; a final one is never replaced
+//!   by a live one;
 //! - `{p}dlq` (hash id → JSON) and `{p}dlq:index` (sorted set by dead time).
 
 use super::*;
@@ -47,6 +49,16 @@ end
 return #drop
 "#;
 
+/// Stores a status (ARGV: protobuf, mark F final / L live, TTL s) as the
+/// mark followed by the protobuf, unless the stored one is final and this
+/// one is not. Returns 1 when stored.
+const SET_STATUS_LUA: &str = r#"
+local kept = redis.call('GET', KEYS[1])
+if kept and string.sub(kept, 1, 1) == 'F' and ARGV[2] == 'L' then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. ARGV[1], 'EX', ARGV[3])
+return 1
+"#;
+
 /// Dead-letter index entries read per round trip when listing.
 const DEAD_BATCH: usize = 200;
 
@@ -61,6 +73,7 @@ pub struct RedisQueue {
     prefix: String,
     promote: ::redis::Script,
     bury: ::redis::Script,
+    set_status: ::redis::Script,
     dead_bounds: DeadLetterBounds,
 }
 
@@ -88,6 +101,7 @@ impl RedisQueue {
             prefix: prefix.to_string(),
             promote: ::redis::Script::new(PROMOTE_LUA),
             bury: ::redis::Script::new(BURY_LUA),
+            set_status: ::redis::Script::new(SET_STATUS_LUA),
             dead_bounds: DeadLetterBounds::of(settings),
         })
     }
@@ -213,13 +227,28 @@ impl Queue for RedisQueue {
         })
     }
 
-    async fn set_status(&self, result: &DeliveryResult) -> Result<(), QueueError> {
+    async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
+        let mark = if is_final(result.status) { "F" } else { "L" };
+        let stored: u8 = self
+            .set_status
+            .key(self.status_key(&result.message_id))
+            .arg(result.encode_to_vec())
+            .arg(mark)
+            .arg(STATUS_TTL_SECS)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(stored == 1)
+    }
+
+    async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError> {
+        let mut value = b"L".to_vec();
+        value.extend(result.encode_to_vec());
         ::redis::cmd("SET")
             .arg(self.status_key(&result.message_id))
-            .arg(result.encode_to_vec())
+            .arg(value)
             .arg("EX")
             .arg(STATUS_TTL_SECS)
-            .query_async::<()>(&mut self.conn.clone())
+            .exec_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }
@@ -230,7 +259,9 @@ impl Queue for RedisQueue {
             .query_async(&mut self.conn.clone())
             .await?;
         raw.map(|b| {
-            DeliveryResult::decode(b.as_slice()).map_err(|e| QueueError::corrupt(message_id, e))
+            // A mark byte (F final, L live), then the protobuf.
+            let proto = b.get(1..).unwrap_or_default();
+            DeliveryResult::decode(proto).map_err(|e| QueueError::corrupt(message_id, e))
         })
         .transpose()
     }

@@ -75,6 +75,11 @@ pub struct RedisLogStore {
     keys: Keys,
     stream_key: String,
     retention: Retention,
+    /// Whether the scripts are known to be in Redis's script cache: loaded
+    /// once, not before every batch (a `SCRIPT LOAD` per batch was most of
+    /// a batch's round trips at low load); forgotten after any failure, so
+    /// a Redis that restarted without them gets them again.
+    scripts_loaded: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A record to commit: what was read and what replaces it.
@@ -97,6 +102,7 @@ impl RedisLogStore {
             keys: Keys::new(key_prefix),
             stream_key: wxpush_events::stream_key(key_prefix),
             retention,
+            scripts_loaded: Default::default(),
         })
     }
 
@@ -161,13 +167,25 @@ impl RedisLogStore {
             .arg(trace::expire_at_ms(day, retention));
     }
 
+    /// The SHA of a script, loading both scripts first unless they are
+    /// known to be loaded.
     async fn load_script(&self, src: &str) -> Result<String, StoreError> {
-        let mut conn = self.conn.clone();
-        Ok(redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(src)
-            .query_async(&mut conn)
-            .await?)
+        use std::sync::atomic::Ordering;
+        if !self.scripts_loaded.load(Ordering::Acquire) {
+            let mut pipe = redis::pipe();
+            for script in [APPLY, FORGET_COMBO] {
+                pipe.cmd("SCRIPT").arg("LOAD").arg(script).ignore();
+            }
+            pipe.exec_async(&mut self.conn.clone()).await?;
+            self.scripts_loaded.store(true, Ordering::Release);
+        }
+        Ok(redis::Script::new(src).get_hash().to_string())
+    }
+
+    /// After a failure the scripts may be gone (Redis restarted empty).
+    fn forget_scripts(&self) {
+        self.scripts_loaded
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Commits the writes; returns the records that lost a race.
@@ -189,35 +207,8 @@ impl RedisLogStore {
             .collect())
     }
 
-    /// Re-reads and re-folds one record until its write wins.
-    async fn retry(
-        &self,
-        sha: &str,
-        mid: &str,
-        events: &[&DeliveryEvent],
-    ) -> Result<Option<LogRecord>, StoreError> {
-        for _ in 0..50 {
-            let mut conn = self.conn.clone();
-            let old: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(self.keys.record(mid))
-                .query_async(&mut conn)
-                .await?;
-            let Some(w) = self.fold(mid, old, events) else {
-                return Ok(None);
-            };
-            if self.commit(sha, std::slice::from_ref(&w)).await?.is_empty() {
-                return Ok(Some(w.new.record));
-            }
-        }
-        Err(StoreError::Backend(format!(
-            "record {mid} kept changing; gave up"
-        )))
-    }
-}
-
-#[async_trait::async_trait]
-impl LogStore for RedisLogStore {
-    async fn apply(&self, events: &[DeliveryEvent]) -> Result<Vec<LogRecord>, StoreError> {
+    /// [`LogStore::apply`] with the scripts loaded.
+    async fn apply_loaded(&self, events: &[DeliveryEvent]) -> Result<Vec<LogRecord>, StoreError> {
         let cutoff = self.retention.cutoff(now_micros());
         let mut ids: Vec<&str> = Vec::new();
         let mut groups: HashMap<&str, Vec<&DeliveryEvent>> = HashMap::new();
@@ -259,6 +250,42 @@ impl LogStore for RedisLogStore {
             }
         }
         Ok(changed)
+    }
+
+    /// Re-reads and re-folds one record until its write wins.
+    async fn retry(
+        &self,
+        sha: &str,
+        mid: &str,
+        events: &[&DeliveryEvent],
+    ) -> Result<Option<LogRecord>, StoreError> {
+        for _ in 0..50 {
+            let mut conn = self.conn.clone();
+            let old: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(self.keys.record(mid))
+                .query_async(&mut conn)
+                .await?;
+            let Some(w) = self.fold(mid, old, events) else {
+                return Ok(None);
+            };
+            if self.commit(sha, std::slice::from_ref(&w)).await?.is_empty() {
+                return Ok(Some(w.new.record));
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "record {mid} kept changing; gave up"
+        )))
+    }
+}
+
+#[async_trait::async_trait]
+impl LogStore for RedisLogStore {
+    async fn apply(&self, events: &[DeliveryEvent]) -> Result<Vec<LogRecord>, StoreError> {
+        let applied = self.apply_loaded(events).await;
+        if applied.is_err() {
+            self.forget_scripts();
+        }
+        applied
     }
 
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
@@ -309,7 +336,10 @@ impl LogStore for RedisLogStore {
             // time since 1970 keeps everything).
             .arg((cutoff / 1_000).max(0))
             .ignore();
-        pipe.exec_async(&mut conn).await?;
+        if let Err(e) = pipe.exec_async(&mut conn).await {
+            self.forget_scripts();
+            return Err(e.into());
+        }
         // Every record is in exactly one combo.
         let n: u64 = removed.iter().sum();
         LogQueryMetrics::global().removed(Removal::Retention, n);

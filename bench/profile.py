@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Where a sync Send's CPU goes: `python3 bench/profile.py [SERVICE...]`.
+
+Starts the benchmark topology (bench/bench.py), drives 32 callers of sync `Send`
+with k6 for 12 s, and records each named service process (default: delivery,
+template, token, logquery) with `perf record -g` meanwhile; prints the top
+symbols of each by self time (`perf report --no-children`). Needs linux-perf
+(Debian `linux-perf`).
+"""
+
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import bench  # noqa: E402
+
+
+def main():
+    services = sys.argv[1:] or ["delivery", "template", "token", "logquery"]
+    bench.ensure_tools()
+    topology = bench.Topology(0)
+    out = pathlib.Path(tempfile.mkdtemp(prefix="wxpush-profile-"))
+    try:
+        load = threading.Thread(target=lambda: bench.k6(
+            "grpc_send.js", 32, "12s",
+            env={"ADDR": topology.addr("delivery"), "PROTO_ROOT": str(bench.ROOT / "proto")}))
+        load.start()
+        recorders = []
+        for p in topology.procs:
+            if p.name in services:
+                recorders.append((p.name, subprocess.Popen(
+                    ["perf", "record", "-F", "499", "-g", "-o", str(out / f"{p.name}.data"),
+                     "-p", str(p.popen.pid), "--", "sleep", "8"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        for _, r in recorders:
+            r.wait()
+        load.join()
+        for name, _ in recorders:
+            by_dso = subprocess.run(
+                ["perf", "report", "--no-children", "--stdio", "--sort", "dso",
+                 "-g", "none", "-i", str(out / f"{name}.data")],
+                capture_output=True, text=True).stdout
+            dso = [l for l in by_dso.splitlines() if l.strip() and not l.startswith("#")]
+            print(f"\n## {name}: self time by object\n")
+            print("\n".join(dso[:6]))
+            report = subprocess.run(
+                ["perf", "report", "--no-children", "--stdio", "--percent-limit", "1.5",
+                 "-g", "none", "-i", str(out / f"{name}.data")],
+                capture_output=True, text=True).stdout
+            lines = [l for l in report.splitlines() if l.strip() and not l.startswith("#")]
+            print(f"\n## {name}: top symbols by self time\n")
+            print("\n".join(lines[:25]))
+    finally:
+        topology.stop()
+
+
+if __name__ == "__main__":
+    main()

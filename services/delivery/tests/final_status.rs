@@ -1,0 +1,52 @@
+//! A final status (SENT, FAILED, DEAD) never moves back: a worker holding a
+//! stale copy of a message (left by a killed worker, then reclaimed) must not
+//! turn SENT into DEFERRED. Only a replay reopens a message. Both backends.
+
+use std::sync::Arc;
+use wxpush_delivery::config::QueueSettings;
+use wxpush_delivery::queue::{MemoryQueue, Queue, RedisQueue};
+use wxpush_proto::v1::{DeliveryResult, DeliveryStatus};
+use wxpush_testkit::RedisServer;
+
+fn with(status: DeliveryStatus) -> DeliveryResult {
+    DeliveryResult {
+        message_id: "m1".into(),
+        status: status.into(),
+        ..Default::default()
+    }
+}
+
+async fn a_final_status_stays(queue: Arc<dyn Queue>) {
+    assert!(
+        queue
+            .set_status(&with(DeliveryStatus::Queued))
+            .await
+            .unwrap()
+    );
+    assert!(queue.set_status(&with(DeliveryStatus::Sent)).await.unwrap());
+    assert!(
+        !queue
+            .set_status(&with(DeliveryStatus::Deferred))
+            .await
+            .unwrap()
+    );
+    let kept = queue.status("m1").await.unwrap().unwrap();
+    assert_eq!(kept.status, DeliveryStatus::Sent as i32);
+    // Final over final is a correction and is stored.
+    assert!(queue.set_status(&with(DeliveryStatus::Dead)).await.unwrap());
+    queue.reopen(&with(DeliveryStatus::Queued)).await.unwrap();
+    let reopened = queue.status("m1").await.unwrap().unwrap();
+    assert_eq!(reopened.status, DeliveryStatus::Queued as i32);
+}
+
+#[tokio::test]
+async fn memory_final_status_never_moves_back() {
+    a_final_status_stays(Arc::new(MemoryQueue::new(&QueueSettings::default()))).await;
+}
+
+#[tokio::test]
+async fn redis_final_status_never_moves_back() {
+    let redis = RedisServer::start();
+    let queue = RedisQueue::open(&redis.url(), "t:", &QueueSettings::default()).unwrap();
+    a_final_status_stays(Arc::new(queue)).await;
+}
