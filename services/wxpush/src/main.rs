@@ -8,6 +8,12 @@ use wxpush::cli;
 use wxpush::{Suite, SuiteOptions};
 use wxpush_proto::v1::{LogFilter, SendRequest};
 
+/// Every wxpush process allocates through mimalloc: under load a sixth to a
+/// quarter of each service's CPU went to glibc's malloc and free
+/// (BENCHMARKS.md, the profiles).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "WeChat message delivery for internal systems")]
 struct Cli {
