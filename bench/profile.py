@@ -18,6 +18,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
 
+def perf_report(data, *args):
+    """The lines of `perf report` (self time, no call graphs) over `data`."""
+    out = subprocess.run(
+        ["perf", "report", "--no-children", "--stdio", "-g", "none", *args, "-i", data],
+        capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if l.strip() and not l.startswith("#")]
+
+
 def main():
     services = sys.argv[1:] or ["delivery", "template", "token", "logquery"]
     bench.ensure_tools()
@@ -39,20 +47,11 @@ def main():
             r.wait()
         load.join()
         for name, _ in recorders:
-            by_dso = subprocess.run(
-                ["perf", "report", "--no-children", "--stdio", "--sort", "dso",
-                 "-g", "none", "-i", str(out / f"{name}.data")],
-                capture_output=True, text=True).stdout
-            dso = [l for l in by_dso.splitlines() if l.strip() and not l.startswith("#")]
+            data = str(out / f"{name}.data")
             print(f"\n## {name}: self time by object\n")
-            print("\n".join(dso[:6]))
-            report = subprocess.run(
-                ["perf", "report", "--no-children", "--stdio", "--percent-limit", "1.5",
-                 "-g", "none", "-i", str(out / f"{name}.data")],
-                capture_output=True, text=True).stdout
-            lines = [l for l in report.splitlines() if l.strip() and not l.startswith("#")]
+            print("\n".join(perf_report(data, "--sort", "dso")[:6]))
             print(f"\n## {name}: top symbols by self time\n")
-            print("\n".join(lines[:25]))
+            print("\n".join(perf_report(data, "--percent-limit", "1.5")[:25]))
     finally:
         topology.stop()
 
