@@ -194,9 +194,17 @@ def cross_references(docs, values):
     for dr in by_kind(docs, "DestinationRule"):
         host = dr["spec"]["host"]
         check(host in fqdn, f"DestinationRule {host} is a Service")
+        outlier = dr["spec"]["trafficPolicy"]["outlierDetection"]
         for field in ("interval", "baseEjectionTime"):
-            v = dr["spec"]["trafficPolicy"]["outlierDetection"].get(field)
+            v = outlier.get(field)
             check(v is None or DURATION.match(v), f"{host} {field} {v} is a duration")
+        # Envoy counts a gRPC UNAVAILABLE (an open WeChat breaker, on every
+        # replica) as a 503 in both counters; unset, consecutive5xxErrors is 5.
+        check(outlier.get("consecutive5xxErrors") == 0 and outlier.get("consecutiveGatewayErrors") == 0,
+              f"{host} cannot eject a pod for an UNAVAILABLE it answers: {outlier}")
+        check(outlier.get("splitExternalLocalOriginErrors") is True
+              and (outlier.get("consecutiveLocalOriginFailures") or 0) > 0,
+              f"{host} ejects an unreachable pod (local-origin failures): {outlier}")
         subsets[host] = set()
         for sub in dr["spec"]["subsets"]:
             selector = {**fqdn[host]["spec"]["selector"], **sub["labels"]}
