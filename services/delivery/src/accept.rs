@@ -49,13 +49,7 @@ impl Intake {
         let not_before = self
             .not_before(&req.template_key, req.send_at.as_ref(), &trace, deadline)
             .await?;
-        let message_id = new_id();
-        let rendered = self
-            .sender
-            .render(&req, &message_id, &trace, deadline)
-            .await?;
-        check_app(&req, &rendered)?;
-        let key = Self::key_of(&req, &rendered.response.app_id);
+        let (message_id, rendered, key) = self.new_message(&req, &trace, deadline).await?;
         if let Some(key) = &key
             && let Some(first) = self
                 .claim(key, &message_id, deadline.min(Instant::now() + CLAIM_WAIT))

@@ -17,6 +17,7 @@
 
 use crate::config::SyncFallback;
 use crate::policy::Action;
+use std::time::Duration;
 use wxpush_proto::v1::DeliveryStatus;
 
 /// What happened this time.
@@ -26,8 +27,9 @@ pub enum Outcome {
     Answered(Action),
     /// The breaker let no call through: nothing was sent.
     Blocked,
-    /// The app's rate limit let no call through now: nothing was sent.
-    Limited,
+    /// The app's rate limit let no call through now: nothing was sent; the
+    /// limiter's wait until one may go.
+    Limited(Duration),
     /// The template or token service failed (queue only; a sync caller
     /// gets that error as it is).
     Upstream { transient: bool },
@@ -65,8 +67,9 @@ pub enum Hold {
     Breaker,
     /// The app's daily quota is used up (45009).
     Quota,
-    /// The app is over its send rate (`rate_limit.per_second`).
-    Rate,
+    /// The app is over its send rate (`rate_limit.per_second`) for this
+    /// long.
+    Rate(Duration),
 }
 
 /// The step after an outcome.
@@ -162,11 +165,11 @@ pub fn decide(
         Outcome::Blocked => hold(Hold::Breaker, before),
         // A sync caller is refused whatever the fallback: the queue would
         // only pace it later, the caller can as well.
-        Outcome::Limited => match path {
-            Path::Queued => decision(Deferred, Next::Wait(Hold::Rate), before),
+        Outcome::Limited(wait) => match path {
+            Path::Queued => decision(Deferred, Next::Wait(Hold::Rate(wait)), before),
             Path::Sync { .. } => Decision {
                 logged: before.attempts > 0,
-                ..decision(Failed, Next::Refuse(Hold::Rate), before)
+                ..decision(Failed, Next::Refuse(Hold::Rate(wait)), before)
             },
         },
         Outcome::Answered(Action::Retry) | Outcome::Upstream { transient: true } => {
@@ -194,6 +197,7 @@ mod tests {
     use DeliveryStatus::*;
 
     const MAX: u32 = 3;
+    const PACE: Duration = Duration::from_millis(50);
 
     fn tally(attempts: u32, failures: u32, token_refreshed: bool) -> Tally {
         Tally {
@@ -247,7 +251,7 @@ mod tests {
             ("quota, refuse",            Answered(A::Defer),        tally(1, 0, false), false, SYNC_REFUSE, (Failed, N::Refuse(Hold::Quota)),   (Deferred, N::Wait(Hold::Quota))),
             ("breaker open, no call",    Blocked,                tally(0, 0, false), true,  SYNC,        (Deferred, N::Wait(Hold::Breaker)), (Deferred, N::Wait(Hold::Breaker))),
             ("breaker open, refuse",     Blocked,                tally(0, 0, false), true,  SYNC_REFUSE, (Failed, N::Refuse(Hold::Breaker)), (Deferred, N::Wait(Hold::Breaker))),
-            ("over the rate limit",      Limited,                tally(0, 0, false), false, SYNC,        (Failed, N::Refuse(Hold::Rate)),    (Deferred, N::Wait(Hold::Rate))),
+            ("over the rate limit",      Limited(PACE),          tally(0, 0, false), false, SYNC,        (Failed, N::Refuse(Hold::Rate(PACE))), (Deferred, N::Wait(Hold::Rate(PACE)))),
             ("upstream down",            Upstream { transient: true },  tally(0, 0, false), false, SYNC, (Retrying, N::Backoff),     (Retrying, N::Backoff)),
             ("upstream down, spent",     Upstream { transient: true },  tally(0, 2, false), false, SYNC, (Failed, fin(false)),    (Dead, fin(true))),
             ("upstream down, breaker open", Upstream { transient: true }, tally(0, 0, false), true, SYNC, (Retrying, N::Backoff),    (Retrying, N::Backoff)),

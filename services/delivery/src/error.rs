@@ -100,9 +100,9 @@ impl DeliveryError {
                 app_id,
                 retry_after: wxpush_wechat::until_quota_reset(),
             },
-            crate::decision::Hold::Rate => Self::RateLimited {
+            crate::decision::Hold::Rate(retry_after) => Self::RateLimited {
                 app_id,
-                retry_after: crate::breaker::MIN_HOLD,
+                retry_after,
             },
         }
     }

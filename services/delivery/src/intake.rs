@@ -6,12 +6,14 @@ use crate::config::{RetrySettings, SyncFallback};
 use crate::error::DeliveryError;
 use crate::idempotency::{Claim, IdempotencyStore, record_key};
 use crate::ledger::Ledger;
+use crate::message::new_id;
 use crate::ratelimit::RateLimiter;
 use crate::sender::{Rendered, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wxpush_proto::v1::{DeliveryResult, SendRequest};
 use wxpush_server::status::Violation;
+use wxpush_server::trace_context::TraceContext;
 
 /// Margin kept from the caller's deadline so the answer still reaches it.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
@@ -64,9 +66,24 @@ impl Intake {
         Instant::now() + budget
     }
 
-    /// The record key of a request's idempotency key, if it has one.
-    pub(crate) fn key_of(req: &SendRequest, app_id: &str) -> Option<String> {
-        (!req.idempotency_key.is_empty()).then(|| record_key(app_id, &req.idempotency_key))
+    /// A new message from a checked request: its id, the message rendered
+    /// (a template of another app than the request names is refused), and
+    /// the record key of its idempotency key, if it has one.
+    pub(crate) async fn new_message(
+        &self,
+        req: &SendRequest,
+        trace: &TraceContext,
+        deadline: Instant,
+    ) -> Result<(String, Rendered, Option<String>), DeliveryError> {
+        let message_id = new_id();
+        let rendered = self
+            .sender
+            .render(req, &message_id, trace, deadline)
+            .await?;
+        check_app(req, &rendered)?;
+        let key = (!req.idempotency_key.is_empty())
+            .then(|| record_key(&rendered.response.app_id, &req.idempotency_key));
+        Ok((message_id, rendered, key))
     }
 
     /// `Some(first result)` when the key was used before (waiting until

@@ -39,7 +39,7 @@ impl Ledger {
     /// Publishes the step's delivery event. A failure is logged, not
     /// returned: the attempt happened whether or not its event was stored.
     pub async fn emit(&self, ctx: &MessageCtx, step: &Step) {
-        crate::sender::log_step(ctx, step);
+        log_step(ctx, step);
         if let Err(e) = self.events.publish(ctx.event(step)).await {
             tracing::error!(message_id = %ctx.message_id, error = %e, "delivery event not published");
         }
@@ -96,12 +96,28 @@ impl Ledger {
 }
 
 /// When a message held back should be looked at again (ms since the
-/// epoch): the breaker's next probe, or the daily quota's reset.
+/// epoch): the breaker's next probe, the daily quota's reset, or when the
+/// rate limiter lets it go.
 pub(crate) fn hold_until_ms(hold: Hold, breaker: &Breaker) -> i64 {
     match hold {
         Hold::Breaker => breaker.hold_until_ms(),
         Hold::Quota => now_ms() + wxpush_wechat::until_quota_reset().as_millis() as i64,
-        // The limiter's own wait is known where it answered; this is a floor.
-        Hold::Rate => now_ms() + crate::breaker::MIN_HOLD.as_millis() as i64,
+        Hold::Rate(wait) => now_ms() + wait.as_millis() as i64,
     }
+}
+
+/// Logs an attempt or status change of a message (the text log; the
+/// delivery event is the record).
+fn log_step(ctx: &MessageCtx, step: &Step) {
+    tracing::info!(
+        message_id = %ctx.message_id,
+        trace_id = %ctx.trace_id,
+        app_id = %ctx.app_id,
+        template_key = %ctx.template_key,
+        attempt = step.attempt,
+        status = step.status.as_str_name(),
+        errcode = step.errcode,
+        latency_ms = step.latency_ms,
+        "delivery attempt"
+    );
 }

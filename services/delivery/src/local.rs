@@ -8,9 +8,9 @@
 //! - a render plan is kept [`PLAN_TTL`]: a changed or deleted template
 //!   reaches sends within that second.
 
-use std::collections::HashMap;
+use crate::expiring::ExpiringMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// Longest a token copy is used.
 pub const TOKEN_TTL: Duration = Duration::from_secs(30);
@@ -21,8 +21,9 @@ pub const PLAN_TTL: Duration = Duration::from_secs(1);
 /// Most entries of either kind (apps, template keys).
 const MAX_ENTRIES: usize = 10_000;
 
-/// Copies by key, each until its own instant; cheap to clone.
-pub struct Copies<V>(Arc<Mutex<HashMap<String, (V, Instant)>>>);
+/// Copies by key, each for its own time ([`ExpiringMap`], shared by the
+/// clones).
+pub struct Copies<V>(Arc<Mutex<ExpiringMap<V>>>);
 
 impl<V> Clone for Copies<V> {
     fn clone(&self) -> Self {
@@ -32,45 +33,37 @@ impl<V> Clone for Copies<V> {
 
 impl<V> Default for Copies<V> {
     fn default() -> Self {
-        Self(Arc::default())
+        Self(Arc::new(Mutex::new(ExpiringMap::new(MAX_ENTRIES))))
     }
 }
 
 impl<V: Clone> Copies<V> {
-    /// The copy for `key` while it is fresh.
-    pub fn get(&self, key: &str) -> Option<V> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(v, _)| v.clone())
+    fn map(&self) -> std::sync::MutexGuard<'_, ExpiringMap<V>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `value` for `key` until `until`.
-    pub fn put(&self, key: &str, value: V, until: Instant) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ENTRIES {
-            let now = Instant::now();
-            map.retain(|_, (_, u)| *u > now);
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
-        }
-        map.insert(key.to_string(), (value, until));
+    /// The copy for `key` while it is fresh.
+    pub fn get(&self, key: &str) -> Option<V> {
+        self.map().get(key).cloned()
+    }
+
+    /// Keeps `value` for `key` for `ttl`.
+    pub fn put(&self, key: &str, value: V, ttl: Duration) {
+        self.map().insert(key.to_string(), value, ttl);
     }
 
     /// Forgets the copy for `key` (its owner said it is no longer good).
     pub fn forget(&self, key: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.map().remove(key);
     }
 }
 
-/// Until when a token expiring at `expires_at` may be used from a copy.
-pub fn token_until(expires_at: Option<SystemTime>) -> Instant {
-    let now = Instant::now();
+/// How long a token expiring at `expires_at` may be used from a copy.
+pub fn token_ttl(expires_at: Option<SystemTime>) -> Duration {
     let left = expires_at
         .and_then(|e| e.duration_since(SystemTime::now()).ok())
         .map_or(Duration::ZERO, |d| d.saturating_sub(TOKEN_MARGIN));
-    now + left.min(TOKEN_TTL)
+    left.min(TOKEN_TTL)
 }
 
 #[cfg(test)]
@@ -80,8 +73,8 @@ mod tests {
     #[test]
     fn copies_expire_and_can_be_forgotten() {
         let c: Copies<u32> = Copies::default();
-        c.put("a", 1, Instant::now() + Duration::from_secs(5));
-        c.put("b", 2, Instant::now());
+        c.put("a", 1, Duration::from_secs(5));
+        c.put("b", 2, Duration::ZERO);
         assert_eq!(c.get("a"), Some(1));
         assert_eq!(c.get("b"), None);
         c.forget("a");
@@ -90,11 +83,10 @@ mod tests {
 
     #[test]
     fn a_token_copy_lives_short_and_never_into_the_margin() {
-        let now = Instant::now();
-        let far = token_until(Some(SystemTime::now() + Duration::from_secs(7200)));
-        assert!(far <= now + TOKEN_TTL + Duration::from_millis(50));
-        let soon = token_until(Some(SystemTime::now() + Duration::from_secs(30)));
-        assert!(soon <= Instant::now(), "inside the margin: not kept");
-        assert!(token_until(None) <= Instant::now());
+        let far = token_ttl(Some(SystemTime::now() + Duration::from_secs(7200)));
+        assert_eq!(far, TOKEN_TTL);
+        let soon = token_ttl(Some(SystemTime::now() + Duration::from_secs(30)));
+        assert_eq!(soon, Duration::ZERO, "inside the margin: not kept");
+        assert_eq!(token_ttl(None), Duration::ZERO);
     }
 }

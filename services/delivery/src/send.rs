@@ -7,9 +7,9 @@
 use crate::breaker::State;
 use crate::decision::{Next, Outcome, Path, Tally, decide};
 use crate::error::DeliveryError;
-use crate::intake::{Intake, check_app};
+use crate::intake::Intake;
 use crate::ledger::hold_until_ms;
-use crate::message::{MessageCtx, Step, new_id};
+use crate::message::{MessageCtx, Step};
 use crate::policy::backoff;
 use crate::queue::QueuedMessage;
 use crate::request::check_send;
@@ -34,14 +34,8 @@ impl Intake {
             return Err(DeliveryError::InvalidArgument(violations));
         }
         let deadline = self.deadline(caller_timeout);
-        let message_id = new_id();
-        let rendered = self
-            .sender
-            .render(&req, &message_id, &trace, deadline)
-            .await?;
-        check_app(&req, &rendered)?;
+        let (message_id, rendered, key) = self.new_message(&req, &trace, deadline).await?;
         let ctx = MessageCtx::accepted(message_id, &trace, &req, &rendered);
-        let key = Self::key_of(&req, &ctx.app_id);
         if let Some(key) = &key
             && let Some(first) = self.claim(key, &ctx.message_id, deadline).await?
         {

@@ -8,7 +8,7 @@
 use crate::breaker::{Breaker, Breakers};
 use crate::error::DeliveryError;
 use crate::local::{self, Copies};
-use crate::message::{MessageCtx, Step};
+use crate::message::Step;
 use crate::policy::Action;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -159,8 +159,7 @@ impl Sender {
         let mut client = self.template.clone();
         let call = client.get_template(request(message, trace, deadline));
         let plan = within("template", deadline, call).await?;
-        self.plans
-            .put(key, plan.clone(), Instant::now() + local::PLAN_TTL);
+        self.plans.put(key, plan.clone(), local::PLAN_TTL);
         Ok(plan)
     }
 
@@ -209,7 +208,7 @@ impl Sender {
         self.tokens.put(
             app_id,
             answer.access_token.clone(),
-            local::token_until(expires_at),
+            local::token_ttl(expires_at),
         );
         answer.access_token
     }
@@ -256,20 +255,4 @@ impl Sender {
         }
         (step, action)
     }
-}
-
-/// Logs an attempt or status change of a message (the text log; the
-/// delivery event is the record).
-pub(crate) fn log_step(ctx: &MessageCtx, step: &Step) {
-    tracing::info!(
-        message_id = %ctx.message_id,
-        trace_id = %ctx.trace_id,
-        app_id = %ctx.app_id,
-        template_key = %ctx.template_key,
-        attempt = step.attempt,
-        status = step.status.as_str_name(),
-        errcode = step.errcode,
-        latency_ms = step.latency_ms,
-        "delivery attempt"
-    );
 }

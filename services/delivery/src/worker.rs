@@ -161,31 +161,11 @@ impl Worker {
             }
         };
         let (outcome, mut step) = if let Some(wait) = limited {
-            let step = Step::change(
-                DeliveryStatus::Deferred,
-                m.attempts,
-                "over the app's send rate limit",
-            );
-            let d = decide(
-                Outcome::Limited,
-                m.tally(),
-                Path::Queued,
-                false,
-                self.retry.max_attempts,
-            );
-            let due = now_ms() + wait.as_millis() as i64;
-            return self
-                .conclude(
-                    &ctx,
-                    m,
-                    Step {
-                        status: d.status,
-                        ..step
-                    },
-                    d.next,
-                    due,
-                )
-                .await;
+            let why = "over the app's send rate limit";
+            (
+                Outcome::Limited(wait),
+                Step::change(DeliveryStatus::Deferred, m.attempts, why),
+            )
         } else if breaker.permits() {
             let token = match self.sender.token(&ctx.app_id, &trace, deadline).await {
                 Ok(t) => t,
@@ -279,7 +259,7 @@ impl Worker {
                     Next::Backoff => self.ledger.metrics().retry(),
                     Next::Wait(Hold::Breaker) => self.ledger.metrics().deferred("breaker"),
                     Next::Wait(Hold::Quota) => self.ledger.metrics().deferred("quota"),
-                    Next::Wait(Hold::Rate) => self.ledger.metrics().deferred("rate_limit"),
+                    Next::Wait(Hold::Rate(_)) => self.ledger.metrics().deferred("rate_limit"),
                     _ => {}
                 }
                 self.ledger.hold(ctx, &m, &step, due).await.map(|_| ())

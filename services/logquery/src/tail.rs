@@ -59,6 +59,31 @@ impl Tail {
         redis_url: &str,
         key_prefix: &str,
     ) -> Result<(Self, impl Future<Output = ()> + Send + 'static), wxpush_redis::OpenError> {
+        let (tail, relay, _) = Self::wired(redis_url, key_prefix)?;
+        Ok((tail, relay))
+    }
+
+    /// [`Self::relayed`] with the relay running; returns once this replica
+    /// is subscribed.
+    pub async fn over_redis(redis_url: &str, key_prefix: &str) -> anyhow::Result<Self> {
+        let (tail, relay, mut subscribed) = Self::wired(redis_url, key_prefix)?;
+        tokio::spawn(relay);
+        subscribed.wait_for(|s| *s).await?;
+        Ok(tail)
+    }
+
+    /// The tail, its relay, and whether the relay is subscribed.
+    fn wired(
+        redis_url: &str,
+        key_prefix: &str,
+    ) -> Result<
+        (
+            Self,
+            impl Future<Output = ()> + Send + 'static,
+            watch::Receiver<bool>,
+        ),
+        wxpush_redis::OpenError,
+    > {
         let client = wxpush_redis::client(redis_url)?;
         let channel = format!("{key_prefix}log:tail");
         let conn = wxpush_redis::connect(redis_url, wxpush_redis::Timeouts::Commands)?;
@@ -69,20 +94,9 @@ impl Tail {
             }),
             ..Self::default()
         };
-        let (subscribed, _) = watch::channel(false);
-        Ok((tail.clone(), relay_in(client, channel, tail, subscribed)))
-    }
-
-    /// [`Self::relayed`] with the relay running; returns once this replica
-    /// is subscribed.
-    pub async fn over_redis(redis_url: &str, key_prefix: &str) -> anyhow::Result<Self> {
-        let client = wxpush_redis::client(redis_url)?;
-        let channel = format!("{key_prefix}log:tail");
-        let (tail, _) = Self::relayed(redis_url, key_prefix)?;
-        let (subscribed, mut seen) = watch::channel(false);
-        tokio::spawn(relay_in(client, channel, tail.clone(), subscribed));
-        seen.wait_for(|s| *s).await?;
-        Ok(tail)
+        let (subscribed, seen) = watch::channel(false);
+        let relay = relay_in(client, channel, tail.clone(), subscribed);
+        Ok((tail, relay, seen))
     }
 
     /// Records applied from now on (in this process, or on any replica with

@@ -298,35 +298,45 @@ async fn main() -> anyhow::Result<()> {
     std::process::exit(code);
 }
 
-/// One service until SIGTERM, built by its crate's `build`.
+/// One service until SIGTERM, exactly as its own binary runs it.
 async fn serve(service: ServiceName, config: Option<PathBuf>) -> anyhow::Result<()> {
-    use wxpush_server::config::load;
-    use wxpush_server::process;
-    use wxpush_server::shutdown::Shutdown;
-    let (name, prefix) = match service {
-        ServiceName::Token => ("wxpush-token", "WXPUSH_TOKEN"),
-        ServiceName::Template => ("wxpush-template", "WXPUSH_TEMPLATE"),
-        ServiceName::Delivery => ("wxpush-delivery", "WXPUSH_DELIVERY"),
-        ServiceName::Logquery => ("wxpush-logquery", "WXPUSH_LOGQUERY"),
-    };
-    let telemetry = wxpush_telemetry::init(name, env!("CARGO_PKG_VERSION"));
-    let config = config.or_else(|| std::env::var_os(format!("{prefix}_CONFIG")).map(PathBuf::from));
-    let path = config.as_deref();
-    let drain = Shutdown::on_signal();
-    let result = match service {
-        ServiceName::Token => process::serve(load(path, prefix)?, wxpush_token::build, drain).await,
+    use wxpush_server::process::{config_path, run};
+    match service {
+        ServiceName::Token => {
+            let path = config_path(config, "WXPUSH_TOKEN");
+            run("wxpush-token", "WXPUSH_TOKEN", path, wxpush_token::build).await
+        }
         ServiceName::Template => {
-            process::serve(load(path, prefix)?, wxpush_template::build, drain).await
+            let path = config_path(config, "WXPUSH_TEMPLATE");
+            run(
+                "wxpush-template",
+                "WXPUSH_TEMPLATE",
+                path,
+                wxpush_template::build,
+            )
+            .await
         }
         ServiceName::Delivery => {
-            process::serve(load(path, prefix)?, wxpush_delivery::build, drain).await
+            let path = config_path(config, "WXPUSH_DELIVERY");
+            run(
+                "wxpush-delivery",
+                "WXPUSH_DELIVERY",
+                path,
+                wxpush_delivery::build,
+            )
+            .await
         }
         ServiceName::Logquery => {
-            process::serve(load(path, prefix)?, wxpush_logquery::build, drain).await
+            let path = config_path(config, "WXPUSH_LOGQUERY");
+            run(
+                "wxpush-logquery",
+                "WXPUSH_LOGQUERY",
+                path,
+                wxpush_logquery::build,
+            )
+            .await
         }
-    };
-    telemetry.shutdown().await;
-    result
+    }
 }
 
 async fn run_dev(opts: SuiteOptions, ready_file: Option<PathBuf>) -> anyhow::Result<()> {

@@ -50,11 +50,6 @@ impl Component {
         }
     }
 
-    /// The component's name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// Serves a tonic service (reported SERVING by health under its name).
     pub fn grpc<S>(mut self, svc: S) -> Self
     where

@@ -182,15 +182,30 @@ where
     Fut: Future<Output = anyhow::Result<Component>>,
 {
     let args = Args::parse();
-    let path = args
-        .config
-        .or_else(|| std::env::var_os(format!("{env_prefix}_CONFIG")).map(PathBuf::from));
+    let path = config_path(args.config, env_prefix);
     if args.check_config {
         let config: C = crate::config::load(path.as_deref(), env_prefix)?;
         check(config, build).await?;
         println!("config OK");
         return Ok(());
     }
+    run(binary, env_prefix, path, build).await
+}
+
+/// Serves one service until SIGTERM: telemetry, its config (`path`, then
+/// `{env_prefix}__*` overrides), its build. What a service binary does, and
+/// `wxpush serve <service>`.
+pub async fn run<C, F, Fut>(
+    binary: &'static str,
+    env_prefix: &'static str,
+    path: Option<PathBuf>,
+    build: F,
+) -> anyhow::Result<()>
+where
+    C: DeserializeOwned + Listen,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = anyhow::Result<Component>>,
+{
     let telemetry = wxpush_telemetry::init(binary, env!("CARGO_PKG_VERSION"));
     let result = async {
         let config: C = crate::config::load(path.as_deref(), env_prefix)?;
@@ -199,6 +214,11 @@ where
     .await;
     telemetry.shutdown().await;
     result
+}
+
+/// The config file a service reads: `--config`, else `{env_prefix}_CONFIG`.
+pub fn config_path(flag: Option<PathBuf>, env_prefix: &str) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os(format!("{env_prefix}_CONFIG")).map(PathBuf::from))
 }
 
 /// Builds the component and binds its addresses without serving.
