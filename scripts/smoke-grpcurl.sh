@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts `wxpush dev` on free loopback ports and drives it with grpcurl using
 # server reflection only (no local .proto files): list the services, Send a
-# message, QueryLogs for it, check health. Stops the suite on exit.
+# message, QueryLogs for it, page a list, read an error's ErrorInfo reason,
+# check health; then the Python client example (examples/python) and the
+# `wxpush` CLI (JSON output, exit codes). Stops the suite on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,10 +44,10 @@ passed=$((passed + 1))
 sent=$(grpcurl -plaintext -d '{"template_key":"order_shipped","openid":"o_demo_follower",
   "variables":{"order_id":"SF1234567","ship_time":"2026-11-23 10:00","carrier":"顺丰速运"}}' \
   "$addr" wxpush.v1.DeliveryService/Send)
-status=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["status"])' "$sent")
+status=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["result"]["status"])' "$sent")
 [ "$status" = "DELIVERY_STATUS_SENT" ] || fail "Send answered $sent"
-message_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["messageId"])' "$sent")
-trace_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["traceId"])' "$sent")
+message_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["result"]["messageId"])' "$sent")
+trace_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["result"]["traceId"])' "$sent")
 passed=$((passed + 1))
 
 found=""
@@ -69,6 +71,22 @@ if grpcurl -plaintext -d '{"template_key":"order_shipped"}' "$addr" wxpush.v1.De
 fi
 grep -q "InvalidArgument" "$work/bad.out" && grep -q "openid" "$work/bad.out" \
   || fail "expected InvalidArgument naming openid: $(cat "$work/bad.out")"
+# The error's details, resolved through reflection: the stable reason.
+grep -q '"reason":"FIELD_INVALID"' "$work/bad.out" && grep -q '"domain":"wxpush.v1"' "$work/bad.out" \
+  || fail "expected an ErrorInfo FIELD_INVALID: $(cat "$work/bad.out")"
+passed=$((passed + 1))
+
+# Lists page: one template per page, a next_page_token until the last; a
+# page_size over the maximum is clamped, not refused.
+page=$(grpcurl -plaintext -d '{"page_size":1}' "$addr" wxpush.v1.TemplateService/ListTemplates)
+python3 - "$page" <<'PY' || fail "ListTemplates page_size 1: $page"
+import json, sys
+page = json.loads(sys.argv[1])
+assert len(page["templates"]) == 1 and page["nextPageToken"], page
+PY
+big=$(grpcurl -plaintext -d '{"page_size":100000}' "$addr" wxpush.v1.TemplateService/ListTemplates)
+python3 -c 'import json,sys; p=json.loads(sys.argv[1]); assert len(p["templates"]) >= 2 and "nextPageToken" not in p, p' "$big" \
+  || fail "ListTemplates page_size 100000: $big"
 passed=$((passed + 1))
 
 health=$(grpcurl -plaintext -d '{"service":"wxpush.v1.DeliveryService"}' "$addr" grpc.health.v1.Health/Check)
@@ -77,13 +95,18 @@ passed=$((passed + 1))
 
 # The CLI does the same without grpcurl.
 target/debug/wxpush logs --addr "http://$addr" --message-id "$message_id" --json >"$work/cli.json"
-grep -q "\"status\":\"SENT\"" "$work/cli.json" || fail "wxpush logs: $(cat "$work/cli.json")"
+python3 - "$work/cli.json" "$message_id" <<'PY' || fail "wxpush logs: $(cat "$work/cli.json")"
+import json, sys
+page = json.load(open(sys.argv[1]))
+record = page["records"][0]
+assert record["message_id"] == sys.argv[2] and record["status"] == "DELIVERY_STATUS_SENT", page
+PY
 passed=$((passed + 1))
 
 target/debug/wxpush token status --addr "http://$addr" --json >"$work/token.json"
 python3 - "$work/token.json" <<'PY' || fail "wxpush token status: $(cat "$work/token.json")"
 import json, sys
-apps = {a["app_id"]: a for a in json.load(open(sys.argv[1]))}
+apps = {a["app_id"]: a for a in json.load(open(sys.argv[1]))["apps"]}
 assert apps["wx_demo_oa"]["has_token"] is True, apps
 assert apps["wx_demo_oa"]["refreshes_today"] >= 1, apps
 assert "access_token" not in open(sys.argv[1]).read()
@@ -101,7 +124,7 @@ async_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["messageId
 done_status=""
 for _ in $(seq 1 50); do
   done_status=$(grpcurl -plaintext -d "{\"message_id\":\"$async_id\"}" "$addr" wxpush.v1.DeliveryService/GetMessage \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["status"])')
   [ "$done_status" = "DELIVERY_STATUS_SENT" ] && break
   sleep 0.1
 done
@@ -110,6 +133,32 @@ passed=$((passed + 1))
 
 target/debug/wxpush dlq --addr "http://$addr" >"$work/dlq.txt"
 grep -q "no dead letters" "$work/dlq.txt" || fail "wxpush dlq: $(cat "$work/dlq.txt")"
+passed=$((passed + 1))
+
+# Replaying every dead letter needs --yes (or --dry-run to look first):
+# refused as a usage error (2) before anything is asked of the server.
+set +e
+target/debug/wxpush dlq --replay --addr "http://$addr" >"$work/replay.out" 2>&1
+code=$?
+target/debug/wxpush dlq --replay --dry-run --addr "http://$addr" >"$work/dry.out" 2>&1
+dry=$?
+target/debug/wxpush send --addr "http://127.0.0.1:1" --timeout 2s --template order_shipped \
+  --openid o_demo_follower >"$work/down.out" 2>&1
+down=$?
+target/debug/wxpush send --addr "http://$addr" --template order_shipped --openid o_demo_unfollowed \
+  --var order_id=SF1 --var "ship_time=2026-11-23 10:00" --var carrier=SF >"$work/failed.out" 2>&1
+undelivered=$?
+set -e
+[ "$code" = 2 ] && grep -q -- "--yes" "$work/replay.out" || fail "dlq --replay without --yes: exit $code: $(cat "$work/replay.out")"
+[ "$dry" = 0 ] && grep -q "no dead letters" "$work/dry.out" || fail "dlq --replay --dry-run: exit $dry: $(cat "$work/dry.out")"
+[ "$down" = 4 ] || fail "send to a closed port: exit $down (want 4): $(cat "$work/down.out")"
+[ "$undelivered" = 3 ] || fail "send that WeChat refuses: exit $undelivered (want 3): $(cat "$work/failed.out")"
+passed=$((passed + 1))
+
+# A client in another language, from the same .proto files.
+python3 examples/python/wxpush_client.py "$addr" >"$work/python.out" 2>&1 \
+  || fail "the Python client: $(cat "$work/python.out")"
+grep -q "python client: ok" "$work/python.out" || fail "the Python client: $(cat "$work/python.out")"
 passed=$((passed + 1))
 
 echo "smoke: $passed passed, 0 failed"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
-#   formatting, lints, every crate's unit and integration tests (the suite and
+#   formatting, lints, the wire API's lint and breaking-change check (buf),
+#   every crate's unit and integration tests (the suite and
 #   the WeChat sandbox on free loopback ports, real gRPC and HTTP), a short
 #   fuzz run of every parser that reads outside input, and a smoke
 #   test of `wxpush dev` driven by the real grpcurl through reflection alone,
+#   the Python client example and the CLI,
 #   every Grafana dashboard query run against a real Prometheus, and the Helm
 #   chart linted, rendered and validated (scripts/check-chart.py).
 # Installs what it needs first; starts and stops its own servers.
@@ -16,6 +18,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== proto: buf lint, buf breaking against the last release"
+scripts/check-proto.sh
 echo "== cargo test (unit, integration, the hostile-input suite on the production topology)"
 cargo test --workspace --locked
 echo "== fuzz: a short run of every cargo-fuzz target"

@@ -31,7 +31,9 @@ export default function () {
   check(res, { ok: () => ok });
   if (ok) {
     outcome.ok.add(1);
-    if (res.message.status === 'DELIVERY_STATUS_SENT') outcome.sent.add(1);
+    // Send answers {result: {...}}; SendAsync answers the status itself.
+    const answer = res.message.result || res.message;
+    if (answer.status === 'DELIVERY_STATUS_SENT') outcome.sent.add(1);
   } else if (res && res.status === grpc.StatusUnavailable) outcome.unavailable.add(1);
   else if (res && res.status === grpc.StatusResourceExhausted) outcome.exhausted.add(1);
   else if (res && res.status === grpc.StatusDeadlineExceeded) outcome.deadline.add(1);

@@ -4,6 +4,11 @@
 use std::path::PathBuf;
 
 const FILES: &[&str] = &[
+    // Vendored googleapis: the field behaviour annotations, and the error
+    // model (served by reflection so grpcurl can print ErrorInfo details).
+    "google/api/field_behavior.proto",
+    "google/rpc/status.proto",
+    "google/rpc/error_details.proto",
     "wxpush/v1/common.proto",
     "wxpush/v1/token.proto",
     "wxpush/v1/template.proto",
@@ -27,8 +32,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // `google.rpc.Status` (a batch item's error) is tonic-types' type, so
+        // `tonic_types::StatusExt` can build and read its details.
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        // Every message knows its full name (`prost::Name`), so the CLI can
+        // print any of them in the protobuf JSON mapping.
+        .compile_fds_with_config(fds, {
+            let mut config = prost_build::Config::new();
+            config.enable_type_names();
+            config
+        })?;
     Ok(())
 }

@@ -8,11 +8,12 @@ use crate::intake::{Intake, check_app};
 use crate::message::{MessageCtx, Step, new_id};
 use crate::queue::{QueuedMessage, now_ms};
 use crate::quiet::quiet_until;
-use crate::request::{check_send, check_send_async};
+use crate::request::{check_send, check_send_async, check_send_at, split_async};
 use crate::sender::Rendered;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 use wxpush_proto::v1::*;
+use wxpush_server::failure::Failure;
 use wxpush_server::limits::{MAX_BATCH_VARIABLE_BYTES, check_variables, variable_bytes};
 use wxpush_server::status::Violation;
 use wxpush_server::trace_context::TraceContext;
@@ -26,8 +27,9 @@ const CLAIM_WAIT: Duration = Duration::from_secs(5);
 
 /// Why one recipient of a batch was not accepted.
 enum Refusal {
-    /// This recipient only: reported in its item.
-    Item(String),
+    /// This recipient only: reported in its item, as the error a Send of
+    /// it alone would have given.
+    Item(Failure),
     /// The whole batch (its template does not exist).
     Batch(DeliveryError),
 }
@@ -37,17 +39,18 @@ impl Intake {
     /// waits for `send_at` or quiet hours).
     pub async fn send_async(
         &self,
-        req: SendRequest,
+        req: SendAsyncRequest,
         trace: TraceContext,
         caller_timeout: Option<Duration>,
     ) -> Result<SendAsyncResponse, DeliveryError> {
         let deadline = self.deadline(caller_timeout);
-        let violations = check_send_async(&req, now_ms() / 1000);
+        let (req, send_at) = split_async(req);
+        let violations = check_send_async(&req, send_at.as_ref(), now_ms() / 1000);
         if !violations.is_empty() {
             return Err(DeliveryError::InvalidArgument(violations));
         }
         let not_before = self
-            .not_before(&req.template_key, req.send_at.as_ref(), &trace, deadline)
+            .not_before(&req.template_key, send_at.as_ref(), &trace, deadline)
             .await?;
         let (message_id, rendered, key) = self.new_message(&req, &trace, deadline).await?;
         if let Some(key) = &key
@@ -143,11 +146,11 @@ impl Intake {
                     });
                     accepted.push((m, rendered));
                 }
-                Err(Refusal::Item(error)) => results.push(BatchItemResult {
+                Err(Refusal::Item(failure)) => results.push(BatchItemResult {
                     index: i as u32,
                     openid,
                     status: DeliveryStatus::Failed.into(),
-                    error,
+                    error: Some(failure.into_rpc_status()),
                     ..Default::default()
                 }),
                 Err(Refusal::Batch(e)) => return Err(e),
@@ -177,10 +180,21 @@ impl Intake {
         trace: &TraceContext,
         deadline: Instant,
     ) -> Result<(QueuedMessage, Rendered), Refusal> {
-        let prefix = format!("recipients[{i}].");
+        // Field paths as the batch names them: recipients[3].openid.
+        let item = |e: DeliveryError| match e {
+            DeliveryError::InvalidArgument(v) => Refusal::Item(Failure::invalid(&within(i, v))),
+            e => {
+                let failure = e.failure();
+                if failure.code() == tonic::Code::InvalidArgument {
+                    Refusal::Item(Failure::invalid(&within(i, failure.violations().to_vec())))
+                } else {
+                    Refusal::Item(failure)
+                }
+            }
+        };
         let v = check_send(req);
         if !v.is_empty() {
-            return Err(Refusal::Item(describe(&prefix, &v)));
+            return Err(item(DeliveryError::InvalidArgument(v)));
         }
         let message_id = new_id();
         let rendered = match self.sender.render(req, &message_id, trace, deadline).await {
@@ -190,23 +204,14 @@ impl Intake {
             {
                 return Err(Refusal::Batch(DeliveryError::Upstream { service, status }));
             }
-            Err(DeliveryError::Upstream { status, .. }) => {
-                let fields = wxpush_server::status::field_violations(&status);
-                return Err(Refusal::Item(if fields.is_empty() {
-                    status.message().to_string()
-                } else {
-                    describe(&prefix, &fields)
-                }));
-            }
-            Err(e) => return Err(Refusal::Item(e.to_string())),
+            Err(e) => return Err(item(e)),
         };
         match check_app(req, &rendered) {
             Ok(()) => Ok((
                 QueuedMessage::accepted(req, &message_id, &rendered.response.app_id, trace),
                 rendered,
             )),
-            Err(DeliveryError::InvalidArgument(v)) => Err(Refusal::Item(describe("", &v))),
-            Err(e) => Err(Refusal::Item(e.to_string())),
+            Err(e) => Err(item(e)),
         }
     }
 
@@ -258,10 +263,9 @@ impl Intake {
         match template.quiet_hours {
             Some(q) => match quiet_until(&q, at) {
                 Ok(until) => Ok(until.unwrap_or(at)),
-                Err(e) => Err(DeliveryError::Upstream {
-                    service: "template",
-                    status: tonic::Status::failed_precondition(format!("template {key}: {e}")),
-                }),
+                Err(e) => Err(DeliveryError::Unsendable(format!(
+                    "template {key}: quiet hours: {e}"
+                ))),
             },
             None => Ok(at),
         }
@@ -288,17 +292,7 @@ fn check_batch(req: &SendBatchRequest, now_secs: i64, v: &mut Vec<Violation>) {
             ),
         ));
     }
-    let schedule = SendRequest {
-        template_key: req.template_key.clone(),
-        openid: "-".into(),
-        send_at: req.send_at,
-        ..Default::default()
-    };
-    v.extend(
-        check_send_async(&schedule, now_secs)
-            .into_iter()
-            .filter(|violation| violation.field == "send_at"),
-    );
+    check_send_at(req.send_at.as_ref(), now_secs, v);
 }
 
 fn accepted(r: &DeliveryResult) -> SendAsyncResponse {
@@ -309,9 +303,9 @@ fn accepted(r: &DeliveryResult) -> SendAsyncResponse {
     }
 }
 
-fn describe(prefix: &str, v: &[Violation]) -> String {
-    v.iter()
-        .map(|v| format!("{prefix}{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
+/// A recipient's violations named as fields of the batch request.
+fn within(i: usize, v: Vec<Violation>) -> Vec<Violation> {
+    v.into_iter()
+        .map(|v| Violation::new(format!("recipients[{i}].{}", v.field), v.description))
+        .collect()
 }

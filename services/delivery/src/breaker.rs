@@ -52,11 +52,22 @@ pub struct AppLabel {
     pub app_id: String,
 }
 
-/// Breaker metrics: state per app (0 closed, 1 open, 2 half-open) and
-/// calls rejected while open.
+/// The state set's labels: one series per app and state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    app_id: String,
+    state: &'static str,
+}
+
+/// The `state` label values: the names of `wxpush.v1.BreakerState`, as
+/// `GetBreakerState` and `wxpush breaker` show them.
+const STATE_NAMES: [(u8, &str); 3] = [(0, "CLOSED"), (1, "OPEN"), (2, "HALF_OPEN")];
+
+/// Breaker metrics: the state per app as a state set (1 for the current
+/// state, 0 for the others) and calls rejected while open.
 #[derive(Clone, Default)]
 pub struct BreakerMetrics {
-    state: Family<AppLabel, Gauge>,
+    state: Family<StateLabels, Gauge>,
     rejected: Family<AppLabel, Counter>,
 }
 
@@ -64,7 +75,7 @@ impl BreakerMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "wxpush_breaker_state",
-            "Circuit breaker state per app around WeChat sends: 0 closed, 1 open, 2 half-open",
+            "Circuit breaker state per app around WeChat sends, as a state set: 1 for the current state (CLOSED, OPEN, HALF_OPEN)",
             self.state.clone(),
         );
         registry.register(
@@ -84,10 +95,15 @@ struct Tracked {
 
 impl Tracked {
     fn set(&self, state: u8) -> u8 {
-        self.metrics
-            .state
-            .get_or_create(&self.app)
-            .set(i64::from(state));
+        for (value, name) in STATE_NAMES {
+            self.metrics
+                .state
+                .get_or_create(&StateLabels {
+                    app_id: self.app.app_id.clone(),
+                    state: name,
+                })
+                .set(i64::from(value == state));
+        }
         self.tracker.state.swap(state, Ordering::SeqCst)
     }
 }
@@ -323,7 +339,11 @@ mod tests {
         registry.register_with(|r| breakers.metrics().register(r));
         let text = registry.encode();
         assert!(
-            text.contains(r#"wxpush_breaker_state{app_id="wx1"} 0"#),
+            text.contains(r#"wxpush_breaker_state{app_id="wx1",state="CLOSED"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"wxpush_breaker_state{app_id="wx1",state="OPEN"} 0"#),
             "{text}"
         );
         assert!(

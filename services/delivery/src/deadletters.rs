@@ -42,16 +42,7 @@ impl Intake {
         &self,
         req: ListDeadLettersRequest,
     ) -> Result<ListDeadLettersResponse, DeliveryError> {
-        let page_size = match req.page_size as usize {
-            0 => 50,
-            n if n > MAX_PAGE_SIZE => {
-                return Err(DeliveryError::InvalidArgument(vec![Violation::new(
-                    "page_size",
-                    format!("is {n}, at most {MAX_PAGE_SIZE} allowed"),
-                )]));
-            }
-            n => n,
-        };
+        let page_size = wxpush_server::paging::page_size(req.page_size, 50).min(MAX_PAGE_SIZE);
         if !req.page_token.is_empty() && crate::queue::decode_cursor(&req.page_token).is_none() {
             return Err(DeliveryError::InvalidArgument(vec![Violation::new(
                 "page_token",

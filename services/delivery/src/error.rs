@@ -6,7 +6,8 @@ use crate::queue::QueueError;
 use crate::ratelimit::RateLimitError;
 use std::time::Duration;
 use tonic::{Code, Status};
-use wxpush_server::status::{Violation, invalid_argument, with_retry_delay};
+use wxpush_server::failure::{self, Failure, Reason};
+use wxpush_server::status::Violation;
 use wxpush_wechat::UnknownKind;
 
 /// Everything that makes a delivery call fail as an RPC.
@@ -14,8 +15,8 @@ use wxpush_wechat::UnknownKind;
 pub enum DeliveryError {
     #[error("invalid request")]
     InvalidArgument(Vec<Violation>),
-    /// The template or token service answered with an error; its code and
-    /// details (e.g. field violations, NOT_FOUND) are passed to the caller.
+    /// The template or token service answered with an error; the caller
+    /// gets it translated ([`failure::upstream`]).
     #[error("{service} service: {}", status.message())]
     Upstream {
         service: &'static str,
@@ -25,6 +26,12 @@ pub enum DeliveryError {
     /// The template service rendered a kind of message no WeChat API takes.
     #[error("template service: {0}")]
     UnknownKind(#[from] UnknownKind),
+    /// The template cannot be sent as configured (e.g. bad quiet hours).
+    #[error("{0}")]
+    Unsendable(String),
+    /// No message with this id is known.
+    #[error("message {0:?} not found")]
+    NotFound(String),
     /// The app's circuit breaker is open: WeChat is failing, nothing was sent.
     #[error("WeChat is failing for app {app_id}; the circuit breaker is open, nothing was sent")]
     BreakerOpen {
@@ -117,7 +124,10 @@ impl DeliveryError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Upstream { status, .. } => crate::policy::upstream_is_transient(status.code()),
-            Self::InvalidArgument(_) | Self::UnknownKind(_) => false,
+            Self::InvalidArgument(_)
+            | Self::UnknownKind(_)
+            | Self::Unsendable(_)
+            | Self::NotFound(_) => false,
             Self::BreakerOpen { .. }
             | Self::RateLimited { .. }
             | Self::QuotaExhausted { .. }
@@ -127,32 +137,55 @@ impl DeliveryError {
     }
 }
 
-impl From<DeliveryError> for Status {
-    fn from(e: DeliveryError) -> Self {
-        let message = e.to_string();
-        match e {
-            DeliveryError::InvalidArgument(v) => invalid_argument(&v),
-            DeliveryError::Upstream { service, status } => Status::with_details(
-                status.code(),
-                format!("{service} service: {}", status.message()),
-                status.details().to_vec().into(),
-            ),
-            DeliveryError::UnknownKind(_) => Status::failed_precondition(message),
-            DeliveryError::BreakerOpen { retry_after, .. } => with_retry_delay(
-                Code::Unavailable,
+impl DeliveryError {
+    /// The one mapping to what a caller gets: code, `ErrorInfo` reason and
+    /// metadata, retry advice.
+    pub fn failure(&self) -> Failure {
+        let message = self.to_string();
+        match self {
+            Self::InvalidArgument(v) => Failure::invalid(v),
+            Self::Upstream { service, status } => failure::upstream(service, status, message),
+            Self::UnknownKind(_) | Self::Unsendable(_) => Failure::new(
+                Code::FailedPrecondition,
+                Reason::TemplateUnsendable,
                 message,
-                retry_after.max(Duration::from_millis(100)),
             ),
-            DeliveryError::RateLimited { retry_after, .. }
-            | DeliveryError::QuotaExhausted { retry_after, .. } => {
-                with_retry_delay(Code::ResourceExhausted, message, retry_after)
+            Self::NotFound(id) => Failure::new(Code::NotFound, Reason::MessageNotFound, message)
+                .with("message_id", id),
+            Self::BreakerOpen {
+                app_id,
+                retry_after,
+            } => Failure::new(Code::Unavailable, Reason::BreakerOpen, message)
+                .with("app_id", app_id)
+                .retry_after((*retry_after).max(Duration::from_millis(100))),
+            Self::RateLimited {
+                app_id,
+                retry_after,
+            } => Failure::new(Code::ResourceExhausted, Reason::RateLimited, message)
+                .with("app_id", app_id)
+                .retry_after(*retry_after),
+            Self::QuotaExhausted {
+                app_id,
+                retry_after,
+            } => Failure::new(Code::ResourceExhausted, Reason::QuotaExhausted, message)
+                .with("app_id", app_id)
+                .with("errcode", 45009)
+                .retry_after(*retry_after),
+            Self::InProgress(key) => {
+                Failure::new(Code::Aborted, Reason::RequestInProgress, message)
+                    .with("idempotency_key", key)
+                    .retry_after(Duration::from_millis(500))
             }
-            DeliveryError::InProgress(_) => {
-                with_retry_delay(Code::Aborted, message, Duration::from_millis(500))
-            }
-            DeliveryError::Backend(_) => {
-                with_retry_delay(Code::Unavailable, message, Duration::from_secs(1))
+            Self::Backend(_) => {
+                Failure::new(Code::Unavailable, Reason::BackendUnavailable, message)
+                    .retry_after(Duration::from_secs(1))
             }
         }
+    }
+}
+
+impl From<DeliveryError> for Status {
+    fn from(e: DeliveryError) -> Self {
+        e.failure().into()
     }
 }

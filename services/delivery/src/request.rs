@@ -1,7 +1,8 @@
 //! Checks on a `SendRequest` before anything is rendered or sent, each
 //! failure naming its field. Limits are documented in the README.
 
-use wxpush_proto::v1::SendRequest;
+use wxpush_proto::Timestamp;
+use wxpush_proto::v1::{SendAsyncRequest, SendRequest};
 use wxpush_server::limits::{
     MAX_APPID_CHARS, MAX_LINK_CHARS, MAX_SEND_AT_AHEAD_SECS, check_variables,
 };
@@ -26,23 +27,52 @@ pub fn check_send(req: &SendRequest) -> Vec<Violation> {
     );
     check_variables("variables", &req.variables, &mut v);
     check_links(req, &mut v);
-    if req.send_at.is_some() {
-        v.push(Violation::new(
-            "send_at",
-            "scheduled send is only for SendAsync",
-        ));
-    }
     v
+}
+
+/// A `SendAsync` request as the message it sends and when: the message is
+/// a [`SendRequest`] (one type for every path from here on).
+pub fn split_async(req: SendAsyncRequest) -> (SendRequest, Option<Timestamp>) {
+    let SendAsyncRequest {
+        app_id,
+        template_key,
+        openid,
+        variables,
+        url,
+        miniprogram,
+        page,
+        idempotency_key,
+        send_at,
+    } = req;
+    let message = SendRequest {
+        app_id,
+        template_key,
+        openid,
+        variables,
+        url,
+        miniprogram,
+        page,
+        idempotency_key,
+    };
+    (message, send_at)
 }
 
 /// `SendAsync`: the checks of [`check_send`], with a `send_at` that is a
 /// valid time at most [`MAX_SEND_AT_AHEAD_SECS`] ahead.
-pub fn check_send_async(req: &SendRequest, now_secs: i64) -> Vec<Violation> {
-    let mut v = check_send(&SendRequest {
-        send_at: None,
-        ..req.clone()
-    });
-    if let Some(t) = &req.send_at {
+pub fn check_send_async(
+    req: &SendRequest,
+    send_at: Option<&Timestamp>,
+    now_secs: i64,
+) -> Vec<Violation> {
+    let mut v = check_send(req);
+    check_send_at(send_at, now_secs, &mut v);
+    v
+}
+
+/// A `send_at` (SendAsync, SendBatch): a valid time at most
+/// [`MAX_SEND_AT_AHEAD_SECS`] ahead.
+pub fn check_send_at(send_at: Option<&Timestamp>, now_secs: i64, v: &mut Vec<Violation>) {
+    if let Some(t) = send_at {
         if let Some(bad) = check_timestamp("send_at", t) {
             v.push(bad);
         } else if t.seconds > now_secs + MAX_SEND_AT_AHEAD_SECS {
@@ -55,7 +85,6 @@ pub fn check_send_async(req: &SendRequest, now_secs: i64) -> Vec<Violation> {
             ));
         }
     }
-    v
 }
 
 /// `url` (http or https), `page` and the mini program target: bounded, and
@@ -121,16 +150,19 @@ mod tests {
     #[test]
     fn send_at_is_within_the_horizon() {
         let now = 1_800_000_000;
-        let at = |seconds| SendRequest {
+        let (req, _) = split_async(SendAsyncRequest {
             template_key: "k".into(),
             openid: "o".into(),
-            send_at: Some(wxpush_proto::Timestamp { seconds, nanos: 0 }),
             ..Default::default()
-        };
-        assert!(check_send_async(&at(now + 86_400), now).is_empty());
-        let far = check_send_async(&at(253_402_300_799), now);
+        });
+        let at = |seconds| Some(Timestamp { seconds, nanos: 0 });
+        assert!(check_send_async(&req, at(now + 86_400).as_ref(), now).is_empty());
+        let far = check_send_async(&req, at(253_402_300_799).as_ref(), now);
         assert_eq!(far[0].field, "send_at");
         assert!(far[0].description.contains("30 days"), "{far:?}");
-        assert_eq!(check_send_async(&at(-1 << 40), now)[0].field, "send_at");
+        assert_eq!(
+            check_send_async(&req, at(-1 << 40).as_ref(), now)[0].field,
+            "send_at"
+        );
     }
 }

@@ -158,7 +158,12 @@ impl Sender {
         };
         let mut client = self.template.clone();
         let call = client.get_template(request(message, trace, deadline));
-        let plan = within("template", deadline, call).await?;
+        let plan = within("template", deadline, call)
+            .await?
+            .template
+            .ok_or_else(|| {
+                DeliveryError::Unsendable(format!("template service sent no template for {key:?}"))
+            })?;
         self.plans.put(key, plan.clone(), local::PLAN_TTL);
         Ok(plan)
     }
@@ -197,7 +202,14 @@ impl Sender {
         };
         let mut client = self.token.clone();
         let call = client.invalidate_access_token(request(message, trace, deadline));
-        Ok(self.keep_token(app_id, within("token", deadline, call).await?))
+        let answer = within("token", deadline, call).await?;
+        Ok(self.keep_token(
+            app_id,
+            GetAccessTokenResponse {
+                access_token: answer.access_token,
+                expires_at: answer.expires_at,
+            },
+        ))
     }
 
     fn keep_token(&self, app_id: &str, answer: GetAccessTokenResponse) -> String {

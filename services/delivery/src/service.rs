@@ -1,6 +1,7 @@
 //! The `wxpush.v1.DeliveryService` gRPC API over [`Intake`].
 
 use crate::breaker::State;
+use crate::error::DeliveryError;
 use crate::intake::Intake;
 use tonic::{Request, Response, Status};
 use wxpush_proto::timestamp;
@@ -28,22 +29,21 @@ impl DeliveryGrpc {
 
 #[tonic::async_trait]
 impl DeliveryService for DeliveryGrpc {
-    async fn send(
-        &self,
-        request: Request<SendRequest>,
-    ) -> Result<Response<DeliveryResult>, Status> {
+    async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendResponse>, Status> {
         let trace = TraceContext::from_metadata_or_new(request.metadata());
         let timeout = grpc_timeout(request.metadata());
         let result = self
             .intake
             .send(request.into_inner(), trace, timeout)
             .await?;
-        Ok(Response::new(result))
+        Ok(Response::new(SendResponse {
+            result: Some(result),
+        }))
     }
 
     async fn send_async(
         &self,
-        request: Request<SendRequest>,
+        request: Request<SendAsyncRequest>,
     ) -> Result<Response<SendAsyncResponse>, Status> {
         let trace = TraceContext::from_metadata_or_new(request.metadata());
         let timeout = grpc_timeout(request.metadata());
@@ -70,11 +70,11 @@ impl DeliveryService for DeliveryGrpc {
     async fn get_message(
         &self,
         request: Request<GetMessageRequest>,
-    ) -> Result<Response<DeliveryResult>, Status> {
+    ) -> Result<Response<GetMessageResponse>, Status> {
         let id = request.into_inner().message_id;
         match self.intake.get_message(&id).await? {
-            Some(r) => Ok(Response::new(r)),
-            None => Err(Status::not_found(format!("message {id:?} not found"))),
+            Some(r) => Ok(Response::new(GetMessageResponse { result: Some(r) })),
+            None => Err(DeliveryError::NotFound(id).into()),
         }
     }
 

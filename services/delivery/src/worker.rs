@@ -116,7 +116,9 @@ impl Worker {
             .entry("traceparent".into())
             .or_insert_with(|| d.message.traceparent.clone());
         let span = wxpush_server::rpc::propagation::queue_process_span("wxpush.queue", &carrier);
-        match self.step(d.message).instrument(span).await {
+        // The accepting call's canary pin and baggage go on with it.
+        let forwarded = wxpush_server::rpc::propagation::Forwarded::from_pairs(&carrier);
+        match forwarded.scope(self.step(d.message).instrument(span)).await {
             Ok(()) => {
                 if let Err(e) = self.ledger.queue.ack(&id).await {
                     tracing::warn!(entry = %id, error = %e, "ack failed; the message will be seen again");

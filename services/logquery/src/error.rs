@@ -1,7 +1,9 @@
 //! The service's errors and their one mapping to `tonic::Status`.
 
-use tonic::Status;
-use wxpush_server::status::{Violation, invalid_argument};
+use std::time::Duration;
+use tonic::{Code, Status};
+use wxpush_server::failure::{Failure, Reason};
+use wxpush_server::status::Violation;
 
 /// A store backend failed (Redis unreachable, a record that does not decode).
 #[derive(Debug, thiserror::Error)]
@@ -40,18 +42,30 @@ impl From<Vec<Violation>> for LogQueryError {
 
 impl From<LogQueryError> for Status {
     fn from(e: LogQueryError) -> Self {
-        match e {
-            LogQueryError::Invalid(v) => invalid_argument(&v),
-            LogQueryError::NotFound(_) => Status::not_found(e.to_string()),
-            LogQueryError::TooManyTails(_) => wxpush_server::status::with_retry_delay(
-                tonic::Code::ResourceExhausted,
-                e.to_string(),
-                std::time::Duration::from_secs(5),
-            ),
+        let message = e.to_string();
+        let failure = match e {
+            LogQueryError::Invalid(v) => Failure::invalid(&v),
+            LogQueryError::NotFound(id) => {
+                Failure::new(Code::NotFound, Reason::MessageNotFound, message)
+                    .with("message_id", id)
+            }
+            LogQueryError::TooManyTails(_) => {
+                Failure::new(Code::ResourceExhausted, Reason::TooManyStreams, message)
+                    .retry_after(Duration::from_secs(5))
+            }
             LogQueryError::Store(s) => {
                 tracing::error!(error = %s, "log store failed");
-                Status::unavailable(s.to_string())
+                match s {
+                    StoreError::Backend(_) => {
+                        Failure::new(Code::Unavailable, Reason::BackendUnavailable, message)
+                            .retry_after(Duration::from_secs(1))
+                    }
+                    StoreError::Corrupt { .. } => {
+                        Failure::new(Code::Internal, Reason::DataCorrupt, message)
+                    }
+                }
             }
-        }
+        };
+        failure.into()
     }
 }

@@ -74,16 +74,10 @@ pub fn check_query(req: QueryLogsRequest) -> Result<Query, Vec<Violation>> {
     let mut v = Vec::new();
     let filter = req.filter.unwrap_or_default();
     check_filter(&filter, "filter.", &mut v);
+    // Above the maximum is clamped, not refused (AIP-158).
     let page_size = match req.page_size as usize {
         0 => DEFAULT_PAGE_SIZE,
-        n if n > MAX_PAGE_SIZE => {
-            v.push(Violation::new(
-                "page_size",
-                format!("is {n}, at most {MAX_PAGE_SIZE} allowed"),
-            ));
-            0
-        }
-        n => n,
+        n => n.min(MAX_PAGE_SIZE),
     };
     let after = if req.page_token.is_empty() {
         None
@@ -163,7 +157,7 @@ pub fn matches(f: &LogFilter, r: &LogRecord) -> bool {
         && eq(&f.template_key, &r.template_key)
         && eq(&f.template_id, &r.template_id)
         && (f.status == 0 || f.status == r.status)
-        && (!f.has_errcode || f.errcode == r.errcode)
+        && f.errcode.is_none_or(|e| e == r.errcode)
         && in_range
 }
 
@@ -182,7 +176,11 @@ mod tests {
             page_size: 10_000,
             ..Default::default()
         };
-        assert_eq!(fields(check_query(big)), ["page_size"]);
+        assert_eq!(
+            check_query(big).unwrap().page_size,
+            MAX_PAGE_SIZE,
+            "clamped, not refused"
+        );
         let token = QueryLogsRequest {
             page_token: "garbage".into(),
             ..Default::default()

@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
 
 /// Why records left the log.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -38,7 +39,7 @@ impl Removal {
 
 /// The metric families.
 pub struct LogQueryMetrics {
-    lag_ms: Gauge,
+    lag: Gauge<f64, AtomicU64>,
     removed: Family<ReasonLabel, Counter>,
 }
 
@@ -48,7 +49,7 @@ impl LogQueryMetrics {
         static METRICS: OnceLock<LogQueryMetrics> = OnceLock::new();
         METRICS.get_or_init(|| {
             let m = LogQueryMetrics {
-                lag_ms: Gauge::default(),
+                lag: Gauge::default(),
                 removed: Family::default(),
             };
             // Both series exist from the start (0 until something goes).
@@ -62,9 +63,9 @@ impl LogQueryMetrics {
     /// Adds the families to a registry (the admin port's).
     pub fn register(&self, r: &mut Registry) {
         r.register(
-            "wxpush_logquery_ingest_lag_milliseconds",
+            "wxpush_logquery_ingest_lag_seconds",
             "Age of the newest delivery event in the last batch logquery applied",
-            self.lag_ms.clone(),
+            self.lag.clone(),
         );
         r.register(
             "wxpush_logquery_records_removed",
@@ -75,7 +76,7 @@ impl LogQueryMetrics {
 
     /// Ingestion applied a batch whose newest event is this old.
     pub fn ingest_lag(&self, ms: i64) {
-        self.lag_ms.set(ms.max(0));
+        self.lag.set(ms.max(0) as f64 / 1000.0);
     }
 
     /// Records dropped so far for `why`.

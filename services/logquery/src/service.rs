@@ -89,7 +89,7 @@ impl LogQueryService for LogQueryGrpc {
         Ok(Response::new(GetStatsResponse { series }))
     }
 
-    type TailLogsStream = tonic::codegen::BoxStream<LogRecord>;
+    type TailLogsStream = tonic::codegen::BoxStream<TailLogsResponse>;
 
     async fn tail_logs(
         &self,

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use wxpush_proto::v1::LogRecord;
+use wxpush_proto::v1::tail_logs_response::Event;
+use wxpush_proto::v1::{LogRecord, TailGap, TailLogsResponse};
 
 /// Most `TailLogs` streams open at once on one replica: each holds up to
 /// [`STREAM_BUFFER`] records for a client that reads slowly.
@@ -130,15 +131,17 @@ impl Tail {
         }
     }
 
-    /// The records `keep` accepts, until the subscriber goes away or the
-    /// tail closes.
+    /// The records `keep` accepts, and a [`TailGap`] wherever the stream
+    /// fell behind and skipped records (the count is of every record
+    /// skipped, matching or not), until the subscriber goes away or the tail
+    /// closes.
     ///
     /// At most [`MAX_STREAMS`] at once (`None` past that), each ending after
     /// [`MAX_STREAM_LIFETIME`].
     pub fn stream(
         &self,
         keep: impl Fn(&LogRecord) -> bool + Send + 'static,
-    ) -> Option<ReceiverStream<LogRecord>> {
+    ) -> Option<ReceiverStream<TailLogsResponse>> {
         let permit = self.streams.clone().try_acquire_owned().ok()?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let mut records = self.subscribe();
@@ -157,22 +160,22 @@ impl Tail {
                     _ = &mut expired => break,
                     r = records.recv() => r,
                 };
-                match r {
-                    Ok(r) if keep(&r) => {
-                        let sent = tokio::select! {
-                            biased;
-                            _ = closed.wait_for(|c| *c) => break,
-                            sent = tx.send(LogRecord::clone(&r)) => sent,
-                        };
-                        if sent.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "a TailLogs subscriber fell behind");
+                let event = match r {
+                    Ok(r) if keep(&r) => Event::Record(LogRecord::clone(&r)),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        tracing::warn!(skipped, "a TailLogs subscriber fell behind");
+                        Event::Gap(TailGap { skipped })
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
+                };
+                let sent = tokio::select! {
+                    biased;
+                    _ = closed.wait_for(|c| *c) => break,
+                    sent = tx.send(TailLogsResponse { event: Some(event) }) => sent,
+                };
+                if sent.is_err() {
+                    break;
                 }
             }
         });
@@ -243,5 +246,49 @@ async fn relay_in(
             }
         }
         tracing::warn!("live tail subscription lost; resubscribing");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    fn record(i: usize) -> LogRecord {
+        LogRecord {
+            message_id: format!("m{i}"),
+            ..Default::default()
+        }
+    }
+
+    /// A reader that falls behind is told how many records it missed, in
+    /// the stream, and then gets the newer ones.
+    #[tokio::test]
+    async fn a_slow_reader_gets_a_gap_notice() {
+        let tail = Tail::new(4);
+        let mut stream = tail.stream(|_| true).expect("a stream");
+        // Far more than the stream's buffer and the tail's 4: the reader is
+        // not reading.
+        let total = STREAM_BUFFER + 100;
+        tail.publish((0..total).map(record).collect()).await;
+        let mut records = 0;
+        let mut skipped = 0;
+        while records + skipped < total as u64 {
+            let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .expect("an event")
+                .expect("open");
+            match event.event {
+                Some(Event::Record(_)) => records += 1,
+                Some(Event::Gap(g)) => skipped += g.skipped,
+                None => panic!("an empty event"),
+            }
+        }
+        assert!(skipped > 0, "the gap was reported");
+        assert_eq!(
+            records + skipped,
+            total as u64,
+            "every record read or counted"
+        );
     }
 }

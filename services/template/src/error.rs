@@ -1,7 +1,9 @@
 //! Template service errors and their one mapping to `tonic::Status`.
 
-use tonic::Status;
-use wxpush_server::status::{Violation, invalid_argument};
+use std::time::Duration;
+use tonic::{Code, Status};
+use wxpush_server::failure::{Failure, Reason, upstream};
+use wxpush_server::status::Violation;
 use wxpush_wechat::WechatError;
 
 /// Everything that can go wrong answering a template call.
@@ -52,29 +54,52 @@ impl From<redis::RedisError> for TemplateError {
 
 impl From<TemplateError> for Status {
     fn from(e: TemplateError) -> Self {
-        match &e {
-            TemplateError::InvalidArgument(v) => invalid_argument(v),
-            TemplateError::NotFound(_) => Status::not_found(e.to_string()),
-            TemplateError::VersionConflict { .. } => Status::aborted(e.to_string()),
-            TemplateError::AlreadyExists(_) => Status::already_exists(e.to_string()),
-            TemplateError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
-            TemplateError::Backend(_) => Status::unavailable(e.to_string()),
-            TemplateError::Corrupt(_) => Status::internal(e.to_string()),
-            TemplateError::Token(s) => Status::new(s.code(), e.to_string()),
+        let message = e.to_string();
+        let failure = match e {
+            TemplateError::InvalidArgument(v) => Failure::invalid(&v),
+            TemplateError::NotFound(key) => {
+                Failure::new(Code::NotFound, Reason::TemplateNotFound, message).with("key", key)
+            }
+            TemplateError::VersionConflict {
+                key,
+                expected,
+                actual,
+            } => Failure::new(Code::Aborted, Reason::VersionConflict, message)
+                .with("key", key)
+                .with("expected_version", expected)
+                .with("version", actual),
+            TemplateError::AlreadyExists(key) => {
+                Failure::new(Code::AlreadyExists, Reason::TemplateExists, message).with("key", key)
+            }
+            TemplateError::FailedPrecondition(_) => Failure::new(
+                Code::FailedPrecondition,
+                Reason::TemplateUnsendable,
+                message,
+            ),
+            TemplateError::Backend(_) => {
+                Failure::new(Code::Unavailable, Reason::BackendUnavailable, message)
+                    .retry_after(Duration::from_secs(1))
+            }
+            TemplateError::Corrupt(_) => Failure::new(Code::Internal, Reason::DataCorrupt, message),
+            TemplateError::Token(status) => upstream("token", &status, message),
             // A WeChat errcode (48001 not authorized, 40013 bad appid) will not
             // go away by retrying; a transport failure or 5xx may.
-            TemplateError::Wechat(WechatError::Api { .. }) => {
-                Status::failed_precondition(e.to_string())
+            TemplateError::Wechat(WechatError::Api { errcode, .. }) => {
+                Failure::new(Code::FailedPrecondition, Reason::WechatRejected, message)
+                    .with("errcode", errcode)
             }
-            TemplateError::Wechat(_) => Status::unavailable(e.to_string()),
-        }
+            TemplateError::Wechat(_) => {
+                Failure::new(Code::Unavailable, Reason::WechatUnavailable, message)
+                    .retry_after(Duration::from_secs(1))
+            }
+        };
+        failure.into()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
 
     #[test]
     fn each_error_maps_to_its_code() {
@@ -99,7 +124,7 @@ mod tests {
             (TemplateError::Backend("down".into()), Code::Unavailable),
             (
                 TemplateError::Token(Status::not_found("unknown app")),
-                Code::NotFound,
+                Code::FailedPrecondition,
             ),
             (
                 TemplateError::Wechat(WechatError::Api {
@@ -114,7 +139,9 @@ mod tests {
             ),
         ];
         for (e, code) in cases {
-            assert_eq!(Status::from(e).code(), code);
+            let status = Status::from(e);
+            assert_eq!(status.code(), code);
+            assert!(wxpush_server::failure::reason(&status).is_some());
         }
     }
 }

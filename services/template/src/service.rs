@@ -9,6 +9,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use wxpush_proto::v1::template_service_server::{TemplateService, TemplateServiceServer};
 use wxpush_proto::v1::*;
+use wxpush_server::paging;
 use wxpush_server::status::Violation;
 use wxpush_server::trace_context::TraceContext;
 use wxpush_wechat::WechatClient;
@@ -77,31 +78,38 @@ fn required_key(key: &str) -> Result<(), TemplateError> {
     }
 }
 
+/// Templates per `ListTemplates` page when the caller names no size.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
 #[tonic::async_trait]
 impl TemplateService for TemplateGrpc {
     async fn upsert_template(
         &self,
         request: Request<UpsertTemplateRequest>,
-    ) -> Result<Response<Template>, Status> {
+    ) -> Result<Response<UpsertTemplateResponse>, Status> {
         let req = request.into_inner();
         let template = req.template.ok_or_else(|| {
             TemplateError::InvalidArgument(vec![Violation::new("template", "is required")])
         })?;
-        Ok(Response::new(
-            self.registry.upsert(template, req.expected_version).await?,
-        ))
+        let stored = self.registry.upsert(template, req.expected_version).await?;
+        Ok(Response::new(UpsertTemplateResponse {
+            template: Some(stored),
+        }))
     }
 
     async fn get_template(
         &self,
         request: Request<GetTemplateRequest>,
-    ) -> Result<Response<Template>, Status> {
+    ) -> Result<Response<GetTemplateResponse>, Status> {
         let req = request.into_inner();
         required_key(&req.key)?;
-        Ok(Response::new(if req.for_render {
+        let template = if req.for_render {
             self.render_plan(&req.key).await?
         } else {
             self.registry.get(&req.key).await?
+        };
+        Ok(Response::new(GetTemplateResponse {
+            template: Some(template),
         }))
     }
 
@@ -109,10 +117,17 @@ impl TemplateService for TemplateGrpc {
         &self,
         request: Request<ListTemplatesRequest>,
     ) -> Result<Response<ListTemplatesResponse>, Status> {
-        let app_id = request.into_inner().app_id;
-        let filter = (!app_id.is_empty()).then_some(app_id.as_str());
+        let req = request.into_inner();
+        let filter = (!req.app_id.is_empty()).then_some(req.app_id.as_str());
+        let size = paging::page_size(req.page_size, DEFAULT_PAGE_SIZE);
+        // The registry is small (configuration): listed whole, paged here.
+        let all = self.registry.list(filter).await?;
+        let (templates, next_page_token) =
+            paging::page(all, |t| t.key.as_str(), size, &req.page_token)
+                .map_err(|v| TemplateError::InvalidArgument(vec![v]))?;
         Ok(Response::new(ListTemplatesResponse {
-            templates: self.registry.list(filter).await?,
+            templates,
+            next_page_token,
         }))
     }
 

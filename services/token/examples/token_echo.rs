@@ -21,14 +21,14 @@ impl TokenService for Echo {
     async fn invalidate_access_token(
         &self,
         _: Request<InvalidateAccessTokenRequest>,
-    ) -> Result<Response<GetAccessTokenResponse>, Status> {
+    ) -> Result<Response<InvalidateAccessTokenResponse>, Status> {
         Err(Status::unimplemented("echo"))
     }
 
     async fn get_token_status(
         &self,
         _: Request<GetTokenStatusRequest>,
-    ) -> Result<Response<TokenStatus>, Status> {
+    ) -> Result<Response<GetTokenStatusResponse>, Status> {
         Err(Status::unimplemented("echo"))
     }
 

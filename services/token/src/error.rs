@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 use tonic::{Code, Status};
-use wxpush_server::status::{Violation, invalid_argument, with_retry_delay};
+use wxpush_server::failure::{Failure, Reason};
+use wxpush_server::status::Violation;
 use wxpush_wechat::WechatError;
 
 /// Everything that can go wrong answering a token call.
@@ -47,21 +48,48 @@ pub enum TokenError {
 
 impl From<TokenError> for Status {
     fn from(e: TokenError) -> Self {
-        match &e {
-            TokenError::InvalidArgument(v) => invalid_argument(v),
-            TokenError::UnknownApp(_) => Status::not_found(e.to_string()),
-            TokenError::Rejected { .. } => Status::new(Code::FailedPrecondition, e.to_string()),
-            TokenError::Unavailable { .. } | TokenError::BackendDown { .. } => {
-                with_retry_delay(Code::Unavailable, e.to_string(), Duration::from_secs(1))
+        let message = e.to_string();
+        let failure = match e {
+            TokenError::InvalidArgument(v) => return Failure::invalid(&v).into(),
+            TokenError::UnknownApp(app_id) => {
+                Failure::new(Code::NotFound, Reason::AppUnknown, message).with("app_id", app_id)
             }
-            TokenError::RefreshInProgress { .. } => {
-                with_retry_delay(Code::Unavailable, e.to_string(), Duration::from_millis(500))
+            TokenError::Rejected {
+                app_id, errcode, ..
+            } => Failure::new(
+                Code::FailedPrecondition,
+                Reason::WechatCredentialsRejected,
+                message,
+            )
+            .with("app_id", app_id)
+            .with("errcode", errcode),
+            TokenError::Unavailable { app_id, .. } => {
+                Failure::new(Code::Unavailable, Reason::WechatUnavailable, message)
+                    .with("app_id", app_id)
+                    .retry_after(Duration::from_secs(1))
             }
-            TokenError::QuotaExhausted { .. } | TokenError::WechatQuota { .. } => with_retry_delay(
-                Code::ResourceExhausted,
-                e.to_string(),
-                wxpush_wechat::until_quota_reset(),
-            ),
-        }
+            TokenError::BackendDown { app_id, .. } => {
+                Failure::new(Code::Unavailable, Reason::BackendUnavailable, message)
+                    .with("app_id", app_id)
+                    .retry_after(Duration::from_secs(1))
+            }
+            TokenError::RefreshInProgress { app_id } => {
+                Failure::new(Code::Unavailable, Reason::TokenRefreshing, message)
+                    .with("app_id", app_id)
+                    .retry_after(Duration::from_millis(500))
+            }
+            TokenError::WechatQuota {
+                app_id, errcode, ..
+            } => Failure::new(Code::ResourceExhausted, Reason::QuotaExhausted, message)
+                .with("app_id", app_id)
+                .with("errcode", errcode)
+                .retry_after(wxpush_wechat::until_quota_reset()),
+            TokenError::QuotaExhausted { app_id, .. } => {
+                Failure::new(Code::ResourceExhausted, Reason::QuotaExhausted, message)
+                    .with("app_id", app_id)
+                    .retry_after(wxpush_wechat::until_quota_reset())
+            }
+        };
+        failure.into()
     }
 }

@@ -1,5 +1,6 @@
-//! The token service's metrics: when each app's token expires, refreshes by
-//! result, and fetches today (so a quota burn shows before WeChat says 45009).
+//! The token service's metrics: when each app's token expires, and fetches
+//! from WeChat by result, counted (`increase(...[1d])` across replicas shows
+//! a quota burn before WeChat says 45009).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +14,7 @@ pub struct AppLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RefreshLabels {
+pub struct FetchLabels {
     pub app_id: String,
     /// ok | rejected | unavailable | wechat_quota | budget_exhausted
     pub result: &'static str,
@@ -23,8 +24,7 @@ pub struct RefreshLabels {
 #[derive(Clone, Default)]
 pub struct TokenMetrics {
     expires_at: Family<AppLabel, Gauge>,
-    refreshes: Family<RefreshLabels, Counter>,
-    fetches_today: Family<AppLabel, Gauge>,
+    fetches: Family<FetchLabels, Counter>,
 }
 
 impl TokenMetrics {
@@ -36,14 +36,9 @@ impl TokenMetrics {
             self.expires_at.clone(),
         );
         registry.register(
-            "wxpush_token_refreshes",
-            "Token fetches from WeChat by result (budget_exhausted: refused before calling WeChat)",
-            self.refreshes.clone(),
-        );
-        registry.register(
-            "wxpush_token_fetches_today",
-            "Token fetches from WeChat today (Beijing day), across replicas",
-            self.fetches_today.clone(),
+            "wxpush_token_fetches",
+            "Token fetches from WeChat by this replica, by result (budget_exhausted: refused before calling WeChat)",
+            self.fetches.clone(),
         );
     }
 
@@ -53,19 +48,13 @@ impl TokenMetrics {
             .set(expires_at_ms / 1000);
     }
 
-    pub(crate) fn refresh(&self, app_id: &str, result: &'static str) {
-        self.refreshes
-            .get_or_create(&RefreshLabels {
+    pub(crate) fn fetch(&self, app_id: &str, result: &'static str) {
+        self.fetches
+            .get_or_create(&FetchLabels {
                 app_id: app_id.into(),
                 result,
             })
             .inc();
-    }
-
-    pub(crate) fn fetches_today(&self, app_id: &str, n: u32) {
-        self.fetches_today
-            .get_or_create(&app(app_id))
-            .set(i64::from(n));
     }
 }
 

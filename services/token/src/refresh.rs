@@ -83,7 +83,7 @@ impl TokenCache {
             Ok(Some(t)) => Ok(t),
             Ok(None) => {
                 let fetched = self.fetch(entry, want).await;
-                self.inner.metrics.refresh(app_id, result_label(&fetched));
+                self.inner.metrics.fetch(app_id, result_label(&fetched));
                 fetched
             }
             Err(e) => Err(e),
@@ -147,7 +147,6 @@ impl TokenCache {
                 .await
                 .map_err(|e| self.down(entry, e))?;
             entry.local.write().await.fetches = (day, count);
-            self.inner.metrics.fetches_today(app_id, count);
 
             let started = now_ms();
             let result = match entry.spec.token_mode {

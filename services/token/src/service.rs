@@ -3,11 +3,16 @@
 use crate::cache::{TokenCache, TokenStatusView};
 use crate::clock::to_system_time;
 use crate::config::AppKindConfig;
+use crate::error::TokenError;
 use crate::store::StoredToken;
 use tonic::{Request, Response, Status};
 use wxpush_proto::timestamp;
 use wxpush_proto::v1::token_service_server::{TokenService, TokenServiceServer};
 use wxpush_proto::v1::*;
+use wxpush_server::paging;
+
+/// Apps per `ListApps` page when the caller names no size.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
 
 /// The gRPC handlers; cheap to clone.
 #[derive(Clone)]
@@ -64,28 +69,46 @@ impl TokenService for TokenGrpc {
     async fn invalidate_access_token(
         &self,
         request: Request<InvalidateAccessTokenRequest>,
-    ) -> Result<Response<GetAccessTokenResponse>, Status> {
+    ) -> Result<Response<InvalidateAccessTokenResponse>, Status> {
         let req = request.into_inner();
         let t = self.cache.invalidate(&req.app_id, &req.bad_token).await?;
-        Ok(Response::new(token_response(t)))
+        let GetAccessTokenResponse {
+            access_token,
+            expires_at,
+        } = token_response(t);
+        Ok(Response::new(InvalidateAccessTokenResponse {
+            access_token,
+            expires_at,
+        }))
     }
 
     async fn get_token_status(
         &self,
         request: Request<GetTokenStatusRequest>,
-    ) -> Result<Response<TokenStatus>, Status> {
+    ) -> Result<Response<GetTokenStatusResponse>, Status> {
         let v = self.cache.status(&request.into_inner().app_id).await?;
-        Ok(Response::new(status_message(v)))
+        Ok(Response::new(GetTokenStatusResponse {
+            status: Some(status_message(v)),
+        }))
     }
 
     async fn list_apps(
         &self,
-        _request: Request<ListAppsRequest>,
+        request: Request<ListAppsRequest>,
     ) -> Result<Response<ListAppsResponse>, Status> {
-        let mut apps = Vec::new();
-        for id in self.cache.app_ids() {
+        let req = request.into_inner();
+        let size = paging::page_size(req.page_size, DEFAULT_PAGE_SIZE);
+        let mut ids = self.cache.app_ids();
+        ids.sort();
+        let (ids, next_page_token) = paging::page(ids, |id| id.as_str(), size, &req.page_token)
+            .map_err(|v| TokenError::InvalidArgument(vec![v]))?;
+        let mut apps = Vec::with_capacity(ids.len());
+        for id in ids {
             apps.push(status_message(self.cache.status(&id).await?));
         }
-        Ok(Response::new(ListAppsResponse { apps }))
+        Ok(Response::new(ListAppsResponse {
+            apps,
+            next_page_token,
+        }))
     }
 }

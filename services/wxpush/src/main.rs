@@ -15,7 +15,12 @@ use wxpush_proto::v1::{LogFilter, SendRequest};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(version, about = "WeChat message delivery for internal systems")]
+#[command(
+    version,
+    about = "WeChat message delivery for internal systems",
+    after_help = "Exit codes: 0 done; 2 usage error; 3 `send`: not delivered; 4 the call failed \
+                  (error answer, unreachable, timeout)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,9 +36,23 @@ struct Target {
         global = true
     )]
     addr: String,
-    /// Print JSON instead of text.
+    /// Print the answer as JSON (the protobuf JSON mapping, field names as
+    /// in the API) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Give up connecting, and on each call, after this long (500ms, 10s, 2m).
+    #[arg(long, global = true, default_value = "30s", value_parser = cli::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+impl Target {
+    fn client(self) -> cli::Target {
+        cli::Target {
+            addr: self.addr,
+            json: self.json,
+            timeout: self.timeout,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -97,18 +116,29 @@ enum Command {
     /// Dead letters: list them, or `--replay` them (by `--id`, or all that
     /// match the filter) back onto the queue.
     Dlq {
+        /// Put dead letters back on the queue instead of listing them.
         #[arg(long)]
         replay: bool,
         /// Message id to replay, repeatable.
-        #[arg(long = "id")]
+        #[arg(long = "id", requires = "replay")]
         ids: Vec<String>,
+        /// With `--replay` and no `--id`: replay every dead letter matching
+        /// the filter, without asking.
+        #[arg(long, requires = "replay")]
+        yes: bool,
+        /// With `--replay`: list what would be replayed, replay nothing.
+        #[arg(long, requires = "replay", conflicts_with = "yes")]
+        dry_run: bool,
+        /// Only this app's dead letters.
         #[arg(long, default_value = "")]
         app_id: String,
+        /// Only this business template's.
         #[arg(long = "template", default_value = "")]
         template_key: String,
-        #[arg(long, default_value_t = 0)]
-        errcode: i64,
-        /// At most this many listed (1..500).
+        /// Only those whose last WeChat errcode is this.
+        #[arg(long)]
+        errcode: Option<i64>,
+        /// At most this many listed (more than 500 is taken as 500).
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[command(flatten)]
@@ -116,6 +146,7 @@ enum Command {
     },
     /// Circuit breaker state per app (closed / open / half-open).
     Breaker {
+        /// Only this app (default: every app that has sent).
         #[arg(long)]
         app_id: Option<String>,
         #[command(flatten)]
@@ -136,20 +167,28 @@ enum Command {
     },
     /// Query the delivery log, newest first.
     Logs {
+        /// Only this message.
         #[arg(long, default_value = "")]
         message_id: String,
+        /// Only this recipient's messages.
         #[arg(long, default_value = "")]
         openid: String,
+        /// Only this trace's messages (32 hex digits, as Jaeger shows it).
         #[arg(long, default_value = "")]
         trace_id: String,
+        /// Only this app's messages.
         #[arg(long, default_value = "")]
         app_id: String,
+        /// Only this business template's messages.
         #[arg(long = "template", default_value = "")]
         template_key: String,
-        /// SENT, FAILED, QUEUED, ...
+        /// Only messages in this status: SENT, FAILED, QUEUED, ...
         #[arg(long)]
         status: Option<String>,
-        /// At most this many records (1..500).
+        /// Only messages whose last WeChat errcode is this.
+        #[arg(long)]
+        errcode: Option<i64>,
+        /// At most this many records (more than 500 is taken as 500).
         #[arg(long, default_value_t = 20)]
         limit: u32,
         /// Keep printing matching records as they are logged (TailLogs),
@@ -173,6 +212,7 @@ enum ServiceName {
 enum TokenCommand {
     /// Show every app's token status, or one app's.
     Status {
+        /// Only this app (default: every configured app).
         #[arg(long)]
         app_id: Option<String>,
         #[command(flatten)]
@@ -209,10 +249,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let variables = match cli::parse_vars(&vars) {
                 Ok(v) => v,
-                Err(e) => {
-                    eprintln!("{e}");
-                    std::process::exit(cli::EXIT_RPC_ERROR);
-                }
+                Err(e) => usage(&e),
             };
             let req = SendRequest {
                 app_id,
@@ -222,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
                 idempotency_key,
                 ..Default::default()
             };
-            cli::send(&target.addr, req, target.json).await
+            cli::send(&target.client(), req).await
         }
         Command::Delivery { config } => {
             serve(ServiceName::Delivery, config).await?;
@@ -235,6 +272,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq {
             replay,
             ids,
+            yes,
+            dry_run,
             app_id,
             template_key,
             errcode,
@@ -247,7 +286,16 @@ async fn main() -> anyhow::Result<()> {
                 errcode,
                 time_range: None,
             };
-            cli::dlq(&target.addr, replay, ids, filter, limit, target.json).await
+            let action = match (replay, ids.is_empty(), yes, dry_run) {
+                (false, ..) | (true, true, false, true) => cli::DlqAction::List,
+                (true, false, ..) | (true, true, true, false) => cli::DlqAction::Replay { ids },
+                (true, true, false, false) => usage(
+                    "dlq --replay without --id replays every dead letter matching the filter: \
+                     add --yes to do it, or --dry-run to see which",
+                ),
+                (true, true, true, true) => unreachable!("clap refuses --yes with --dry-run"),
+            };
+            cli::dlq(&target.client(), action, filter, limit).await
         }
         Command::RedisAcl { prefix } => {
             for service in wxpush_redis::acl::Service::ALL {
@@ -255,12 +303,10 @@ async fn main() -> anyhow::Result<()> {
             }
             0
         }
-        Command::Breaker { app_id, target } => {
-            cli::breaker(&target.addr, app_id, target.json).await
-        }
+        Command::Breaker { app_id, target } => cli::breaker(&target.client(), app_id).await,
         Command::Token {
             command: TokenCommand::Status { app_id, target },
-        } => cli::token_status(&target.addr, app_id, target.json).await,
+        } => cli::token_status(&target.client(), app_id).await,
         Command::Logs {
             message_id,
             openid,
@@ -268,16 +314,14 @@ async fn main() -> anyhow::Result<()> {
             app_id,
             template_key,
             status,
+            errcode,
             limit,
             follow,
             target,
         } => {
             let status = match status.as_deref().map(cli::parse_status).transpose() {
                 Ok(s) => s.map_or(0, |s| s as i32),
-                Err(e) => {
-                    eprintln!("{e}");
-                    std::process::exit(cli::EXIT_RPC_ERROR);
-                }
+                Err(e) => usage(&e),
             };
             let filter = LogFilter {
                 message_id,
@@ -286,16 +330,23 @@ async fn main() -> anyhow::Result<()> {
                 app_id,
                 template_key,
                 status,
+                errcode,
                 ..Default::default()
             };
             if follow {
-                cli::follow(&target.addr, filter, limit, target.json).await
+                cli::follow(&target.client(), filter, limit).await
             } else {
-                cli::logs(&target.addr, filter, limit, target.json).await
+                cli::logs(&target.client(), filter, limit).await
             }
         }
     };
     std::process::exit(code);
+}
+
+/// Says what is wrong with the command line and exits with the usage code.
+fn usage(why: &str) -> ! {
+    eprintln!("error: {why}");
+    std::process::exit(cli::EXIT_USAGE);
 }
 
 /// One service until SIGTERM, exactly as its own binary runs it.

@@ -1,12 +1,41 @@
-//! How results look on a terminal (one line per fact) and as `--json`
-//! (stable keys, status names instead of numbers, RFC 3339 times).
+//! How results look on a terminal (one line per fact) and as `--json`: the
+//! API's own messages in the protobuf JSON mapping (field names as in the
+//! `.proto`, enums by name, RFC 3339 times, 64-bit integers as strings), the
+//! same shape grpcurl and every protobuf library read and write.
 
-use serde_json::{Value, json};
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use std::sync::OnceLock;
 use wxpush_proto::Timestamp;
 use wxpush_proto::v1::{
-    AppBreaker, AppKind, Attempt, BreakerState, DeadLetter, DeliveryResult, DeliveryStatus,
-    LogRecord, TokenStatus,
+    AppBreaker, BreakerState, DeadLetter, DeliveryResult, DeliveryStatus, LogRecord, TokenStatus,
 };
+
+/// The API's descriptors (the set gRPC reflection serves).
+fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(wxpush_proto::FILE_DESCRIPTOR_SET)
+            .expect("the compiled-in descriptor set decodes")
+    })
+}
+
+/// A response message in the protobuf JSON mapping, every field shown
+/// (defaults too, so a script reads `"errcode": "0"`, not a missing key).
+pub fn json<M: prost::Message + prost::Name>(message: &M) -> String {
+    let descriptor = pool()
+        .get_message_by_name(&M::full_name())
+        .expect("every wxpush message is in the descriptor set");
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+        .expect("a message decodes as its own type");
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(false);
+    let mut out = serde_json::Serializer::new(Vec::new());
+    dynamic
+        .serialize_with_options(&mut out, &options)
+        .expect("serialising to memory cannot fail");
+    String::from_utf8(out.into_inner()).expect("serde_json writes UTF-8")
+}
 
 /// A status number as its short name (`SENT`).
 pub fn status_name(status: i32) -> &'static str {
@@ -20,22 +49,6 @@ pub fn time(t: Option<&Timestamp>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
-}
-
-/// A delivery result as JSON.
-pub fn result_json(r: &DeliveryResult) -> Value {
-    json!({
-        "message_id": r.message_id,
-        "trace_id": r.trace_id,
-        "status": status_name(r.status),
-        "errcode": r.errcode,
-        "errmsg": r.errmsg,
-        "wechat_msgid": r.wechat_msgid,
-        "attempts": r.attempts,
-        "app_id": r.app_id,
-        "template_key": r.template_key,
-        "accepted_at": time(r.accepted_at.as_ref()),
-    })
 }
 
 /// A string from the server as it may reach a terminal: control characters
@@ -67,40 +80,6 @@ pub fn result_text(r: &DeliveryResult) -> String {
     out
 }
 
-fn attempt_json(a: &Attempt) -> Value {
-    json!({
-        "attempt": a.attempt,
-        "status": status_name(a.status),
-        "errcode": a.errcode,
-        "errmsg": a.errmsg,
-        "wechat_msgid": a.wechat_msgid,
-        "latency_ms": a.latency_ms,
-        "occurred_at": time(a.occurred_at.as_ref()),
-    })
-}
-
-/// A log record as JSON.
-pub fn record_json(r: &LogRecord) -> Value {
-    json!({
-        "message_id": r.message_id,
-        "trace_id": r.trace_id,
-        "app_id": r.app_id,
-        "openid": r.openid,
-        "template_key": r.template_key,
-        "template_id": r.template_id,
-        "status": status_name(r.status),
-        "errcode": r.errcode,
-        "errmsg": r.errmsg,
-        "wechat_msgid": r.wechat_msgid,
-        "attempts": r.attempts,
-        "latency_ms": r.latency_ms,
-        "accepted_at": time(r.accepted_at.as_ref()),
-        "sent_at": time(r.sent_at.as_ref()),
-        "data": serde_json::from_str::<Value>(&r.data_json).unwrap_or(Value::Null),
-        "history": r.history.iter().map(attempt_json).collect::<Vec<_>>(),
-    })
-}
-
 /// A log record as one line for people.
 pub fn record_line(r: &LogRecord) -> String {
     let mut line = format!(
@@ -117,20 +96,6 @@ pub fn record_line(r: &LogRecord) -> String {
         line += &format!("  errcode={} errmsg={:?}", r.errcode, r.errmsg);
     }
     line
-}
-
-/// An app's token status as JSON (never the token itself).
-pub fn token_status_json(t: &TokenStatus) -> Value {
-    json!({
-        "app_id": t.app_id,
-        "kind": AppKind::try_from(t.kind).map(|k| k.as_str_name().trim_start_matches("APP_KIND_").to_ascii_lowercase()).unwrap_or_default(),
-        "token_mode": t.token_mode,
-        "has_token": t.has_token,
-        "expires_at": time(t.expires_at.as_ref()),
-        "last_refresh_at": time(t.last_refresh_at.as_ref()),
-        "refreshes_today": t.refreshes_today,
-        "last_error": t.last_error,
-    })
 }
 
 /// An app's token status as one line for people.
@@ -160,16 +125,6 @@ fn breaker_state(state: i32) -> String {
         .unwrap_or_else(|_| "UNKNOWN".into())
 }
 
-/// One app's circuit breaker as JSON.
-pub fn breaker_json(b: &AppBreaker) -> Value {
-    json!({
-        "app_id": b.app_id,
-        "state": breaker_state(b.state),
-        "consecutive_failures": b.recent_failures,
-        "next_probe_at": time(b.next_probe_at.as_ref()),
-    })
-}
-
 /// One app's circuit breaker as a line for people.
 pub fn breaker_line(b: &AppBreaker) -> String {
     let mut line = format!(
@@ -182,21 +137,6 @@ pub fn breaker_line(b: &AppBreaker) -> String {
         line += &format!("  next_probe_at={}", time(b.next_probe_at.as_ref()));
     }
     line
-}
-
-/// A dead letter as JSON.
-pub fn dead_letter_json(d: &DeadLetter) -> Value {
-    json!({
-        "message_id": d.message_id,
-        "app_id": d.app_id,
-        "template_key": d.template_key,
-        "openid": d.openid,
-        "errcode": d.errcode,
-        "errmsg": d.errmsg,
-        "attempts": d.attempts,
-        "dead_at": time(d.dead_at.as_ref()),
-        "trace_id": d.trace_id,
-    })
 }
 
 /// A dead letter as a line for people.
@@ -246,7 +186,14 @@ mod tests {
             ..Default::default()
         };
         assert!(result_text(&r).contains("errcode:      43004"));
-        assert_eq!(result_json(&r)["status"], "FAILED");
+        let message = wxpush_proto::v1::SendResponse { result: Some(r) };
+        let v: serde_json::Value = serde_json::from_str(&json(&message)).unwrap();
+        assert_eq!(v["result"]["status"], "DELIVERY_STATUS_FAILED");
+        assert_eq!(v["result"]["errcode"], "43004");
+        assert_eq!(
+            v["result"]["wechat_msgid"], "",
+            "defaults are shown, by proto name"
+        );
     }
 
     /// Issue 19, item 4: an openid, errmsg or app id carrying ESC / CR / LF

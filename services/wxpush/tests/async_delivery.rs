@@ -66,7 +66,7 @@ async fn received_by(h: &Harness, openid: &str) -> usize {
 async fn send_async_is_queued_then_sent_once_in_the_callers_trace() {
     let h = harness(config()).await;
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
-    let mut req = tonic::Request::new(shipped_to("o_demo_follower"));
+    let mut req = tonic::Request::new(SendAsyncRequest::from(shipped_to("o_demo_follower")));
     req.metadata_mut().insert(
         "traceparent",
         format!("00-{trace_id}-00f067aa0ba902b7-01")
@@ -117,16 +117,25 @@ async fn a_batch_reports_bad_recipients_and_delivers_the_rest() {
         .unwrap()
         .into_inner();
     assert_eq!((resp.accepted, resp.rejected), (2, 2));
-    assert!(
-        resp.results[1].error.contains("recipients[1].openid"),
-        "{:?}",
-        resp.results[1]
-    );
-    assert!(
-        resp.results[2].error.contains("variables.order_id"),
-        "{:?}",
-        resp.results[2]
-    );
+    // Each rejected item carries the error a Send of it alone would get,
+    // its fields named as the batch's.
+    for (i, field) in [
+        (1, "recipients[1].openid"),
+        (2, "recipients[2].variables.order_id"),
+    ] {
+        let e = item_error(&resp.results[i]);
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert_eq!(
+            wxpush_server::failure::reason(&e),
+            Some(wxpush_server::failure::Reason::FieldInvalid)
+        );
+        let fields: Vec<_> = wxpush_server::status::field_violations(&e)
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, [field], "{:?}", resp.results[i]);
+    }
+    assert!(resp.results[0].error.is_none());
     let sent = h
         .settled(&resp.results[0].message_id, Duration::from_secs(5))
         .await;
@@ -200,10 +209,19 @@ async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
         .await
         .unwrap();
     assert!(empty.into_inner().dead_letters.is_empty());
+    // Above the maximum is clamped, not refused (AIP-158); a token that is
+    // not ours is refused naming the field.
+    h.delivery()
+        .list_dead_letters(ListDeadLettersRequest {
+            page_size: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("a large page_size is clamped");
     let err = h
         .delivery()
         .list_dead_letters(ListDeadLettersRequest {
-            page_size: 501,
+            page_token: "not-a-token".into(),
             ..Default::default()
         })
         .await
@@ -240,9 +258,9 @@ async fn a_scheduled_message_waits_for_send_at() {
     let at = std::time::SystemTime::now() + Duration::from_millis(1500);
     let accepted = h
         .delivery()
-        .send_async(SendRequest {
+        .send_async(SendAsyncRequest {
             send_at: Some(wxpush_proto::timestamp(at)),
-            ..shipped_to("o_demo_follower")
+            ..shipped_to("o_demo_follower").into()
         })
         .await
         .unwrap()
@@ -288,7 +306,9 @@ async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .template
+        .unwrap();
     let hour = chrono::Utc::now()
         .format("%H")
         .to_string()
@@ -313,7 +333,9 @@ async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
             })
             .await
             .unwrap()
-            .into_inner();
+            .into_inner()
+            .template
+            .unwrap();
         // Delivery renders from its copy of the plan, at most a second old.
         tokio::time::sleep(wxpush_delivery::local::PLAN_TTL).await;
         let accepted = h.send_async(shipped_to("o_demo_follower2")).await;
@@ -327,7 +349,9 @@ async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
                 })
                 .await
                 .unwrap()
-                .into_inner();
+                .into_inner()
+                .result
+                .unwrap();
             assert_eq!(r.status, DeliveryStatus::Deferred as i32);
             assert_eq!(received_by(&h, "o_demo_follower2").await, 0);
         } else {
@@ -398,4 +422,17 @@ async fn an_outage_defers_messages_until_the_breaker_closes_and_dead_letters_non
         "nothing dead-lettered for the outage"
     );
     h.suite.shutdown().await;
+}
+
+/// A batch item's `google.rpc.Status` as the `tonic::Status` it stands for.
+fn item_error(item: &BatchItemResult) -> tonic::Status {
+    let e = item
+        .error
+        .clone()
+        .expect("a rejected item carries its error");
+    tonic::Status::with_details(
+        tonic::Code::from(e.code),
+        e.message.clone(),
+        prost::Message::encode_to_vec(&e).into(),
+    )
 }

@@ -236,7 +236,10 @@ async fn a_caller_that_gives_up_stops_further_attempts() {
     assert!(started.elapsed() < Duration::from_secs(2));
     // Either the server answered FAILED in time or the client's deadline hit.
     if let Ok(r) = &outcome {
-        assert_eq!(r.get_ref().status, DeliveryStatus::Failed as i32);
+        assert_eq!(
+            r.get_ref().result.as_ref().unwrap().status,
+            DeliveryStatus::Failed as i32
+        );
     }
     let after_deadline = sends_reaching_wechat(&h).await;
     assert!(
@@ -309,6 +312,8 @@ async fn fifty_concurrent_sends_with_one_key_on_two_replicas_send_once() {
         .map(|r| {
             r.expect("every duplicate gets the first result")
                 .into_inner()
+                .result
+                .unwrap()
         })
         .collect();
     let first = &results[0];
@@ -360,7 +365,10 @@ async fn a_rate_limit_of_20_per_second_holds_across_two_replicas() {
             while started.elapsed() < window {
                 match client.send(shipped_to("o_demo_follower2")).await {
                     Ok(r) => {
-                        assert_eq!(r.into_inner().status, DeliveryStatus::Sent as i32);
+                        assert_eq!(
+                            r.into_inner().result.unwrap().status,
+                            DeliveryStatus::Sent as i32
+                        );
                         sent += 1;
                     }
                     Err(e) => {

@@ -43,7 +43,8 @@ fn req<T>(message: T) -> Request<T> {
     r
 }
 
-/// A bounded answer: OK, or an error in [`CLEAR`] with a message.
+/// A bounded answer: OK, or an error in [`CLEAR`] with a message and an
+/// `ErrorInfo` reason.
 fn bounded<T>(what: &str, r: Result<tonic::Response<T>, tonic::Status>) -> Option<T> {
     match r {
         Ok(answer) => Some(answer.into_inner()),
@@ -57,6 +58,13 @@ fn bounded<T>(what: &str, r: Result<tonic::Response<T>, tonic::Status>) -> Optio
             assert!(
                 !s.message().is_empty(),
                 "{what}: an error without a message"
+            );
+            // Machines read the reason (README, "Errors"), never the text.
+            assert!(
+                wxpush_server::failure::reason(&s).is_some(),
+                "{what}: {:?} {} carries no ErrorInfo reason",
+                s.code(),
+                s.message()
             );
             None
         }
@@ -121,21 +129,24 @@ async fn delivery_corpus(mut d: DeliveryServiceClient<tonic::transport::Channel>
             variables: (0..5000).map(|i| (format!("v{i}"), huge(100))).collect(),
             ..ok()
         },
-        SendRequest {
-            send_at: ts(i64::MAX, -1),
-            ..ok()
-        },
     ];
     for (i, s) in sends.iter().enumerate() {
         bounded(&format!("Send #{i}"), d.send(req(s.clone())).await);
-        let mut a = s.clone();
-        if i == 10 {
-            a.send_at = ts(i64::MIN, 0);
-        }
+        let a = SendAsyncRequest::from(s.clone());
         bounded(&format!("SendAsync #{i}"), d.send_async(req(a)).await);
     }
+    for send_at in [ts(i64::MAX, -1), ts(i64::MIN, 0)] {
+        let a = SendAsyncRequest {
+            send_at,
+            ..ok().into()
+        };
+        bounded("SendAsync send_at", d.send_async(req(a)).await);
+    }
     for send_at in [ts(253_402_300_799, 0), ts(0, 2_000_000_000)] {
-        let a = SendRequest { send_at, ..ok() };
+        let a = SendAsyncRequest {
+            send_at,
+            ..ok().into()
+        };
         assert!(bounded("SendAsync send_at", d.send_async(req(a)).await).is_none());
     }
     let batches = [
@@ -191,7 +202,7 @@ async fn delivery_corpus(mut d: DeliveryServiceClient<tonic::transport::Channel>
         },
         ListDeadLettersRequest {
             filter: Some(DeadLetterFilter {
-                errcode: i64::MIN,
+                errcode: Some(i64::MIN),
                 time_range: Some(TimeRange {
                     start: ts(i64::MIN, 0),
                     end: ts(i64::MAX, 0),
@@ -389,7 +400,10 @@ async fn template_corpus(mut t: TemplateServiceClient<tonic::transport::Channel>
             .await;
         bounded("RenderTemplate", r);
         let r = t
-            .list_templates(req(ListTemplatesRequest { app_id: key.into() }))
+            .list_templates(req(ListTemplatesRequest {
+                app_id: key.into(),
+                ..Default::default()
+            }))
             .await;
         bounded("ListTemplates", r);
         let r = t

@@ -43,7 +43,7 @@ async fn item2_a_small_batch_cannot_fill_the_queue() {
     let err = h.delivery().send_batch(batch).await.unwrap_err();
     assert_eq!(refused_fields(err), ["recipients"]);
 
-    let mut far = shipped_to("o_demo_follower");
+    let mut far = SendAsyncRequest::from(shipped_to("o_demo_follower"));
     far.send_at = Some(wxpush_proto::Timestamp {
         seconds: 253_402_300_799,
         nanos: 0,
@@ -137,9 +137,12 @@ async fn item7_a_stalled_template_service_cannot_hold_a_send() {
     let err = sync.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(err.message().contains("template"), "{err:?}");
-    let queued = tokio::time::timeout(guard, delivery.send_async(shipped_to("o_demo_follower")))
-        .await
-        .expect("SendAsync answered");
+    let queued = tokio::time::timeout(
+        guard,
+        delivery.send_async(SendAsyncRequest::from(shipped_to("o_demo_follower"))),
+    )
+    .await
+    .expect("SendAsync answered");
     assert_eq!(queued.unwrap_err().code(), Code::DeadlineExceeded);
     h.suite.shutdown().await;
 }

@@ -31,6 +31,9 @@ async fn tail_shows_a_users_send_within_a_second_and_stats_count_it() {
         .expect("within 1 s")
         .unwrap()
         .expect("stream open");
+    let Some(tail_logs_response::Event::Record(got)) = got.event else {
+        panic!("expected a record, got {got:?}");
+    };
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(
         got.message_id, mine.message_id,
@@ -115,7 +118,10 @@ async fn next_record(lines: &mut std::sync::mpsc::Receiver<String>) -> serde_jso
     .unwrap();
     *lines = rx;
     let line = line.expect("a line from wxpush logs --follow");
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+    let event: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+    // A TailLogsResponse in the protobuf JSON mapping: the oneof's member.
+    event["record"].clone()
 }
 
 /// `wxpush logs --follow`, a real process against the suite: the user's

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use std::time::Duration;
-use wxpush_proto::v1::{DeliveryStatus, LogFilter};
+use wxpush_proto::v1::{DeliveryStatus, LogFilter, SendAsyncRequest};
 use wxpush_telemetry::TelemetryConfig;
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -96,7 +96,14 @@ async fn a_send_is_one_trace_across_every_hop_exported_over_otlp() {
     request
         .metadata_mut()
         .insert("x-request-id", "req-otel-1".parse().unwrap());
-    let continued = h.delivery().send(request).await.unwrap().into_inner();
+    let continued = h
+        .delivery()
+        .send(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
     assert_eq!(continued.status, DeliveryStatus::Sent as i32);
     assert_eq!(continued.trace_id, CALLER_TRACE);
 
@@ -107,7 +114,7 @@ async fn a_send_is_one_trace_across_every_hop_exported_over_otlp() {
     assert_eq!(fresh.trace_id.len(), 32);
 
     // 3: SendAsync: the queued delivery continues the caller's trace.
-    let mut request = tonic::Request::new(shipped_to("o_demo_follower"));
+    let mut request = tonic::Request::new(SendAsyncRequest::from(shipped_to("o_demo_follower")));
     request.metadata_mut().insert(
         "traceparent",
         format!("00-{ASYNC_TRACE}-{CALLER_SPAN}-01")

@@ -90,8 +90,7 @@ async fn a_non_follower_gets_failed_43004_as_a_result_not_an_error() {
     let by_status = h
         .find_one(LogFilter {
             status: DeliveryStatus::Failed as i32,
-            errcode: 43004,
-            has_errcode: true,
+            errcode: Some(43004),
             ..Default::default()
         })
         .await;
@@ -169,13 +168,13 @@ async fn bad_requests_get_clear_errors_naming_the_field() {
     let bad_page = h
         .logs()
         .query_logs(QueryLogsRequest {
-            page_size: 10_000,
+            page_token: "not-a-token".into(),
             ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(bad_page.code(), Code::InvalidArgument);
-    assert_eq!(field_violations(&bad_page)[0].field, "page_size");
+    assert_eq!(field_violations(&bad_page)[0].field, "page_token");
 
     // Nothing was sent for any of them.
     assert_eq!(h.admin.counters().await.unwrap().messages_sent, 0);
@@ -193,7 +192,14 @@ async fn an_incoming_traceparent_is_continued() {
             .parse()
             .unwrap(),
     );
-    let r = h.delivery().send(req).await.unwrap().into_inner();
+    let r = h
+        .delivery()
+        .send(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
     assert_eq!(r.trace_id, trace_id);
     let rec = h
         .find_one(LogFilter {

@@ -59,7 +59,9 @@ async fn sync_finds_the_sandbox_templates_and_their_fields() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .template
+        .unwrap();
     assert_eq!(
         t.wechat_content,
         "订单号:{{character_string1.DATA}}\n状态:{{thing2.DATA}}\n金额:{{amount3.DATA}}"
@@ -110,7 +112,9 @@ async fn a_business_template_whose_wechat_template_vanished_is_flagged_not_delet
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .template
+        .unwrap();
     assert!(t.wechat_template_missing);
     assert_eq!(t.version, 2);
     h.suite.shutdown().await;
@@ -240,7 +244,9 @@ async fn bad_input_is_refused_naming_each_field() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .template
+        .unwrap();
     t.fields.insert("thing9".into(), "{{note}}".into());
     let version = t.version;
     let e = templates(&h)

@@ -61,12 +61,14 @@ async fn tokens_are_cached_and_invalidated_only_when_still_current() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .status
+        .unwrap();
     assert!(status.has_token);
     assert_eq!(status.token_mode, "stable_token");
     assert!(status.refreshes_today >= 2);
     let apps = tokens
-        .list_apps(ListAppsRequest {})
+        .list_apps(ListAppsRequest::default())
         .await
         .unwrap()
         .into_inner()

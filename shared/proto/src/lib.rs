@@ -16,8 +16,27 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/wxpush_descriptor.bin"));
 
 pub use prost_types::Timestamp;
+/// `google.rpc.Status`, as a batch item's error carries it.
+pub use tonic_types::pb::Status as RpcStatus;
 
 /// Converts a wall-clock time to a protobuf timestamp.
 pub fn timestamp(t: std::time::SystemTime) -> Timestamp {
     Timestamp::from(t)
+}
+
+/// The same message, queued instead of sent now (no `send_at`).
+impl From<v1::SendRequest> for v1::SendAsyncRequest {
+    fn from(m: v1::SendRequest) -> Self {
+        Self {
+            app_id: m.app_id,
+            template_key: m.template_key,
+            openid: m.openid,
+            variables: m.variables,
+            url: m.url,
+            miniprogram: m.miniprogram,
+            page: m.page,
+            idempotency_key: m.idempotency_key,
+            send_at: None,
+        }
+    }
 }

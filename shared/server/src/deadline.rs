@@ -4,13 +4,30 @@
 use std::time::Duration;
 use tonic::metadata::MetadataMap;
 
+/// The header carrying a call's deadline.
+pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+
 /// The timeout the caller set, if any (`grpc-timeout: 5S`, `250m`, ...).
 pub fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let value = metadata.get(GRPC_TIMEOUT)?.to_str().ok()?;
     parse(value)
 }
 
-fn parse(value: &str) -> Option<Duration> {
+/// A `grpc-timeout` value: at most 8 digits, in the finest unit that fits.
+pub fn encode(d: Duration) -> String {
+    const MAX: u128 = 99_999_999;
+    let micros = d.as_micros();
+    if micros <= MAX {
+        format!("{micros}u")
+    } else if d.as_millis() <= MAX {
+        format!("{}m", d.as_millis())
+    } else {
+        format!("{}S", u128::from(d.as_secs()).min(MAX))
+    }
+}
+
+/// A `grpc-timeout` value as a duration.
+pub fn parse(value: &str) -> Option<Duration> {
     if value.len() < 2 || value.len() > 9 {
         return None;
     }
@@ -41,6 +58,15 @@ mod tests {
         assert_eq!(parse("9n"), Some(Duration::from_nanos(9)));
         for bad in ["", "S", "5", "5X", "-1S", "1234567890S"] {
             assert_eq!(parse(bad), None, "{bad}");
+        }
+        for d in [
+            Duration::from_micros(7),
+            Duration::from_secs(2),
+            Duration::from_secs(86_400 * 9),
+        ] {
+            let e = encode(d);
+            assert!(e.len() <= 9, "{e}");
+            assert_eq!(parse(&e), Some(d), "{e}");
         }
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! - [`config`]: a YAML file plus `PREFIX__KEY__SUBKEY` environment overrides;
 //!   [`config::Secret`] keeps credentials out of `Debug` output.
-//! - [`status`]: building blocks for mapping typed errors to `tonic::Status`
-//!   (field violations, retry delays).
+//! - [`failure`]: every error as a `tonic::Status` with a stable
+//!   `ErrorInfo` reason, metadata and retry advice; [`status`]: request
+//!   field checks (violations).
 //! - [`grpc`]: serve a set of tonic services with health and reflection;
 //!   dial a peer service.
 //! - [`component`]: a service as a part a process runs (routes, metrics,
@@ -22,9 +23,11 @@
 pub mod component;
 pub mod config;
 pub mod deadline;
+pub mod failure;
 pub mod grpc;
 pub mod limits;
 pub mod logging;
+pub mod paging;
 pub mod process;
 pub mod rpc;
 pub mod shutdown;

@@ -1,11 +1,10 @@
-//! Building blocks for the one place per service that maps its error enum to
-//! `tonic::Status`, so every bad input gets the same shape of answer:
-//! INVALID_ARGUMENT with a `BadRequest` detail naming each field, and
-//! RESOURCE_EXHAUSTED / UNAVAILABLE with a `RetryInfo` delay.
+//! Checking request fields: violations collected per field, answered as
+//! INVALID_ARGUMENT with a `BadRequest` detail naming each field (built by
+//! [`crate::failure::Failure`]), and reading those details back.
 
 use std::time::Duration;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use tonic::Status;
+use tonic_types::StatusExt;
 
 /// One bad field in a request: its path (`recipients[3].openid`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,25 +23,10 @@ impl Violation {
 }
 
 /// INVALID_ARGUMENT whose message lists every violation and whose details
-/// carry them as `google.rpc.BadRequest` field violations.
+/// carry them as `google.rpc.BadRequest` field violations (and the reason
+/// FIELD_INVALID).
 pub fn invalid_argument(violations: &[Violation]) -> Status {
-    let message = violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let details = ErrorDetails::with_bad_request(
-        violations
-            .iter()
-            .map(|v| FieldViolation::new(v.field.clone(), v.description.clone()))
-            .collect::<Vec<_>>(),
-    );
-    Status::with_error_details(Code::InvalidArgument, message, details)
-}
-
-/// A status that tells the caller when to try again (`google.rpc.RetryInfo`).
-pub fn with_retry_delay(code: Code, message: impl Into<String>, delay: Duration) -> Status {
-    Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(delay)))
+    crate::failure::Failure::invalid(violations).into()
 }
 
 /// Checks that a required string field is present, trimmed of nothing: an
@@ -127,17 +111,11 @@ mod tests {
         require(&mut v, "openid", " ");
         max_chars(&mut v, "key", "订单订单订", 4);
         let status = check(v).unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("openid: is required"));
         let got = field_violations(&status);
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].field, "key");
         assert!(got[1].description.contains("5 characters"));
-    }
-
-    #[test]
-    fn retry_delay_round_trips() {
-        let s = with_retry_delay(Code::Unavailable, "open", Duration::from_secs(3));
-        assert_eq!(retry_delay(&s), Some(Duration::from_secs(3)));
     }
 }

@@ -165,7 +165,7 @@ impl DeadRecord {
         });
         (f.app_id.is_empty() || f.app_id == self.message.app_id)
             && (f.template_key.is_empty() || f.template_key == self.message.template_key)
-            && (f.errcode == 0 || f.errcode == self.message.last_errcode)
+            && f.errcode.is_none_or(|e| e == self.message.last_errcode)
             && range_ok
     }
 }

@@ -54,8 +54,8 @@ fn filter_keys(f: &LogFilter) -> Vec<IndexKey> {
     if f.status != 0 {
         keys.push((b's', f.status.to_string()));
     }
-    if f.has_errcode {
-        keys.push((b'e', f.errcode.to_string()));
+    if let Some(errcode) = f.errcode {
+        keys.push((b'e', errcode.to_string()));
     }
     keys
 }

@@ -263,7 +263,7 @@ pub fn brute_force<'a>(all: &'a [LogRecord], f: &LogFilter) -> Vec<&'a LogRecord
                 && eq(&f.template_key, &r.template_key)
                 && eq(&f.template_id, &r.template_id)
                 && (f.status == 0 || f.status == r.status)
-                && (!f.has_errcode || f.errcode == r.errcode)
+                && f.errcode.is_none_or(|e| e == r.errcode)
                 && in_range
         })
         .collect();
@@ -305,8 +305,7 @@ pub fn random_filter(rng: &mut Rng, all: &[LogRecord]) -> LogFilter {
         f.status = pick(rng).status;
     }
     if rng.chance(p) {
-        f.has_errcode = true;
-        f.errcode = pick(rng).errcode;
+        f.errcode = Some(pick(rng).errcode);
     }
     if rng.chance(40) {
         let a = micros(&pick(rng).accepted_at);

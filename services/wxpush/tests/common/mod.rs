@@ -86,13 +86,19 @@ impl Harness {
 
     /// A sync `Send` that must not fail as an RPC: its result.
     pub async fn send(&self, req: SendRequest) -> DeliveryResult {
-        self.delivery().send(req).await.expect("Send").into_inner()
+        self.delivery()
+            .send(req)
+            .await
+            .expect("Send")
+            .into_inner()
+            .result
+            .expect("a Send answer carries its result")
     }
 
     /// A `SendAsync` that must be accepted.
     pub async fn send_async(&self, req: SendRequest) -> SendAsyncResponse {
         self.delivery()
-            .send_async(req)
+            .send_async(SendAsyncRequest::from(req))
             .await
             .expect("SendAsync")
             .into_inner()
@@ -138,7 +144,9 @@ impl Harness {
                 })
                 .await
                 .unwrap()
-                .into_inner();
+                .into_inner()
+                .result
+                .expect("a GetMessage answer carries its result");
             let done = [
                 DeliveryStatus::Sent,
                 DeliveryStatus::Failed,

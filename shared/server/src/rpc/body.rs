@@ -110,7 +110,13 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(trailers) = frame.trailers_mut()
+            && this.finish.as_ref().is_some_and(|f| f.side == Side::Server)
+        {
+            super::server::ensure_error_info(trailers);
+        }
         let code = match &polled {
             Poll::Ready(Some(Ok(frame))) => frame
                 .trailers_ref()

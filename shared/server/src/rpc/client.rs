@@ -73,7 +73,7 @@ where
         if cx.span().span_context().is_valid() {
             inject(&cx, request.headers_mut());
         }
-        Forwarded::current().apply(request.headers_mut());
+        Forwarded::current().apply_to_call(request.headers_mut());
         let future = span.in_scope(|| self.inner.call(request));
         let finish = Finish {
             span: span.clone(),

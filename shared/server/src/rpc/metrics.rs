@@ -3,11 +3,10 @@
 //! port with [`RpcMetrics::register`].
 //!
 //! Labels follow the usual gRPC exporter names (`grpc_service`,
-//! `grpc_method`, `grpc_code`) rather than `service`, which Prometheus
-//! Operator adds as a target label and would rename.
+//! `grpc_method`, `grpc_type`, `grpc_code`) rather than `service`, which
+//! Prometheus Operator adds as a target label and would rename.
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -26,22 +25,19 @@ const BUCKETS: [f64; 13] = [
 struct CallLabels {
     grpc_service: String,
     grpc_method: String,
+    /// `unary` or `server_stream` (TailLogs): a stream's duration is how
+    /// long it stayed open, so latency panels keep to `unary`.
+    grpc_type: &'static str,
     grpc_code: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MethodLabels {
-    grpc_service: String,
-    grpc_method: String,
-}
+type HistogramFamily = Family<CallLabels, Histogram, fn() -> Histogram>;
 
-type HistogramFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
-
-/// Requests and errors by service, method and code; duration by method.
+/// One histogram of served calls by service, method, type and final code:
+/// its `_count` is the request rate, errors are the series whose
+/// `grpc_code` is not `OK`.
 #[derive(Clone)]
 pub struct RpcMetrics {
-    requests: Family<CallLabels, Counter>,
-    errors: Family<CallLabels, Counter>,
     duration: HistogramFamily,
 }
 
@@ -50,29 +46,17 @@ impl RpcMetrics {
     pub fn global() -> &'static RpcMetrics {
         static GLOBAL: OnceLock<RpcMetrics> = OnceLock::new();
         GLOBAL.get_or_init(|| RpcMetrics {
-            requests: Family::default(),
-            errors: Family::default(),
             duration: HistogramFamily::new_with_constructor(|| {
                 Histogram::new(BUCKETS.iter().copied())
             }),
         })
     }
 
-    /// Adds the families to a registry (the admin port's).
+    /// Adds the family to a registry (the admin port's).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "wxpush_rpc_server_requests",
-            "gRPC calls served, by service, method and final status code",
-            self.requests.clone(),
-        );
-        registry.register(
-            "wxpush_rpc_server_errors",
-            "gRPC calls served that ended with a status other than OK",
-            self.errors.clone(),
-        );
-        registry.register(
             "wxpush_rpc_server_duration_seconds",
-            "Time from request to final status of served gRPC calls",
+            "Time from request to final status of served gRPC calls, by service, method, type and status code",
             self.duration.clone(),
         );
     }
@@ -81,17 +65,15 @@ impl RpcMetrics {
         let labels = CallLabels {
             grpc_service: name.service.clone(),
             grpc_method: name.method.clone(),
+            grpc_type: if name.is_server_stream() {
+                "server_stream"
+            } else {
+                "unary"
+            },
             grpc_code: code_name(code),
         };
-        self.requests.get_or_create(&labels).inc();
-        if code != Code::Ok {
-            self.errors.get_or_create(&labels).inc();
-        }
         self.duration
-            .get_or_create(&MethodLabels {
-                grpc_service: labels.grpc_service,
-                grpc_method: labels.grpc_method,
-            })
+            .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
     }
 }

@@ -39,6 +39,9 @@ pub struct RpcName {
     pub service: String,
     /// `Send`
     pub method: String,
+    /// Whether the server answers with a stream (TailLogs, health Watch,
+    /// reflection).
+    pub streams: bool,
 }
 
 impl RpcName {
@@ -48,16 +51,26 @@ impl RpcName {
     /// `/evil.Svc1/M1`, `/evil.Svc2/M1`... cannot mint metric series or span
     /// names.
     pub fn from_path(path: &str) -> Self {
-        match path.trim_start_matches('/').split_once('/') {
-            Some((service, method)) if known_methods().contains(path) => Self {
+        match (
+            path.trim_start_matches('/').split_once('/'),
+            known_methods().get(path),
+        ) {
+            (Some((service, method)), Some(streams)) => Self {
                 service: service.to_string(),
                 method: method.to_string(),
+                streams: *streams,
             },
             _ => Self {
                 service: "unknown".into(),
                 method: "unknown".into(),
+                streams: false,
             },
         }
+    }
+
+    /// Whether the server side streams (the `grpc_type` label).
+    pub fn is_server_stream(&self) -> bool {
+        self.streams
     }
 
     /// The span name: `service/method`.
@@ -67,13 +80,14 @@ impl RpcName {
 }
 
 /// `/pkg.Service/Method` of every method of the descriptor sets wxpush
-/// serves: its own API, `grpc.health.v1` and server reflection.
-fn known_methods() -> &'static std::collections::HashSet<String> {
-    static KNOWN: std::sync::OnceLock<std::collections::HashSet<String>> =
+/// serves (its own API, `grpc.health.v1` and server reflection), and
+/// whether the server streams its answer.
+fn known_methods() -> &'static std::collections::HashMap<String, bool> {
+    static KNOWN: std::sync::OnceLock<std::collections::HashMap<String, bool>> =
         std::sync::OnceLock::new();
     KNOWN.get_or_init(|| {
         use prost::Message;
-        let mut known = std::collections::HashSet::new();
+        let mut known = std::collections::HashMap::new();
         for set in [
             wxpush_proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -84,15 +98,19 @@ fn known_methods() -> &'static std::collections::HashSet<String> {
             for f in files {
                 for s in &f.service {
                     for m in &s.method {
-                        known.insert(format!("/{}.{}/{}", f.package(), s.name(), m.name()));
+                        known.insert(
+                            format!("/{}.{}/{}", f.package(), s.name(), m.name()),
+                            m.server_streaming(),
+                        );
                     }
                 }
             }
         }
         for version in ["v1", "v1alpha"] {
-            known.insert(format!(
-                "/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
-            ));
+            known.insert(
+                format!("/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"),
+                true,
+            );
         }
         known
     })

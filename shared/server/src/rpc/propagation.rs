@@ -15,10 +15,18 @@ use std::future::Future;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Headers Envoy (Istio) uses to join its spans into the trace and to
-/// correlate access logs: forwarded unchanged from the incoming call to
-/// every outgoing call made on its behalf.
-pub const FORWARDED_HEADERS: [&str; 8] = [
+/// The header that pins a request to the canary pods (the chart's
+/// VirtualServices route it to the `canary` subset of every service).
+pub const CANARY_HEADER: &str = "x-wxpush-canary";
+
+/// Headers forwarded unchanged from the incoming call to every outgoing
+/// call made on its behalf, the queue hop included: Envoy's (Istio's), to
+/// join its spans into the trace and correlate access logs; W3C `baggage`;
+/// and [`CANARY_HEADER`], so a request pinned to the canary stays on canary
+/// pods through delivery → template → token.
+pub const FORWARDED_HEADERS: [&str; 10] = [
+    CANARY_HEADER,
+    "baggage",
     "x-request-id",
     "b3",
     "x-b3-traceid",
@@ -81,26 +89,55 @@ pub fn inject_current(headers: &mut HeaderMap) -> bool {
     valid
 }
 
-/// The Istio headers of the call being served.
+/// What of the call being served travels to the calls made on its behalf:
+/// the [`FORWARDED_HEADERS`] it carried, and its deadline (`grpc-timeout`),
+/// so no inner call outlives the caller.
 #[derive(Debug, Clone, Default)]
-pub struct Forwarded(Vec<(HeaderName, HeaderValue)>);
+pub struct Forwarded {
+    headers: Vec<(HeaderName, HeaderValue)>,
+    deadline: Option<std::time::Instant>,
+}
 
 tokio::task_local! {
     static FORWARDED: Forwarded;
 }
 
 impl Forwarded {
-    /// Picks the [`FORWARDED_HEADERS`] out of an incoming request.
+    /// Picks the [`FORWARDED_HEADERS`] and the deadline out of an incoming
+    /// request.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self(
-            FORWARDED_HEADERS
+        Self {
+            headers: FORWARDED_HEADERS
                 .iter()
                 .filter_map(|name| {
                     let v = headers.get(*name)?;
                     Some((HeaderName::from_static(name), v.clone()))
                 })
                 .collect(),
-        )
+            deadline: headers
+                .get(crate::deadline::GRPC_TIMEOUT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::deadline::parse)
+                .map(|t| std::time::Instant::now() + t),
+        }
+    }
+
+    /// The forwarded headers stored with a queued message (no deadline: the
+    /// worker gives each step its own budget).
+    pub fn from_pairs(pairs: &HashMap<String, String>) -> Self {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                headers.insert(k, v);
+            }
+        }
+        Self {
+            deadline: None,
+            ..Self::from_headers(&headers)
+        }
     }
 
     /// Those of the call this task serves (empty outside one).
@@ -113,16 +150,36 @@ impl Forwarded {
         FORWARDED.scope(self, fut).await
     }
 
-    /// Adds them to outgoing headers.
+    /// Adds the headers to an outgoing request (an HTTP one too: WeChat).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for (k, v) in &self.0 {
+        for (k, v) in &self.headers {
             headers.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// Adds the headers to an outgoing gRPC call, and the time left of the
+    /// served call's deadline as its `grpc-timeout` (or the call's own
+    /// timeout, when that is shorter).
+    pub fn apply_to_call(&self, headers: &mut HeaderMap) {
+        self.apply(headers);
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let own = headers
+            .get(crate::deadline::GRPC_TIMEOUT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::deadline::parse);
+        if own.is_none_or(|own| left < own)
+            && let Ok(v) = HeaderValue::from_str(&crate::deadline::encode(left))
+        {
+            headers.insert(crate::deadline::GRPC_TIMEOUT, v);
         }
     }
 
     /// As plain pairs (to store in a queued message).
     pub fn to_pairs(&self) -> Vec<(String, String)> {
-        self.0
+        self.headers
             .iter()
             .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
             .collect()
@@ -189,6 +246,35 @@ mod tests {
         assert!(out.get("b3").is_some());
         assert!(out.get("authorization").is_none());
         assert_eq!(fwd.to_pairs().len(), 2);
+    }
+
+    #[test]
+    fn the_canary_pin_and_the_deadline_reach_the_inner_call() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert(CANARY_HEADER, HeaderValue::from_static("always"));
+        incoming.insert("baggage", HeaderValue::from_static("team=pay"));
+        incoming.insert("grpc-timeout", HeaderValue::from_static("2S"));
+        let fwd = Forwarded::from_headers(&incoming);
+        let mut out = HeaderMap::new();
+        fwd.apply_to_call(&mut out);
+        assert_eq!(out[CANARY_HEADER], "always");
+        assert_eq!(out["baggage"], "team=pay");
+        let left = crate::deadline::parse(out["grpc-timeout"].to_str().unwrap()).unwrap();
+        assert!(
+            left <= std::time::Duration::from_secs(2)
+                && left > std::time::Duration::from_millis(1500)
+        );
+        // A shorter timeout of the inner call's own stays.
+        let mut own = HeaderMap::new();
+        own.insert("grpc-timeout", HeaderValue::from_static("100m"));
+        fwd.apply_to_call(&mut own);
+        assert_eq!(own["grpc-timeout"], "100m");
+        // The queue hop keeps the pin, not the deadline.
+        let stored: HashMap<String, String> = fwd.to_pairs().into_iter().collect();
+        let mut after_queue = HeaderMap::new();
+        Forwarded::from_pairs(&stored).apply_to_call(&mut after_queue);
+        assert_eq!(after_queue[CANARY_HEADER], "always");
+        assert!(after_queue.get("grpc-timeout").is_none());
     }
 
     #[tokio::test]

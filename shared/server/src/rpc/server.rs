@@ -87,6 +87,34 @@ fn cap_message(headers: &mut http::HeaderMap) {
     }
 }
 
+/// Gives an error answer without `grpc-status-details-bin` (made by tonic,
+/// tower or hyper rather than a service's error mapping: a body that does
+/// not decode, an unknown method, a deadline) the `ErrorInfo` every wxpush
+/// error carries, its reason from the code ([`crate::failure::for_code`]).
+pub(crate) fn ensure_error_info(headers: &mut http::HeaderMap) {
+    let Some(code) = super::grpc_status(headers) else {
+        return;
+    };
+    if code == tonic::Code::Ok || headers.contains_key("grpc-status-details-bin") {
+        return;
+    }
+    let message = headers
+        .get("grpc-message")
+        .map(|v| {
+            percent_encoding::percent_decode(v.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    let reason = crate::failure::for_code(code);
+    let status: tonic::Status = crate::failure::Failure::new(code, reason, message).into();
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.details());
+    if let Ok(v) = http::HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-status-details-bin", v);
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ServerTrace<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
@@ -117,6 +145,7 @@ where
             let result = forwarded.scope(future.instrument(span)).await;
             let result = result.map(|mut response| {
                 cap_message(response.headers_mut());
+                ensure_error_info(response.headers_mut());
                 response
             });
             finish.observe(result, tonic::Code::Internal)
@@ -127,6 +156,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_without_details_gets_an_error_info() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-status", "12".parse().unwrap());
+        headers.insert("grpc-message", "no%20such%20method".parse().unwrap());
+        ensure_error_info(&mut headers);
+        let status = tonic::Status::from_header_map(&headers).unwrap();
+        assert_eq!(
+            crate::failure::reason(&status),
+            Some(crate::failure::Reason::MethodUnknown)
+        );
+        // An answer that has details keeps them; OK gets none.
+        let mut ok = http::HeaderMap::new();
+        ok.insert("grpc-status", "0".parse().unwrap());
+        ensure_error_info(&mut ok);
+        assert!(!ok.contains_key("grpc-status-details-bin"));
+    }
 
     #[test]
     fn a_long_message_is_cut_outside_an_escape() {

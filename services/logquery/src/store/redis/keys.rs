@@ -115,7 +115,7 @@ impl Combo {
             && eq(&f.template_key, &self.template_key)
             && eq(&f.template_id, &self.template_id)
             && (f.status == 0 || f.status == self.status)
-            && (!f.has_errcode || f.errcode == self.errcode)
+            && f.errcode.is_none_or(|e| e == self.errcode)
     }
 }
 
@@ -125,7 +125,7 @@ pub fn has_combo_fields(f: &LogFilter) -> bool {
         || !f.template_key.is_empty()
         || !f.template_id.is_empty()
         || f.status != 0
-        || f.has_errcode
+        || f.errcode.is_some()
 }
 
 #[cfg(test)]
