@@ -17,7 +17,9 @@ HEADER = "x-wxpush-canary"
 
 
 def pinned_to_canary(docs, values, components):
-    """Returns whether a canary runs (and so was checked)."""
+    """Returns whether a canary runs behind Istio (and so was checked)."""
+    if not values.get("istio", {}).get("enabled", True):
+        return False
     canary = values.get("canary", {})
     if not canary.get("enabled", False):
         check(not any(r["name"] == "canary-by-header" for v in by_kind(docs, "VirtualService")

@@ -28,11 +28,11 @@ def scheduling(docs, values):
                 filled = []
                 for w, g in zip(want, got):
                     if "labelSelector" not in w:
-                        own = g.get("labelSelector", {}).get("matchLabels", {})
-                        selected = pods_selected(deployments, own)
+                        selector = g.get("labelSelector", {}).get("matchLabels", {})
+                        selected = pods_selected(deployments, selector)
                         check([s["metadata"]["name"] for s in selected] == [name],
                               f"{name}: a spread constraint without labelSelector spreads its own pods: {g}")
-                        w = {**w, "labelSelector": {"matchLabels": own}}
+                        w = {**w, "labelSelector": {"matchLabels": selector}}
                     filled.append(w)
                 want = filled
             check((got or None) == (want or None), f"{name}: {key} {got} is {want}")
