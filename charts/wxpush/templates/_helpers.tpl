@@ -38,6 +38,43 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* The canary header's name, fixed: the services forward exactly this header
+(and W3C baggage) from each incoming gRPC call to every call they make, so a
+request pinned to the canary stays there on every hop. */}}
+{{- define "wxpush.canaryHeader" -}}
+x-wxpush-canary
+{{- end -}}
+
+{{/* Where a component's pods run (dict "root" $ "component" "token" "track"
+"stable"): nodeSelector, tolerations, affinity and topologySpreadConstraints,
+each the component's own when it sets it, else the global one. A spread
+constraint without a labelSelector selects the component's pods of the track. */}}
+{{- define "wxpush.scheduling" -}}
+{{- $c := index .root.Values .component -}}
+{{- $pod := dict -}}
+{{- range $key := list "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" -}}
+{{- $v := ternary (index $c $key) (index $.root.Values $key) (hasKey $c $key) -}}
+{{- if $v -}}
+{{- $_ := set $pod $key $v -}}
+{{- end -}}
+{{- end -}}
+{{- if $pod.topologySpreadConstraints -}}
+{{- $own := merge (fromYaml (include "wxpush.selector" .)) (dict "track" .track) -}}
+{{- $spread := list -}}
+{{- range $pod.topologySpreadConstraints -}}
+{{- $t := deepCopy . -}}
+{{- if not $t.labelSelector -}}
+{{- $_ := set $t "labelSelector" (dict "matchLabels" $own) -}}
+{{- end -}}
+{{- $spread = append $spread $t -}}
+{{- end -}}
+{{- $_ := set $pod "topologySpreadConstraints" $spread -}}
+{{- end -}}
+{{- if $pod -}}
+{{- toYaml $pod -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The image tag of a track. */}}
 {{- define "wxpush.tag" -}}
 {{- if and (eq .track "canary") .root.Values.canary.image.tag -}}
