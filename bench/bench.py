@@ -4,6 +4,7 @@
     python3 bench/bench.py send       # sync Send, 1 and 32 callers
     python3 bench/bench.py async      # SendBatch 10 x 1000 and SendAsync, until delivered
     python3 bench/bench.py token      # cached GetAccessToken vs a bare tonic echo server
+    python3 bench/bench.py logquery   # ingest 1 000 000 delivery events, QueryLogs on them
     python3 bench/bench.py all        # every scenario above
     add --latency-ms 20               # the sandbox answers 20 ms later (concurrency must carry)
 
@@ -64,7 +65,8 @@ def ensure_tools():
     if not shutil.which("redis-server"):
         sys.exit("redis-server is missing: scripts/install-test-tools.sh installs it")
     for target in (["-p", "wxpush", "-p", "wechat-sandbox", "--bins"],
-                   ["-p", "wxpush-token", "--example", "token_echo"]):
+                   ["-p", "wxpush-token", "--example", "token_echo"],
+                   ["-p", "wxpush-logquery", "--example", "load_events"]):
         subprocess.run(["cargo", "build", "--release", "--quiet", *target], cwd=ROOT, check=True)
 
 
@@ -373,7 +375,52 @@ def scenario_token(topology, duration):
     return rows
 
 
-SCENARIOS = {"send": scenario_send, "async": scenario_async, "token": scenario_token}
+def consumer_lag(topology, group="logquery"):
+    """Entries of the event stream the group has not yet acknowledged."""
+    out = subprocess.run(["redis-cli", "-p", str(topology.redis_port), "XINFO", "GROUPS", "wxpush:events"],
+                         capture_output=True, text=True).stdout.split("\n")
+    fields = dict(zip(out[0::2], out[1::2]))
+    if fields.get("name") != group:
+        return None
+    return int(fields.get("lag") or 0) + int(fields.get("pending") or 0)
+
+
+def scenario_logquery(topology, duration, records=1_000_000, users=100_000):
+    """Ingest of `records` delivery events, then QueryLogs latency on them."""
+    proto = str(ROOT / "proto")
+    loader = [str(ROOT / "target/release/examples/load_events"),
+              f"redis://127.0.0.1:{topology.redis_port}/", "wxpush:", str(records), str(users)]
+    cpu0, t0 = topology.cpu(), time.time()
+    subprocess.run(loader, check=True, stdout=subprocess.DEVNULL)
+    appended = time.time() - t0
+    deadline = time.time() + 1800
+    while (consumer_lag(topology) or records) > 0 and time.time() < deadline:
+        time.sleep(0.2)
+    ingest_s = time.time() - t0
+    cpu1 = topology.cpu()
+    rows = {f"ingest {records} events (appended in {appended:.1f} s)": {
+        "rate_per_s": round(records / ingest_s, 1),
+        "latency_ms": {"med": 0, "p(90)": 0, "p(99)": 0, "max": 0},
+        "checks_failed": 0, "errors": {},
+        "cpu_us_per_message": {k: round((cpu1[k] - cpu0.get(k, 0)) / records * 1e6) for k in cpu1},
+        "cpu_us_per_message_total": round(sum(cpu1[k] - cpu0.get(k, 0) for k in cpu1 if k != "sandbox") / records * 1e6),
+        "redis_commands_per_message": 0, "redis_commands": {},
+        "rss_mb": topology.rss(),
+    }}
+    for flt in ("openid", "trace", "app_status", "none"):
+        for vus in (1, 8):
+            m, extra = measured(
+                topology,
+                lambda: k6("grpc_query.js", vus, duration, env={
+                    "ADDR": topology.addr("logquery"), "PROTO_ROOT": proto,
+                    "COUNT": str(records), "USERS": str(users), "FILTER": flt}),
+                lambda m: counter(m, "iterations"))
+            rows[f"QueryLogs by {flt}, {vus} callers"] = row(m, "grpc_req_duration", extra)
+    return rows
+
+
+SCENARIOS = {"send": scenario_send, "async": scenario_async, "token": scenario_token,
+             "logquery": scenario_logquery}
 
 
 def markdown(rows):

@@ -160,6 +160,6 @@ dangerous or admin commands. The same rules as `wxpush redis-acl` prints
 {{- range index $patterns .component -}}
 {{- $rules = append $rules (printf . $p) -}}
 {{- end -}}
-{{- $rules = concat $rules (list "-@all" "+@all" "-@dangerous" "-@admin") -}}
+{{- $rules = concat $rules (list "-@all" "+@all" "-@dangerous" "-@admin" "+info") -}}
 {{- printf "ACL SETUSER wxpush-%s %s >PASSWORD" .component (join " " $rules) -}}
 {{- end -}}

@@ -104,6 +104,7 @@ pub async fn build_with_events(
     let breakers = intake.sender().breakers().metrics().clone();
     let queue = intake.ledger.metrics().clone();
     let component = Component::new("wxpush-delivery")
+        .checks_redis(&config.backend)
         .grpc(DeliveryGrpc::new(intake).into_server())
         .metrics(move |r| {
             breakers.register(r);

@@ -136,6 +136,7 @@ pub async fn build_with_source(
             }
         };
     let mut component = Component::new("wxpush-logquery")
+        .checks_redis(&config.backend)
         .grpc(LogQueryGrpc::new(store.clone(), tail.clone()).into_server())
         .metrics(|r| metrics::LogQueryMetrics::global().register(r));
     if let Some(relay) = relay {

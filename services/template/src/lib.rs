@@ -5,7 +5,8 @@
 //!
 //! - [`spec`]: the templates file (YAML, e.g. a ConfigMap) and its checks.
 //! - [`registry`]: the template registry with optimistic concurrency, over a
-//!   [`store`] backend (memory or Redis).
+//!   [`store`] backend (memory or Redis); [`recovery`]: last-known copies and
+//!   the rebuild after the store lost its data.
 //! - [`content`]: `{{name.DATA}}` placeholders of WeChat template content.
 //! - [`rules`] and [`validate`]: WeChat's field rules, checked before sending.
 //! - [`render`]: variable expansion, the WeChat body and the preview.
@@ -17,6 +18,7 @@
 
 pub mod content;
 pub mod error;
+pub mod recovery;
 pub mod registry;
 pub mod render;
 pub mod rules;
@@ -70,6 +72,9 @@ impl Default for TemplateConfig {
 
 wxpush_server::listen_on_fields!(TemplateConfig);
 
+/// How often each replica checks whether the store lost its data.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The template service from its config: the registry on its backend,
 /// seeded from `templates_file` before serving (read and checked here, so
 /// a missing or bad file fails the build and `--check-config`).
@@ -91,16 +96,31 @@ pub async fn build_seeded(
     let token = wxpush_server::grpc::channel(&config.token_endpoint);
     let grpc = TemplateGrpc::new(registry.clone()).with_sync(token, wechat);
     let count = seed.len();
+    let watched = registry.clone();
     Ok(Component::new("wxpush-template")
+        .checks_redis(&config.backend)
         .on_start(async move {
-            if count > 0 {
-                registry
-                    .seed(seed)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("seeding templates: {e}"))?;
-                tracing::info!(count, "templates seeded");
-            }
+            registry
+                .seed(seed)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding templates: {e}"))?;
+            tracing::info!(count, "templates seeded");
             Ok(())
+        })
+        // Every second: did the store lose its data (Redis restarted
+        // empty)? Then rebuild it, without a restart of anything.
+        .task(move |drain| async move {
+            let stop = drain.wait();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(WATCH_EVERY) => {}
+                }
+                if let Err(e) = watched.recover_if_lost().await {
+                    tracing::debug!(error = %e, "template store check failed; trying again");
+                }
+            }
         })
         .grpc(grpc.into_server())
         .shared_metrics("wechat", |r| {

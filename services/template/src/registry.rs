@@ -5,6 +5,7 @@
 //! WeChat template happen here, once, whatever the backend.
 
 use crate::error::TemplateError;
+use crate::recovery::{Epoch, LastKnown, new_epoch};
 use crate::spec::check;
 use crate::store::{self, TemplateStore, memory::MemoryStore};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ const CAS_ATTEMPTS: usize = 8;
 #[derive(Clone)]
 pub struct TemplateRegistry {
     store: Arc<dyn TemplateStore>,
+    /// Copies that outlive the store's data (see [`crate::recovery`]).
+    known: Arc<LastKnown>,
 }
 
 impl Default for TemplateRegistry {
@@ -37,7 +40,10 @@ impl TemplateRegistry {
 
     /// A registry over any store, e.g. a [`store::redis::RedisStore`].
     pub fn with_store(store: Arc<dyn TemplateStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            known: Arc::default(),
+        }
     }
 
     /// A registry on the backend the configuration names.
@@ -49,6 +55,16 @@ impl TemplateRegistry {
     /// created, a changed one replaced (new version), an unchanged one left
     /// alone, so restarting replicas on a shared Redis do not bump versions.
     pub async fn seed(&self, templates: Vec<Template>) -> Result<(), TemplateError> {
+        self.known.set_seed(&templates);
+        self.write_seed(templates).await?;
+        self.recover_if_lost().await?;
+        for t in self.store.list(None).await? {
+            self.known.keep(&t);
+        }
+        Ok(())
+    }
+
+    async fn write_seed(&self, templates: Vec<Template>) -> Result<(), TemplateError> {
         for t in templates {
             let t = self.bind(t, None).await?;
             check(&t)?;
@@ -73,25 +89,105 @@ impl TemplateRegistry {
         check(&t)?;
         stamp(&mut t, expected_version);
         self.store.put(&t, expected_version).await?;
+        self.known.keep(&t);
         Ok(t)
     }
 
-    /// One template by key.
+    /// One template by key. A key the store no longer has but this replica
+    /// knew triggers the loss check (and a rebuild); a store that cannot
+    /// answer is stood in for by the last-known copy.
     pub async fn get(&self, key: &str) -> Result<Template, TemplateError> {
-        self.store
-            .get(key)
-            .await?
-            .ok_or_else(|| TemplateError::NotFound(key.to_string()))
+        match self.store.get(key).await {
+            Ok(Some(t)) => {
+                self.known.keep(&t);
+                Ok(t)
+            }
+            Ok(None) => {
+                if self.known.get(key).is_some()
+                    && self.recover_if_lost().await?
+                    && let Some(t) = self.store.get(key).await?
+                {
+                    return Ok(t);
+                }
+                self.known.forget(key);
+                Err(TemplateError::NotFound(key.to_string()))
+            }
+            Err(e @ TemplateError::Backend(_)) => self.known.get(key).ok_or(e).inspect(|_| {
+                tracing::warn!(
+                    key,
+                    "template store unreachable; serving the last-known copy"
+                )
+            }),
+            Err(e) => Err(e),
+        }
     }
 
-    /// All templates, or one app's, ordered by key.
+    /// All templates, or one app's, ordered by key (the last-known copies
+    /// while the store cannot answer).
     pub async fn list(&self, app_id: Option<&str>) -> Result<Vec<Template>, TemplateError> {
-        self.store.list(app_id).await
+        match self.store.list(app_id).await {
+            Ok(all) => {
+                for t in &all {
+                    self.known.keep(t);
+                }
+                Ok(all)
+            }
+            Err(e @ TemplateError::Backend(_)) => {
+                let copies = self.known.list(app_id);
+                if copies.is_empty() {
+                    return Err(e);
+                }
+                tracing::warn!("template store unreachable; listing the last-known copies");
+                Ok(copies)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes a template; a non-zero `expected_version` must match.
     pub async fn delete(&self, key: &str, expected_version: u64) -> Result<(), TemplateError> {
-        self.store.delete(key, expected_version).await
+        self.store.delete(key, expected_version).await?;
+        self.known.forget(key);
+        Ok(())
+    }
+
+    /// Whether the store lost its data since this replica last looked, and
+    /// if so the rebuild: the templates file again, and this replica's
+    /// copies of the others. Returns whether anything was rebuilt. Cheap
+    /// when nothing was lost (one GET); run every second by the watchdog
+    /// and on a read that misses a known template.
+    pub async fn recover_if_lost(&self) -> Result<bool, TemplateError> {
+        if self.known.look(self.store.as_ref()).await? == Epoch::Same {
+            return Ok(false);
+        }
+        let _one = self.known.rebuild_guard().await;
+        let seeded = match self.known.look(self.store.as_ref()).await? {
+            Epoch::Same => return Ok(false),
+            Epoch::Lost => {
+                let seed = self.known.seed();
+                let n = seed.len();
+                self.write_seed(seed).await?;
+                n
+            }
+            Epoch::Rebuilt(_) => 0,
+        };
+        let mut restored = 0;
+        for mut t in self.known.beyond_seed() {
+            stamp(&mut t, 0);
+            match self.store.put(&t, 0).await {
+                Ok(()) => restored += 1,
+                Err(TemplateError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let epoch = self.store.claim_epoch(&new_epoch()).await?;
+        self.known.saw(epoch);
+        tracing::warn!(
+            seeded,
+            restored,
+            "the template store had lost its data; rebuilt it from the templates file and this replica's last-known copies"
+        );
+        Ok(true)
     }
 
     /// The app's synced WeChat templates, `None` if never synced.

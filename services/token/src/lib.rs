@@ -51,6 +51,7 @@ pub async fn build(config: TokenConfig) -> anyhow::Result<Component> {
     let metrics = cache.metrics().clone();
     let refresher = cache.clone();
     Ok(Component::new("wxpush-token")
+        .checks_redis(&config.backend)
         .grpc(TokenGrpc::new(cache).into_server())
         .metrics(move |r| metrics.register(r))
         .shared_metrics("wechat", |r| {

@@ -74,6 +74,9 @@ impl Service {
             "+@all".into(),
             "-@dangerous".into(),
             "-@admin".into(),
+            // INFO (in @dangerous) for the start-up check of
+            // maxmemory-policy and persistence; it shows no secrets.
+            "+info".into(),
         ]);
         rules
     }

@@ -16,6 +16,9 @@
 //! different settings (one with no timeouts at all).
 
 pub mod acl;
+pub mod settings;
+
+pub use settings::check_at_start;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
@@ -68,6 +71,50 @@ pub fn connect(url: &str, timeouts: Timeouts) -> Result<ConnectionManager, OpenE
         .set_number_of_retries(3)
         .set_max_delay(Duration::from_secs(1));
     ConnectionManager::new_lazy_with_config(client(url)?, config).map_err(OpenError)
+}
+
+/// Runs an idempotent command (a read, a `SET` of a value that does not
+/// depend on the old one) once more when the first try found the connection
+/// dropped: after Redis restarted, the first command on the old socket fails
+/// with "broken pipe" while the manager redials, and a read may safely be
+/// asked again on the new one. Never for a write whose effect depends on
+/// whether the first try landed (a version check, an increment, an XADD).
+pub async fn idempotent<T: redis::FromRedisValue>(
+    conn: &ConnectionManager,
+    command: &impl Query,
+) -> Result<T, RedisError> {
+    match command.query_on(conn.clone()).await {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+            command.query_on(conn.clone()).await
+        }
+        answer => answer,
+    }
+}
+
+/// A command or a pipeline, asked on a connection of its own.
+pub trait Query {
+    fn query_on<T: redis::FromRedisValue>(
+        &self,
+        conn: ConnectionManager,
+    ) -> impl std::future::Future<Output = Result<T, RedisError>> + Send;
+}
+
+impl Query for redis::Cmd {
+    async fn query_on<T: redis::FromRedisValue>(
+        &self,
+        mut conn: ConnectionManager,
+    ) -> Result<T, RedisError> {
+        self.query_async(&mut conn).await
+    }
+}
+
+impl Query for redis::Pipeline {
+    async fn query_on<T: redis::FromRedisValue>(
+        &self,
+        mut conn: ConnectionManager,
+    ) -> Result<T, RedisError> {
+        self.query_async(&mut conn).await
+    }
 }
 
 #[cfg(test)]

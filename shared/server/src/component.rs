@@ -95,6 +95,20 @@ impl Component {
         self
     }
 
+    /// On the Redis backend, the start-up check of the Redis it is given
+    /// ([`wxpush_redis::settings`]): an evicting Redis is refused, one that
+    /// does not persist is a warning.
+    pub fn checks_redis(self, backend: &crate::config::BackendSettings) -> Self {
+        if backend.kind != crate::config::BackendKind::Redis {
+            return self;
+        }
+        let url = backend.redis_url.clone();
+        self.on_start(async move {
+            wxpush_redis::check_at_start(&url).await?;
+            Ok(())
+        })
+    }
+
     /// A background task, started when the process serves; it must return
     /// soon after its [`Shutdown`] fires (finishing what it holds).
     pub fn task<F, Fut>(mut self, task: F) -> Self

@@ -20,11 +20,13 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// A private `redis-server` (no persistence) for one test.
+/// A private `redis-server` for one test: no persistence, or (durable) an
+/// append-only file fsynced on every write, kept across restarts.
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    durable: bool,
 }
 
 impl RedisServer {
@@ -32,6 +34,16 @@ impl RedisServer {
     /// Panics with install advice when the binary is missing
     /// (`scripts/install-test-tools.sh` installs it).
     pub fn start() -> Self {
+        Self::start_as(false)
+    }
+
+    /// A server with `appendonly yes` and `appendfsync always`: what it
+    /// acknowledged survives [`Self::restart`] (a `kill -9`).
+    pub fn start_durable() -> Self {
+        Self::start_as(true)
+    }
+
+    fn start_as(durable: bool) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("wxpush-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir for redis");
@@ -39,6 +51,7 @@ impl RedisServer {
             port,
             dir,
             child: None,
+            durable,
         };
         server.spawn();
         server
@@ -47,7 +60,12 @@ impl RedisServer {
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
+            .args(["--save", "", "--protected-mode", "yes"])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -89,12 +107,35 @@ impl RedisServer {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
-    /// Kills the server (data is lost: it keeps nothing on disk), as an
-    /// outage would.
+    /// Kills the server (`SIGKILL`), as a crash would: a server that keeps
+    /// nothing on disk loses its data; a durable one keeps what it
+    /// acknowledged.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Pauses the server (`SIGSTOP`): it keeps its sockets and answers
+    /// nothing, as a stalled Redis does, until [`Self::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let ok = Command::new("kill")
+                .arg(sig)
+                .arg(child.id().to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} redis-server");
         }
     }
 

@@ -85,4 +85,13 @@ impl TemplateStore for MemoryStore {
             .insert(app_id.to_string(), templates.to_vec());
         Ok(())
     }
+
+    /// The process's own memory cannot lose data without the process.
+    async fn epoch(&self) -> Result<Option<String>, TemplateError> {
+        Ok(Some("memory".into()))
+    }
+
+    async fn claim_epoch(&self, _: &str) -> Result<String, TemplateError> {
+        Ok("memory".into())
+    }
 }

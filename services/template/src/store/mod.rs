@@ -48,6 +48,15 @@ pub trait TemplateStore: Send + Sync + 'static {
         app_id: &str,
         templates: &[WechatTemplate],
     ) -> Result<(), TemplateError>;
+
+    /// The store's epoch: a marker written once per life of its data, so
+    /// `None` (or a new value) tells a replica the data was lost since it
+    /// last looked (a Redis restarted empty, a failover to an empty replica).
+    async fn epoch(&self) -> Result<Option<String>, TemplateError>;
+
+    /// Sets the epoch to `proposed` unless another replica set one first;
+    /// returns the epoch now stored.
+    async fn claim_epoch(&self, proposed: &str) -> Result<String, TemplateError>;
 }
 
 /// Opens the backend `settings` name (Redis: connects now, so a wrong URL

@@ -7,6 +7,7 @@
 //! | `{prefix}templates:app:{app_id}` | set | the keys of one app's templates |
 //! | `{prefix}templates:all` | set | every key, for an unfiltered list |
 //! | `{prefix}wechat_templates:{app_id}` | string | the app's synced WeChat templates (protobuf) |
+//! | `{prefix}templates:epoch` | string | set once per life of the data: absent or new means Redis lost the registry |
 //!
 //! Values are the v1 protobuf encoding, which is forward compatible by the
 //! API's own rule (fields are added, never renumbered). Every write that
@@ -20,6 +21,7 @@ use ::redis::{Script, cmd};
 use async_trait::async_trait;
 use prost::Message;
 use wxpush_proto::v1::{Template, WechatTemplate};
+use wxpush_redis::idempotent;
 
 /// Stores the template if the stored version is the expected one; moves the
 /// key between app indexes when its app changed. Returns {1, new} or {0, actual}.
@@ -89,6 +91,9 @@ impl RedisStore {
     fn wechat_key(&self, app_id: &str) -> String {
         format!("{}wechat_templates:{app_id}", self.prefix)
     }
+    fn epoch_key(&self) -> String {
+        format!("{}templates:epoch", self.prefix)
+    }
 
     async fn load(&self, keys: &[String]) -> Result<Vec<Template>, TemplateError> {
         if keys.is_empty() {
@@ -98,7 +103,7 @@ impl RedisStore {
         for k in keys {
             pipe.cmd("HGET").arg(self.template_key(k)).arg("data");
         }
-        let blobs: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let blobs: Vec<Option<Vec<u8>>> = idempotent(&self.conn, &pipe).await?;
         // A key deleted between reading the index and the hashes is skipped.
         blobs.into_iter().flatten().map(|b| decode(&b)).collect()
     }
@@ -111,11 +116,8 @@ fn decode(bytes: &[u8]) -> Result<Template, TemplateError> {
 #[async_trait]
 impl TemplateStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Template>, TemplateError> {
-        let blob: Option<Vec<u8>> = cmd("HGET")
-            .arg(self.template_key(key))
-            .arg("data")
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let get = cmd("HGET").arg(self.template_key(key)).arg("data").clone();
+        let blob: Option<Vec<u8>> = idempotent(&self.conn, &get).await?;
         blob.map(|b| decode(&b)).transpose()
     }
 
@@ -124,10 +126,8 @@ impl TemplateStore for RedisStore {
             Some(a) => format!("{}{a}", self.app_index_prefix()),
             None => self.all_index(),
         };
-        let mut keys: Vec<String> = cmd("SMEMBERS")
-            .arg(index)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let members = cmd("SMEMBERS").arg(index).clone();
+        let mut keys: Vec<String> = idempotent(&self.conn, &members).await?;
         keys.sort();
         self.load(&keys).await
     }
@@ -174,10 +174,8 @@ impl TemplateStore for RedisStore {
         &self,
         app_id: &str,
     ) -> Result<Option<Vec<WechatTemplate>>, TemplateError> {
-        let blob: Option<Vec<u8>> = cmd("GET")
-            .arg(self.wechat_key(app_id))
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let get = cmd("GET").arg(self.wechat_key(app_id)).clone();
+        let blob: Option<Vec<u8>> = idempotent(&self.conn, &get).await?;
         blob.map(|b| {
             StoredWechatTemplates::decode(b.as_slice())
                 .map(|s| s.templates)
@@ -201,5 +199,22 @@ impl TemplateStore for RedisStore {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
+    }
+
+    async fn epoch(&self) -> Result<Option<String>, TemplateError> {
+        let get = cmd("GET").arg(self.epoch_key()).clone();
+        Ok(idempotent(&self.conn, &get).await?)
+    }
+
+    async fn claim_epoch(&self, proposed: &str) -> Result<String, TemplateError> {
+        // SET NX GET: the value stored before, if another replica won.
+        let before: Option<String> = cmd("SET")
+            .arg(self.epoch_key())
+            .arg(proposed)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(before.unwrap_or_else(|| proposed.to_string()))
     }
 }

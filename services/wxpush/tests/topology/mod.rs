@@ -52,7 +52,12 @@ pub struct Topology {
 
 impl Topology {
     pub async fn start() -> Self {
-        let redis = RedisServer::start();
+        Self::start_with(RedisServer::start(), &[]).await
+    }
+
+    /// On a given Redis, with extra settings (`WXPUSH_DELIVERY__...`) for
+    /// the processes.
+    pub async fn start_with(redis: RedisServer, extra: &[(&str, &str)]) -> Self {
         let any = "127.0.0.1:0".parse().unwrap();
         let sandbox_config = wechat_sandbox::demo_config();
         let sandbox = Sandbox::start(sandbox_config.clone(), any, any)
@@ -97,6 +102,7 @@ impl Topology {
             sandbox.api_url(),
         ));
         let mut delivery = common("WXPUSH_DELIVERY", ports[2]);
+        delivery.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         delivery.push(("WXPUSH_DELIVERY__TOKEN_ENDPOINT".into(), url(0)));
         delivery.push(("WXPUSH_DELIVERY__TEMPLATE_ENDPOINT".into(), url(1)));
         delivery.push((

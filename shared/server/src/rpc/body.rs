@@ -76,10 +76,11 @@ impl Finish {
 }
 
 pin_project! {
-    /// The inner body, unchanged, plus the pending [`Finish`].
+    /// The inner body, unchanged, plus the pending [`Finish`]; no inner body
+    /// for an answer the layer gave itself (trailers-only, in its headers).
     pub struct ObservedBody<B> {
         #[pin]
-        inner: B,
+        inner: Option<B>,
         finish: Option<Finish>,
     }
 
@@ -94,7 +95,18 @@ pin_project! {
 
 impl<B> ObservedBody<B> {
     pub(crate) fn new(inner: B, finish: Option<Finish>) -> Self {
-        Self { inner, finish }
+        Self {
+            inner: Some(inner),
+            finish,
+        }
+    }
+
+    /// An empty body: the answer is all in the headers.
+    pub(crate) fn empty() -> Self {
+        Self {
+            inner: None,
+            finish: None,
+        }
     }
 }
 
@@ -110,7 +122,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let mut polled = this.inner.poll_frame(cx);
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let mut polled = inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &mut polled
             && let Some(trailers) = frame.trailers_mut()
             && this.finish.as_ref().is_some_and(|f| f.side == Side::Server)
@@ -133,10 +148,12 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

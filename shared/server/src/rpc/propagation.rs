@@ -140,6 +140,11 @@ impl Forwarded {
         }
     }
 
+    /// The served call's deadline, if the caller set one.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
+    }
+
     /// Those of the call this task serves (empty outside one).
     pub fn current() -> Self {
         FORWARDED.try_with(Clone::clone).unwrap_or_default()

@@ -87,6 +87,29 @@ fn cap_message(headers: &mut http::HeaderMap) {
     }
 }
 
+/// How long before the caller's deadline the layer gives up and answers
+/// DEADLINE_EXCEEDED itself: tonic's own timer would end the call at the
+/// deadline with CANCELLED, which is not what the gRPC status-code guide
+/// owes a caller whose deadline passed.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The trailers-only answer for a call that ran out of its caller's time.
+fn deadline_exceeded<B>() -> http::Response<ObservedBody<B>> {
+    let status: tonic::Status = crate::failure::Failure::new(
+        tonic::Code::DeadlineExceeded,
+        crate::failure::Reason::DeadlineExceeded,
+        "the caller's deadline passed before the answer was ready",
+    )
+    .into();
+    let mut response = http::Response::new(ObservedBody::empty());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    let _ = status.add_header(response.headers_mut());
+    response
+}
+
 /// Gives an error answer without `grpc-status-details-bin` (made by tonic,
 /// tower or hyper rather than a service's error mapping: a body that does
 /// not decode, an unknown method, a deadline) the `ErrorInfo` every wxpush
@@ -134,6 +157,9 @@ where
         let name = RpcName::from_path(request.uri().path());
         let span = server_span(&name, request.headers());
         let forwarded = Forwarded::from_headers(request.headers());
+        let give_up = forwarded
+            .deadline()
+            .map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
         let future = span.in_scope(|| self.inner.call(request));
         let finish = Finish {
             span: span.clone(),
@@ -142,7 +168,17 @@ where
             started,
         };
         Box::pin(async move {
-            let result = forwarded.scope(future.instrument(span)).await;
+            let answer = forwarded.scope(future.instrument(span));
+            let result = match give_up {
+                Some(at) => match tokio::time::timeout_at(at.into(), answer).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        finish.done(tonic::Code::DeadlineExceeded);
+                        return Ok(deadline_exceeded());
+                    }
+                },
+                None => answer.await,
+            };
             let result = result.map(|mut response| {
                 cap_message(response.headers_mut());
                 ensure_error_info(response.headers_mut());
@@ -156,6 +192,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deadline_answer_is_deadline_exceeded_with_its_reason() {
+        let response = deadline_exceeded::<()>();
+        let status = tonic::Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(
+            crate::failure::reason(&status),
+            Some(crate::failure::Reason::DeadlineExceeded)
+        );
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+    }
 
     #[test]
     fn an_error_without_details_gets_an_error_info() {

@@ -1,0 +1,342 @@
+//! Redis faults on the production topology (four `wxpush serve` processes
+//! on a private Redis, the sandbox as WeChat), issue 13's short run of the
+//! Redis cases: the suite heals by itself, with no restart of any wxpush
+//! process, and says what callers saw meanwhile. Each test prints its line
+//! of the fault table (`--nocapture` shows it); the bounds asserted are
+//! liveness bounds (does it come back at all, does a caller get an answer
+//! within its deadline), not speed.
+
+mod topology;
+
+use std::time::{Duration, Instant};
+use tonic::{Code, Request};
+use topology::Topology;
+use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
+use wxpush_proto::v1::*;
+
+fn shipped_to(openid: &str, n: usize) -> SendRequest {
+    SendRequest {
+        template_key: "order_shipped".into(),
+        openid: openid.into(),
+        variables: [
+            ("order_id".to_string(), format!("SF{n}")),
+            ("ship_time".to_string(), "2026-11-23 10:00".to_string()),
+            ("carrier".to_string(), "顺丰速运".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn within<T>(message: T, deadline: Duration) -> Request<T> {
+    let mut r = Request::new(message);
+    r.set_timeout(deadline);
+    r
+}
+
+/// One sync Send: its status, or the error code.
+async fn send(
+    d: &mut DeliveryServiceClient<tonic::transport::Channel>,
+    n: usize,
+) -> Result<i32, Code> {
+    d.send(within(
+        shipped_to("o_demo_follower", n),
+        Duration::from_secs(2),
+    ))
+    .await
+    .map(|r| r.into_inner().result.map_or(0, |r| r.status))
+    .map_err(|s| s.code())
+}
+
+/// One SendAsync, then its status until SENT (or 10 s).
+async fn send_async(
+    d: &mut DeliveryServiceClient<tonic::transport::Channel>,
+    n: usize,
+) -> Result<i32, Code> {
+    let queued = d
+        .send_async(within(
+            SendAsyncRequest::from(shipped_to("o_demo_follower2", n)),
+            Duration::from_secs(2),
+        ))
+        .await
+        .map_err(|s| s.code())?
+        .into_inner();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = d
+            .get_message(within(
+                GetMessageRequest {
+                    message_id: queued.message_id.clone(),
+                },
+                Duration::from_secs(2),
+            ))
+            .await
+            .map_err(|s| s.code())?
+            .into_inner()
+            .result
+            .map_or(0, |r| r.status);
+        if got == DeliveryStatus::Sent as i32 || Instant::now() > until {
+            return Ok(got);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const SENT: i32 = DeliveryStatus::Sent as i32;
+
+/// Fault 2: Redis restarted empty (a failover to an empty replica, a
+/// restart without persistence). Templates, tokens, the queue's consumer
+/// group, the log's: all gone. The suite must serve Send and SendAsync
+/// again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_the_suite_serves_again_by_itself() {
+    let mut t = Topology::start().await;
+    let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
+    assert_eq!(send(&mut d, 0).await, Ok(SENT));
+    assert_eq!(send_async(&mut d, 0).await, Ok(SENT));
+
+    t.redis.restart();
+    let lost_at = Instant::now();
+    let (mut refused, mut n) = (Vec::new(), 1);
+    let recovered = loop {
+        n += 1;
+        match (send(&mut d, n).await, send_async(&mut d, n).await) {
+            (Ok(SENT), Ok(SENT)) => break lost_at.elapsed(),
+            (a, b) => refused.push((a, b)),
+        }
+        assert!(
+            lost_at.elapsed() < Duration::from_secs(60),
+            "not serving a minute after Redis came back empty: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "fault table | Redis restarted empty | serving again after {:.1} s | {} rounds refused meanwhile: {refused:?}",
+        recovered.as_secs_f64(),
+        refused.len()
+    );
+    for p in &mut t.processes {
+        assert!(p.alive(), "{} exited", p.name);
+    }
+    // And it stays healthy: a few more of each.
+    for i in 0..3 {
+        assert_eq!(send(&mut d, 100 + i).await, Ok(SENT));
+        assert_eq!(send_async(&mut d, 100 + i).await, Ok(SENT));
+    }
+}
+
+/// Fault 3: Redis stalled (SIGSTOP): a caller gets UNAVAILABLE or
+/// DEADLINE_EXCEEDED within its deadline (never a hang), no process exits,
+/// and everything resumes after SIGCONT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_costs_callers_their_deadline_not_a_hang() {
+    let mut t = Topology::start().await;
+    let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
+    assert_eq!(send(&mut d, 0).await, Ok(SENT));
+
+    t.redis.pause();
+    let mut answers = Vec::new();
+    for n in 1..=3 {
+        let asked = Instant::now();
+        let answer = send(&mut d, n).await;
+        let took = asked.elapsed();
+        // The deadline is 2 s; the client's own timer ends the call then at
+        // the latest. More than that would be a hang.
+        assert!(took < Duration::from_secs(5), "call {n} took {took:?}");
+        assert!(
+            matches!(answer, Err(Code::Unavailable | Code::DeadlineExceeded)),
+            "call {n} during the stall: {answer:?}"
+        );
+        answers.push((answer, took));
+    }
+    t.redis.resume();
+    let resumed = Instant::now();
+    let mut n = 10;
+    while send(&mut d, n).await != Ok(SENT) {
+        n += 1;
+        assert!(
+            resumed.elapsed() < Duration::from_secs(30),
+            "no recovery after SIGCONT"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "fault table | Redis stalled (SIGSTOP) | answers during the stall: {answers:?} | serving {:.1} s after SIGCONT",
+        resumed.elapsed().as_secs_f64()
+    );
+    assert_eq!(send_async(&mut d, 99).await, Ok(SENT));
+    for p in &mut t.processes {
+        assert!(p.alive(), "{} exited", p.name);
+    }
+}
+
+/// A Redis that may evict keys would lose messages silently: every service
+/// refuses to start on one, naming the setting to change; one that keeps no
+/// append-only file is started on, with a warning.
+#[tokio::test]
+async fn a_service_refuses_an_evicting_redis_and_warns_about_a_volatile_one() {
+    let redis = wxpush_testkit::RedisServer::start();
+    let set = |policy: &str| {
+        let ok = std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port().to_string(),
+                "CONFIG",
+                "SET",
+                "maxmemory-policy",
+                policy,
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "redis-cli CONFIG SET");
+    };
+    let serve = |service: &str| {
+        let prefix = format!("WXPUSH_{}", service.to_uppercase());
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wxpush"));
+        cmd.args(["serve", service]);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("WXPUSH_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env(format!("{prefix}__LISTEN"), "127.0.0.1:0")
+            .env(format!("{prefix}__ADMIN_LISTEN"), "127.0.0.1:0")
+            .env(format!("{prefix}__BACKEND__KIND"), "redis")
+            .env(format!("{prefix}__BACKEND__REDIS_URL"), redis.url())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("wxpush serve starts")
+    };
+
+    set("allkeys-lru");
+    for service in ["template", "delivery", "logquery"] {
+        let out = serve(service).wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{service} started on an evicting Redis"
+        );
+        assert!(
+            stderr.contains("maxmemory-policy is allkeys-lru") && stderr.contains("noeviction"),
+            "{service}: {stderr}"
+        );
+    }
+
+    set("noeviction");
+    let mut child = serve("logquery");
+    let stderr = child.stderr.take().unwrap();
+    let warned = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("appendonly yes"))
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(child.try_wait().unwrap().is_none(), "it serves");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        warned.await.unwrap(),
+        "a warning about the missing append-only file"
+    );
+}
+
+/// Messages the sandbox received for `openid`, by client_msg_id (the
+/// message id): a count above 1 is a duplicate the user would see.
+async fn received(t: &Topology, openid: &str) -> std::collections::HashMap<String, usize> {
+    let query = wechat_sandbox::MessageQuery {
+        openid: Some(openid.into()),
+        ..Default::default()
+    };
+    let list = wechat_sandbox::AdminClient::new(t.sandbox.admin_url())
+        .messages(&query)
+        .await
+        .unwrap();
+    let mut by_id = std::collections::HashMap::new();
+    for m in list {
+        if let Some(id) = m.client_msg_id {
+            *by_id.entry(id).or_insert(0) += 1;
+        }
+    }
+    by_id
+}
+
+/// Fault 1: Redis `kill -9` and restart with an append-only file fsynced on
+/// every write, in the middle of a stream of SendAsync calls: every
+/// acknowledged message is delivered, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_with_appendfsync_always_loses_no_acknowledged_message() {
+    const MESSAGES: usize = 300;
+    const OPENID: &str = "o_demo_follower";
+    // Entries a worker held when Redis died are claimed again after 2 s.
+    let mut t = Topology::start_with(
+        wxpush_testkit::RedisServer::start_durable(),
+        &[("WXPUSH_DELIVERY__QUEUE__CLAIM_IDLE_MS", "2000")],
+    )
+    .await;
+    let d = DeliveryServiceClient::new(t.channel("delivery").await);
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let callers: Vec<_> = (0..4)
+        .map(|c| {
+            let (mut d, accepted, refused) = (d.clone(), accepted.clone(), refused.clone());
+            tokio::spawn(async move {
+                for i in (c..MESSAGES).step_by(4) {
+                    let req = SendAsyncRequest::from(shipped_to(OPENID, i));
+                    match d.send_async(within(req, Duration::from_secs(3))).await {
+                        Ok(r) => accepted.lock().unwrap().push(r.into_inner().message_id),
+                        Err(_) => {
+                            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // Crash Redis once a third of the stream is in.
+    while accepted.lock().unwrap().len() < MESSAGES / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    t.redis.restart();
+    for c in callers {
+        c.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = received(&t, OPENID).await;
+        if accepted.iter().all(|id| got.contains_key(id)) || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let lost: Vec<_> = accepted.iter().filter(|id| !got.contains_key(*id)).collect();
+    let duplicated = got.values().filter(|n| **n > 1).count();
+    // Posts WeChat answered as repeats of a client_msg_id it had: a second
+    // send the id absorbed (a user saw one message).
+    let counters = wechat_sandbox::AdminClient::new(t.sandbox.admin_url())
+        .counters()
+        .await
+        .unwrap();
+    let posts = counters
+        .api_calls
+        .get("/cgi-bin/message/template/send")
+        .copied()
+        .unwrap_or(0);
+    println!(
+        "fault table | Redis kill -9, appendfsync always, {MESSAGES} SendAsync | accepted {} | refused {} | delivered {} | resends absorbed by client_msg_id {} | duplicated {duplicated} | lost {}",
+        accepted.len(),
+        refused.load(std::sync::atomic::Ordering::Relaxed),
+        accepted.iter().filter(|id| got.contains_key(*id)).count(),
+        posts.saturating_sub(counters.messages_sent),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged and never delivered: {lost:?}");
+    assert_eq!(duplicated, 0, "a user got a message twice");
+    for p in &mut t.processes {
+        assert!(p.alive(), "{} exited", p.name);
+    }
+}
