@@ -1,6 +1,6 @@
 // QueryLogs against a log loaded by services/logquery/examples/load_events.rs:
 // FILTER=openid (one user's messages), trace (one message by trace id),
-// app_status (an app's FAILED messages), none (the newest page).
+// app_status (an app's FAILED messages: the loader's failures are wx_bench_mp's), none (the newest page).
 // Env: ADDR, PROTO_ROOT, COUNT, USERS, FILTER.
 import grpc from 'k6/net/grpc';
 import exec from 'k6/execution';
@@ -16,7 +16,7 @@ function filter() {
   switch (__ENV.FILTER) {
     case 'openid': return { openid: `o_bench_${n % users}` };
     case 'trace': return { trace_id: (n + 1).toString(16).padStart(32, '0') };
-    case 'app_status': return { app_id: 'wx_bench_oa', status: 'DELIVERY_STATUS_FAILED' };
+    case 'app_status': return { app_id: 'wx_bench_mp', status: 'DELIVERY_STATUS_FAILED' };
     default: return {};
   }
 }

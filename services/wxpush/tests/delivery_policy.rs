@@ -118,6 +118,51 @@ async fn a_bad_token_once_means_one_invalidation_one_retry_and_sent() {
     h.suite.shutdown().await;
 }
 
+/// Issue 13, fault 6: a token invalidation storm. WeChat's clock passes the
+/// app's token expiry (the sandbox's clock moves two hours on), so a
+/// hundred sends at once all carry a token WeChat answers 42001 for: one
+/// new token is fetched (two at most, if a refresh was already under way),
+/// not a hundred, and every message is sent on its retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_sends_with_an_expired_token_fetch_one_token_and_all_are_sent() {
+    let h = harness(quick_delivery()).await;
+    h.delivery()
+        .send(shipped_to("o_demo_follower2"))
+        .await
+        .unwrap();
+    let counters = h.admin.counters().await.unwrap();
+    let fetched = counters.token_fetches["wx_demo_oa"];
+    h.admin.advance_clock(7_300).await.unwrap();
+    let sends = (0..100).map(|_| {
+        let mut d = h.delivery();
+        async move { d.send(shipped_to("o_demo_follower")).await }
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let statuses: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Ok(r) => r.get_ref().result.as_ref().map_or("no result".into(), |r| {
+                format!("{} {}", r.status, r.errcode)
+            }),
+            Err(s) => format!("{:?}", s.code()),
+        })
+        .collect();
+    let sent = statuses
+        .iter()
+        .filter(|s| **s == format!("{} 0", DeliveryStatus::Sent as i32))
+        .count();
+    let fetches = h.admin.counters().await.unwrap().token_fetches["wx_demo_oa"] - fetched;
+    println!(
+        "fault table | token invalidation storm (100 sends, token expired at WeChat) | sent {sent}/100 | token fetches {fetches}"
+    );
+    assert_eq!(sent, 100, "status errcode of each: {statuses:?}");
+    assert!(
+        (1..=2).contains(&fetches),
+        "{fetches} token fetches for one expired token"
+    );
+    h.suite.shutdown().await;
+}
+
 #[tokio::test]
 async fn busy_twice_is_sent_on_the_third_attempt_and_busy_forever_fails_after_max() {
     let h = harness(quick_delivery()).await;

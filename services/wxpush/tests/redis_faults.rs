@@ -313,7 +313,10 @@ async fn redis_killed_with_appendfsync_always_loses_no_acknowledged_message() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let lost: Vec<_> = accepted.iter().filter(|id| !got.contains_key(*id)).collect();
+    let lost: Vec<_> = accepted
+        .iter()
+        .filter(|id| !got.contains_key(*id))
+        .collect();
     let duplicated = got.values().filter(|n| **n > 1).count();
     // Posts WeChat answered as repeats of a client_msg_id it had: a second
     // send the id absorbed (a user saw one message).
@@ -334,8 +337,119 @@ async fn redis_killed_with_appendfsync_always_loses_no_acknowledged_message() {
         posts.saturating_sub(counters.messages_sent),
         lost.len()
     );
-    assert!(lost.is_empty(), "acknowledged and never delivered: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged and never delivered: {lost:?}"
+    );
     assert_eq!(duplicated, 0, "a user got a message twice");
+    for p in &mut t.processes {
+        assert!(p.alive(), "{} exited", p.name);
+    }
+}
+
+/// Fault 7: logquery down while messages are sent: nothing of the log is
+/// lost, the records are there once it is back (the event stream keeps
+/// what logquery has not acknowledged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logquery_down_while_sending_loses_no_log_record() {
+    use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
+    let mut t = Topology::start().await;
+    let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
+    t.kill("logquery");
+    let mut sent = Vec::new();
+    for n in 0..20 {
+        let r = d
+            .send(within(
+                shipped_to("o_demo_follower", n),
+                Duration::from_secs(5),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+            .unwrap();
+        assert_eq!(r.status, SENT);
+        sent.push(r.message_id);
+    }
+    let down_for = Instant::now();
+    t.start_again("logquery").await;
+    let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
+    let mut missing = sent.clone();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !missing.is_empty() && Instant::now() < until {
+        let mut still = Vec::new();
+        for id in missing {
+            let found = logs
+                .query_logs(QueryLogsRequest {
+                    filter: Some(LogFilter {
+                        message_id: id.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .records
+                .first()
+                .is_some_and(|r| r.status == SENT);
+            if !found {
+                still.push(id);
+            }
+        }
+        missing = still;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "fault table | logquery killed while 20 Sends went out | records complete after {:.1} s back | missing {}",
+        down_for.elapsed().as_secs_f64(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "records never ingested: {missing:?}");
+}
+
+/// Fault 4: Redis refusing connections for a while (stopped, then started
+/// again with its data): callers get UNAVAILABLE or DEADLINE_EXCEEDED
+/// within their deadline, no process exits, and sending resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refusing_connections_costs_callers_a_clear_error_then_heals() {
+    let mut t = Topology::start_with(wxpush_testkit::RedisServer::start_durable(), &[]).await;
+    let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
+    assert_eq!(send(&mut d, 0).await, Ok(SENT));
+    t.redis.stop();
+    let down = Instant::now();
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    let mut n = 1;
+    while down.elapsed() < Duration::from_secs(5) {
+        let asked = Instant::now();
+        let answer = send(&mut d, n).await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "a call took {:?}",
+            asked.elapsed()
+        );
+        assert!(
+            matches!(answer, Err(Code::Unavailable | Code::DeadlineExceeded)),
+            "while Redis refuses connections: {answer:?}"
+        );
+        *answers.entry(format!("{answer:?}")).or_default() += 1;
+        n += 1;
+    }
+    t.redis.restart();
+    let back = Instant::now();
+    while send(&mut d, n).await != Ok(SENT) {
+        n += 1;
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "no recovery after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "fault table | Redis refusing connections 5 s | answers meanwhile: {answers:?} | serving {:.1} s after it is back",
+        back.elapsed().as_secs_f64()
+    );
+    assert_eq!(send_async(&mut d, 999).await, Ok(SENT));
     for p in &mut t.processes {
         assert!(p.alive(), "{} exited", p.name);
     }

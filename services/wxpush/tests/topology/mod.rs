@@ -10,11 +10,14 @@ use tonic::transport::Channel;
 use wechat_sandbox::Sandbox;
 use wxpush_testkit::{RedisServer, free_port};
 
-/// One service process and its ports.
+/// One service process and its ports, and how to start it again.
 pub struct Process {
     pub name: &'static str,
     pub child: Child,
     pub grpc: u16,
+    env: Vec<(String, String)>,
+    config: Option<std::path::PathBuf>,
+    log_dir: std::path::PathBuf,
 }
 
 impl Process {
@@ -143,6 +146,28 @@ impl Topology {
             .unwrap()
     }
 
+    /// Kills a service (`SIGKILL`), as a crash or an evicted pod would.
+    pub fn kill(&mut self, name: &str) {
+        let p = self.processes.iter_mut().find(|p| p.name == name).unwrap();
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+
+    /// Starts a killed service again, as it was, and waits until it serves.
+    pub async fn start_again(&mut self, name: &str) {
+        let i = self.processes.iter().position(|p| p.name == name).unwrap();
+        let p = &self.processes[i];
+        let again = spawn(
+            p.name,
+            p.grpc,
+            p.env.clone(),
+            p.config.as_deref(),
+            &p.log_dir,
+        );
+        self.processes[i] = again;
+        serving(self.processes[i].grpc).await;
+    }
+
     /// Redis's `used_memory`, in bytes.
     pub async fn redis_memory(&self) -> u64 {
         let client = redis::Client::open(self.redis.url()).unwrap();
@@ -183,16 +208,26 @@ fn spawn(
         }
     }
     let child = cmd
-        .envs(env)
+        .envs(env.clone())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(
-            std::fs::File::create(log_dir.join(format!("{name}.log")))
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_dir.join(format!("{name}.log")))
                 .map_or(Stdio::null(), Stdio::from),
         )
         .spawn()
         .expect("wxpush serve starts");
-    Process { name, child, grpc }
+    Process {
+        name,
+        child,
+        grpc,
+        env,
+        config: config.map(std::path::Path::to_path_buf),
+        log_dir: log_dir.to_path_buf(),
+    }
 }
 
 /// Waits until the port answers gRPC health with SERVING.
