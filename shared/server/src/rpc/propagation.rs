@@ -125,18 +125,9 @@ impl Forwarded {
     /// The forwarded headers stored with a queued message (no deadline: the
     /// worker gives each step its own budget).
     pub fn from_pairs(pairs: &HashMap<String, String>) -> Self {
-        let mut headers = HeaderMap::new();
-        for (k, v) in pairs {
-            if let (Ok(k), Ok(v)) = (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                headers.insert(k, v);
-            }
-        }
         Self {
             deadline: None,
-            ..Self::from_headers(&headers)
+            ..Self::from_headers(&carrier_headers(pairs))
         }
     }
 
@@ -203,12 +194,9 @@ pub fn current_carrier() -> HashMap<String, String> {
         .collect()
 }
 
-/// The queue hop, consumer side: a span for processing one queued message
-/// that continues the trace stored with it (`carrier` from
-/// [`current_carrier`], or just `{"traceparent": ...}`). Run the delivery
-/// inside it (`.instrument(span)`); `TraceContext::current()` then has the
-/// trace id of the `SendAsync` call, which the log records.
-pub fn queue_process_span(queue: &str, carrier: &HashMap<String, String>) -> Span {
+/// A queued message's carrier as headers (pairs that are no valid header
+/// are left out).
+fn carrier_headers(carrier: &HashMap<String, String>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (k, v) in carrier {
         if let (Ok(k), Ok(v)) = (
@@ -218,6 +206,16 @@ pub fn queue_process_span(queue: &str, carrier: &HashMap<String, String>) -> Spa
             headers.insert(k, v);
         }
     }
+    headers
+}
+
+/// The queue hop, consumer side: a span for processing one queued message
+/// that continues the trace stored with it (`carrier` from
+/// [`current_carrier`], or just `{"traceparent": ...}`). Run the delivery
+/// inside it (`.instrument(span)`); `TraceContext::current()` then has the
+/// trace id of the `SendAsync` call, which the log records.
+pub fn queue_process_span(queue: &str, carrier: &HashMap<String, String>) -> Span {
+    let headers = carrier_headers(carrier);
     let span = tracing::info_span!(
         "queue.process",
         otel.name = %format!("process {queue}"),
