@@ -103,6 +103,38 @@ pub struct QueueSettings {
     pub dead_letter_retention_secs: u64,
     /// Most dead letters kept; past it the oldest are dropped.
     pub max_dead_letters: u64,
+    /// What a worker does with a subscribe message whose last attempt may
+    /// or may not have reached WeChat (its worker died during the call).
+    pub on_uncertain: UncertainSettings,
+}
+
+/// A subscribe message has no `client_msg_id`: WeChat cannot absorb a
+/// second send, and each one spends one of the user's one-time consents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUncertain {
+    /// Do not send again: dead-letter the message as uncertain (an
+    /// operator can replay it), counted in `wxpush_uncertain_sends_total`.
+    #[default]
+    Report,
+    /// Send again: the user may get it twice.
+    Resend,
+}
+
+/// [`OnUncertain`] per template key, with a default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UncertainSettings {
+    pub default: OnUncertain,
+    /// Template key -> choice, overriding the default.
+    pub templates: std::collections::HashMap<String, OnUncertain>,
+}
+
+impl UncertainSettings {
+    /// The choice for a template.
+    pub fn for_template(&self, key: &str) -> OnUncertain {
+        self.templates.get(key).copied().unwrap_or(self.default)
+    }
 }
 
 impl Default for QueueSettings {
@@ -115,6 +147,7 @@ impl Default for QueueSettings {
             workers: true,
             dead_letter_retention_secs: 30 * 86_400,
             max_dead_letters: 100_000,
+            on_uncertain: UncertainSettings::default(),
         }
     }
 }

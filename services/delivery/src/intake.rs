@@ -17,6 +17,10 @@ use wxpush_server::trace_context::TraceContext;
 
 /// Margin kept from the caller's deadline so the answer still reaches it.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+// The send answers (FAILED, or handed to the queue) before the server layer
+// gives up on the call for it (`wxpush_server::rpc::DEADLINE_MARGIN`).
+const _: () =
+    assert!(DEADLINE_MARGIN.as_millis() > wxpush_server::rpc::DEADLINE_MARGIN.as_millis());
 
 /// How often a request waits for a key another request holds.
 const CLAIM_POLL: Duration = Duration::from_millis(20);

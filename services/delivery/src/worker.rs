@@ -6,7 +6,7 @@
 //! and resume by themselves.
 
 use crate::breaker::State;
-use crate::config::{QueueSettings, RetrySettings};
+use crate::config::{OnUncertain, QueueSettings, RetrySettings};
 use crate::decision::{Hold, Next, Outcome, Path, decide};
 use crate::error::DeliveryError;
 use crate::ledger::{Ledger, hold_until_ms};
@@ -29,6 +29,8 @@ use wxpush_server::trace_context::TraceContext;
 const DEPTH_EVERY: Duration = Duration::from_secs(2);
 /// Pause after the queue backend failed.
 const BACKEND_PAUSE: Duration = Duration::from_millis(500);
+/// The errmsg of a message reported as uncertain.
+pub const UNCERTAIN: &str = "uncertain: the last attempt may or may not have reached WeChat (its worker stopped during the call); not sent again (queue.on_uncertain: report); replay it to send it again";
 
 /// The workers of this process; cheap to clone.
 #[derive(Clone)]
@@ -151,6 +153,16 @@ impl Worker {
             }
         };
         let ctx = MessageCtx::for_queued(&m, &rendered, &trace);
+        // No client_msg_id for this API: WeChat cannot absorb a resend.
+        let unabsorbed = ctx.kind == MessageKind::Subscribe as i32;
+        if unabsorbed && let Some((step, begun)) = self.uncertain(&m).await? {
+            // The attempt was made, whatever came of it: a replay of the
+            // dead letter then sends without being held as uncertain again.
+            m.attempts = begun;
+            return self
+                .conclude(&ctx, m, step, Next::Finish { dead_letter: true }, now_ms())
+                .await;
+        }
         let breaker = self.sender.breaker(&ctx.app_id);
         let mut used_token = None;
         // The rate limit first: a half-open breaker's probe slot is not
@@ -173,6 +185,12 @@ impl Worker {
                 Ok(t) => t,
                 Err(e) => return self.upstream_failed(&ctx, m, e).await,
             };
+            if unabsorbed {
+                self.ledger
+                    .queue
+                    .begin_attempt(&m.message_id, m.attempts + 1)
+                    .await?;
+            }
             let (step, action) = self
                 .sender
                 .attempt(&breaker, &rendered, &token, &trace, m.attempts + 1)
@@ -209,6 +227,34 @@ impl Worker {
             Next::Wait(hold) | Next::Refuse(hold) => hold_until_ms(hold, &breaker),
         };
         self.conclude(&ctx, m, step, d.next, due).await
+    }
+
+    /// A message whose last begun attempt has no stored outcome: its worker
+    /// died while WeChat had it, and whether the user got it is unknown.
+    /// `Some((step, attempt))` to report it instead of sending again (the
+    /// template's `queue.on_uncertain`); `None` to go on (resend, or
+    /// nothing unsure).
+    async fn uncertain(&self, m: &QueuedMessage) -> Result<Option<(Step, u32)>, QueueError> {
+        let Some(begun) = self.ledger.queue.begun_attempt(&m.message_id).await? else {
+            return Ok(None);
+        };
+        if begun <= m.attempts {
+            return Ok(None);
+        }
+        match self.settings.on_uncertain.for_template(&m.template_key) {
+            OnUncertain::Resend => {
+                self.ledger.metrics().uncertain("resend");
+                tracing::warn!(message_id = %m.message_id, "uncertain send: sending again (on_uncertain: resend)");
+                Ok(None)
+            }
+            OnUncertain::Report => {
+                self.ledger.metrics().uncertain("report");
+                tracing::warn!(message_id = %m.message_id, "uncertain send: not sent again (on_uncertain: report)");
+                let mut step = Step::change(DeliveryStatus::Dead, begun, UNCERTAIN);
+                step.errcode = -1;
+                Ok(Some((step, begun)))
+            }
+        }
     }
 
     /// The template or token service failed: transient failures wait and

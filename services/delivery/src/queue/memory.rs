@@ -17,6 +17,7 @@ struct State {
     held: HashMap<String, (QueuedMessage, i64, i64)>,
     delayed: BTreeMap<(i64, u64), QueuedMessage>,
     status: ExpiringMap<DeliveryResult>,
+    begun: ExpiringMap<u32>,
     dead: BTreeMap<(i64, String), DeadRecord>,
 }
 
@@ -38,6 +39,7 @@ impl MemoryQueue {
                 held: HashMap::new(),
                 delayed: BTreeMap::new(),
                 status: ExpiringMap::new(MAX_STATUSES),
+                begun: ExpiringMap::new(MAX_STATUSES),
                 dead: BTreeMap::new(),
             }),
             arrived: Notify::new(),
@@ -175,6 +177,21 @@ impl Queue for MemoryQueue {
             )
         });
         Ok(())
+    }
+
+    async fn begin_attempt(&self, message_id: &str, n: u32) -> Result<(), QueueError> {
+        self.with(|s| {
+            s.begun.insert(
+                message_id.to_string(),
+                n,
+                Duration::from_secs(STATUS_TTL_SECS),
+            )
+        });
+        Ok(())
+    }
+
+    async fn begun_attempt(&self, message_id: &str) -> Result<Option<u32>, QueueError> {
+        Ok(self.with(|s| s.begun.get(message_id).copied()))
     }
 
     async fn status(&self, message_id: &str) -> Result<Option<DeliveryResult>, QueueError> {

@@ -27,6 +27,13 @@ pub struct QueueMetrics {
     dead: Gauge,
     retries: Counter,
     deferred: Family<ReasonLabel, Counter>,
+    uncertain: Family<DecisionLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabel {
+    /// report | resend
+    pub decision: &'static str,
 }
 
 impl QueueMetrics {
@@ -56,6 +63,17 @@ impl QueueMetrics {
             "Messages deferred, by reason (breaker open, daily quota, rate limit, send_at / quiet hours)",
             self.deferred.clone(),
         );
+        r.register(
+            "wxpush_uncertain_sends",
+            "Subscribe messages whose last attempt may or may not have reached WeChat (its worker died during it), by what was done: report (not sent again) or resend",
+            self.uncertain.clone(),
+        );
+    }
+
+    pub(crate) fn uncertain(&self, decision: &'static str) {
+        self.uncertain
+            .get_or_create(&DecisionLabel { decision })
+            .inc();
     }
 
     pub(crate) fn observe(&self, d: &super::Depth) {

@@ -234,6 +234,13 @@ pub trait Queue: Send + Sync {
     /// a dead letter reopens a message.
     async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError>;
     async fn status(&self, message_id: &str) -> Result<Option<DeliveryResult>, QueueError>;
+    /// Notes that attempt `n` of a message is about to reach WeChat. For an
+    /// API with no `client_msg_id` (subscribe messages) a worker that later
+    /// finds the note ahead of the message's stored attempts knows that
+    /// attempt's outcome was never stored: its worker died during it.
+    async fn begin_attempt(&self, message_id: &str, n: u32) -> Result<(), QueueError>;
+    /// The last attempt noted by [`Self::begin_attempt`].
+    async fn begun_attempt(&self, message_id: &str) -> Result<Option<u32>, QueueError>;
 
     async fn bury(&self, record: &DeadRecord) -> Result<(), QueueError>;
     /// Dead letters matching `filter`, newest first, after `page_token`.

@@ -8,6 +8,8 @@
 //! - `{p}msg:{id}`: a message's live status (a mark byte, `F` final or `L`
 //!   live, then the protobuf), kept 7 days; a final one is never replaced
 //!   by a live one;
+//! - `{p}msg:{id}:attempt`: the last attempt begun at WeChat, for messages
+//!   whose API has no `client_msg_id` (subscribe), kept 7 days;
 //! - `{p}dlq` (hash id → JSON) and `{p}dlq:index` (sorted set by dead time).
 
 use super::*;
@@ -114,6 +116,10 @@ impl RedisQueue {
     }
     fn status_key(&self, id: &str) -> String {
         format!("{}msg:{id}", self.prefix)
+    }
+    /// The last attempt begun at WeChat (subscribe messages).
+    fn attempt_key(&self, id: &str) -> String {
+        format!("{}msg:{id}:attempt", self.prefix)
     }
     fn dlq(&self) -> String {
         format!("{}dlq", self.prefix)
@@ -253,11 +259,27 @@ impl Queue for RedisQueue {
         Ok(())
     }
 
-    async fn status(&self, message_id: &str) -> Result<Option<DeliveryResult>, QueueError> {
-        let raw: Option<Vec<u8>> = ::redis::cmd("GET")
-            .arg(self.status_key(message_id))
+    async fn begin_attempt(&self, message_id: &str, n: u32) -> Result<(), QueueError> {
+        let () = ::redis::cmd("SET")
+            .arg(self.attempt_key(message_id))
+            .arg(n)
+            .arg("EX")
+            .arg(STATUS_TTL_SECS)
             .query_async(&mut self.conn.clone())
             .await?;
+        Ok(())
+    }
+
+    async fn begun_attempt(&self, message_id: &str) -> Result<Option<u32>, QueueError> {
+        let get = ::redis::cmd("GET")
+            .arg(self.attempt_key(message_id))
+            .clone();
+        Ok(wxpush_redis::idempotent(&self.conn, &get).await?)
+    }
+
+    async fn status(&self, message_id: &str) -> Result<Option<DeliveryResult>, QueueError> {
+        let get = ::redis::cmd("GET").arg(self.status_key(message_id)).clone();
+        let raw: Option<Vec<u8>> = wxpush_redis::idempotent(&self.conn, &get).await?;
         raw.map(|b| {
             // A mark byte (F final, L live), then the protobuf.
             let proto = b.get(1..).unwrap_or_default();

@@ -51,9 +51,8 @@ fn ttl_ms(token: &StoredToken) -> i64 {
 #[async_trait::async_trait]
 impl TokenStore for RedisTokenStore {
     async fn load(&self, app_id: &str) -> Result<Option<StoredToken>, StoreError> {
-        let raw: Option<String> = redis::cmd("GET")
-            .arg(self.token_key(app_id))
-            .query_async(&mut self.conn.clone())
+        let get = redis::cmd("GET").arg(self.token_key(app_id)).clone();
+        let raw: Option<String> = wxpush_redis::idempotent(&self.conn, &get)
             .await
             .map_err(err)?;
         let now = crate::clock::now_ms();
@@ -117,9 +116,10 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn fetches(&self, app_id: &str, day: i64) -> Result<u32, StoreError> {
-        let n: Option<u32> = redis::cmd("GET")
+        let get = redis::cmd("GET")
             .arg(format!("{}token:{app_id}:fetches:{day}", self.prefix))
-            .query_async(&mut self.conn.clone())
+            .clone();
+        let n: Option<u32> = wxpush_redis::idempotent(&self.conn, &get)
             .await
             .map_err(err)?;
         Ok(n.unwrap_or(0))

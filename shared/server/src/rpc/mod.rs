@@ -28,7 +28,7 @@ mod server;
 
 pub use client::{ClientTrace, ClientTraceLayer, TracedChannel, traced};
 pub use metrics::RpcMetrics;
-pub use server::{ServerTrace, ServerTraceLayer};
+pub use server::{DEADLINE_MARGIN, ServerTrace, ServerTraceLayer};
 
 use tonic::Code;
 
