@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 #   formatting, lints, the wire API's lint and breaking-change check (buf),
-#   every crate's unit and integration tests (the suite and
+#   every crate's unit and integration tests, the fault suite's short run (the suite and
 #   the WeChat sandbox on free loopback ports, real gRPC and HTTP), a short
 #   fuzz run of every parser that reads outside input, and a smoke
 #   test of `wxpush dev` driven by the real grpcurl through reflection alone,
@@ -21,7 +21,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== proto: buf lint, buf breaking against the last release"
 scripts/check-proto.sh
 echo "== cargo test (unit, integration, the hostile-input suite on the production topology)"
-cargo test --workspace --locked
+cargo test --workspace --locked -- --skip faultsuite_
+echo "== fault suite (short run): Redis, WeChat, logquery and delivery faults, counted"
+scripts/fault-suite.sh
 echo "== fuzz: a short run of every cargo-fuzz target"
 scripts/fuzz-short.sh
 echo "== grpcurl smoke test against wxpush dev"

@@ -124,7 +124,7 @@ async fn a_bad_token_once_means_one_invalidation_one_retry_and_sent() {
 /// new token is fetched (two at most, if a refresh was already under way),
 /// not a hundred, and every message is sent on its retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_sends_with_an_expired_token_fetch_one_token_and_all_are_sent() {
+async fn faultsuite_a_hundred_sends_with_an_expired_token_fetch_one_token_and_all_are_sent() {
     let h = harness(quick_delivery()).await;
     h.delivery()
         .send(shipped_to("o_demo_follower2"))

@@ -26,7 +26,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
-    durable: bool,
+    /// `None`: no persistence; else the `appendfsync` policy of its AOF.
+    fsync: Option<&'static str>,
 }
 
 impl RedisServer {
@@ -34,16 +35,22 @@ impl RedisServer {
     /// Panics with install advice when the binary is missing
     /// (`scripts/install-test-tools.sh` installs it).
     pub fn start() -> Self {
-        Self::start_as(false)
+        Self::start_as(None)
     }
 
     /// A server with `appendonly yes` and `appendfsync always`: what it
     /// acknowledged survives [`Self::restart`] (a `kill -9`).
     pub fn start_durable() -> Self {
-        Self::start_as(true)
+        Self::start_as(Some("always"))
     }
 
-    fn start_as(durable: bool) -> Self {
+    /// `appendonly yes` with `appendfsync everysec`: a `kill -9` may lose
+    /// about the last second of writes.
+    pub fn start_durable_everysec() -> Self {
+        Self::start_as(Some("everysec"))
+    }
+
+    fn start_as(fsync: Option<&'static str>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("wxpush-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir for redis");
@@ -51,7 +58,7 @@ impl RedisServer {
             port,
             dir,
             child: None,
-            durable,
+            fsync,
         };
         server.spawn();
         server
@@ -61,10 +68,9 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--protected-mode", "yes"])
-            .args(if self.durable {
-                ["--appendonly", "yes", "--appendfsync", "always"]
-            } else {
-                ["--appendonly", "no", "--appendfsync", "everysec"]
+            .args(match self.fsync {
+                Some(policy) => ["--appendonly", "yes", "--appendfsync", policy],
+                None => ["--appendonly", "no", "--appendfsync", "everysec"],
             })
             .arg("--dir")
             .arg(&self.dir)
