@@ -38,16 +38,11 @@ if ARGV[7] == '1' and KEYS[3] ~= KEYS[2] then
   redis.call('ZREM', KEYS[3], ARGV[4])
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
--- An update that stays in its combo finds the combo registered already.
-if ARGV[7] ~= '1' or KEYS[3] ~= KEYS[2] then
-  redis.call('SADD', KEYS[7], ARGV[6])
-end
+redis.call('SADD', KEYS[7], ARGV[6])
 local function index(k)
   redis.call('ZADD', k, ARGV[3], ARGV[4])
   redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. ARGV[10])
-  -- Expire with its newest record: one command when the index has an
-  -- expiry already (GT only extends it), three for a new index.
-  if redis.call('PEXPIREAT', k, ARGV[5], 'GT') == 0 and redis.call('PTTL', k) == -1 then
+  if redis.call('PEXPIRETIME', k) < tonumber(ARGV[5]) then
     redis.call('PEXPIREAT', k, ARGV[5])
   end
 end
