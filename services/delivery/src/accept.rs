@@ -8,7 +8,7 @@ use crate::intake::{Intake, check_app};
 use crate::message::{MessageCtx, Step, new_id};
 use crate::queue::{QueuedMessage, now_ms};
 use crate::quiet::quiet_until;
-use crate::request::{check_send, check_send_async, check_send_at, split_async};
+use crate::request::{check_send, check_send_async, check_send_at};
 use crate::sender::Rendered;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ impl Intake {
         caller_timeout: Option<Duration>,
     ) -> Result<SendAsyncResponse, DeliveryError> {
         let deadline = self.deadline(caller_timeout);
-        let (req, send_at) = split_async(req);
+        let (req, send_at) = req.into_parts();
         let violations = check_send_async(&req, send_at.as_ref(), now_ms() / 1000);
         if !violations.is_empty() {
             return Err(DeliveryError::InvalidArgument(violations));

@@ -2,7 +2,7 @@
 //! failure naming its field. Limits are documented in the README.
 
 use wxpush_proto::Timestamp;
-use wxpush_proto::v1::{SendAsyncRequest, SendRequest};
+use wxpush_proto::v1::SendRequest;
 use wxpush_server::limits::{
     MAX_APPID_CHARS, MAX_LINK_CHARS, MAX_SEND_AT_AHEAD_SECS, check_variables,
 };
@@ -28,33 +28,6 @@ pub fn check_send(req: &SendRequest) -> Vec<Violation> {
     check_variables("variables", &req.variables, &mut v);
     check_links(req, &mut v);
     v
-}
-
-/// A `SendAsync` request as the message it sends and when: the message is
-/// a [`SendRequest`] (one type for every path from here on).
-pub fn split_async(req: SendAsyncRequest) -> (SendRequest, Option<Timestamp>) {
-    let SendAsyncRequest {
-        app_id,
-        template_key,
-        openid,
-        variables,
-        url,
-        miniprogram,
-        page,
-        idempotency_key,
-        send_at,
-    } = req;
-    let message = SendRequest {
-        app_id,
-        template_key,
-        openid,
-        variables,
-        url,
-        miniprogram,
-        page,
-        idempotency_key,
-    };
-    (message, send_at)
 }
 
 /// `SendAsync`: the checks of [`check_send`], with a `send_at` that is a
@@ -150,11 +123,11 @@ mod tests {
     #[test]
     fn send_at_is_within_the_horizon() {
         let now = 1_800_000_000;
-        let (req, _) = split_async(SendAsyncRequest {
+        let req = SendRequest {
             template_key: "k".into(),
             openid: "o".into(),
             ..Default::default()
-        });
+        };
         let at = |seconds| Some(Timestamp { seconds, nanos: 0 });
         assert!(check_send_async(&req, at(now + 86_400).as_ref(), now).is_empty());
         let far = check_send_async(&req, at(253_402_300_799).as_ref(), now);

@@ -143,14 +143,11 @@ pub async fn send(t: &Target, req: SendRequest) -> i32 {
         .await
         .map(tonic::Response::into_inner);
     let sent = matches!(&result, Ok(SendResponse { result: Some(r) }) if r.status == DeliveryStatus::Sent as i32);
-    let failed = result.is_err();
-    let code = answer(t, result, |r| {
+    match answer(t, result, |r| {
         output::result_text(&r.result.clone().unwrap_or_default())
-    });
-    match (failed, sent) {
-        (true, _) => code,
-        (false, true) => 0,
-        (false, false) => EXIT_NOT_DELIVERED,
+    }) {
+        0 if !sent => EXIT_NOT_DELIVERED,
+        code => code,
     }
 }
 

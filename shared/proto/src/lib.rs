@@ -24,6 +24,35 @@ pub fn timestamp(t: std::time::SystemTime) -> Timestamp {
     Timestamp::from(t)
 }
 
+impl v1::SendAsyncRequest {
+    /// The message it queues (the one type every send path uses) and when
+    /// to send it.
+    pub fn into_parts(self) -> (v1::SendRequest, Option<Timestamp>) {
+        let v1::SendAsyncRequest {
+            app_id,
+            template_key,
+            openid,
+            variables,
+            url,
+            miniprogram,
+            page,
+            idempotency_key,
+            send_at,
+        } = self;
+        let message = v1::SendRequest {
+            app_id,
+            template_key,
+            openid,
+            variables,
+            url,
+            miniprogram,
+            page,
+            idempotency_key,
+        };
+        (message, send_at)
+    }
+}
+
 /// The same message, queued instead of sent now (no `send_at`).
 impl From<v1::SendRequest> for v1::SendAsyncRequest {
     fn from(m: v1::SendRequest) -> Self {

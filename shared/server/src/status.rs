@@ -22,13 +22,6 @@ impl Violation {
     }
 }
 
-/// INVALID_ARGUMENT whose message lists every violation and whose details
-/// carry them as `google.rpc.BadRequest` field violations (and the reason
-/// FIELD_INVALID).
-pub fn invalid_argument(violations: &[Violation]) -> Status {
-    crate::failure::Failure::invalid(violations).into()
-}
-
 /// Checks that a required string field is present, trimmed of nothing: an
 /// all-whitespace value counts as missing.
 pub fn require(violations: &mut Vec<Violation>, field: &str, value: &str) {
@@ -53,7 +46,7 @@ pub fn check(violations: Vec<Violation>) -> Result<(), Status> {
     if violations.is_empty() {
         Ok(())
     } else {
-        Err(invalid_argument(&violations))
+        Err(crate::failure::Failure::invalid(&violations).into())
     }
 }
 
