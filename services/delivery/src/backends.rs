@@ -39,7 +39,7 @@ impl Backends {
                     Arc::new(LogSink)
                 }),
             },
-            BackendKind::Redis => {
+            BackendKind::Redis | BackendKind::Postgres => {
                 let conn = wxpush_redis::connect(&b.redis_url, wxpush_redis::Timeouts::Commands)?;
                 let events = match events {
                     Some(e) => e,

@@ -5,7 +5,7 @@
 //! - [`record`]: folding delivery events into one record per message.
 //! - [`filter`]: checking a `LogFilter` and matching records against it.
 //! - [`stats`]: checking `GetStats` and counting per bucket and group.
-//! - [`store`]: the [`LogStore`] trait, memory and Redis backends.
+//! - [`store`]: the [`LogStore`] trait, memory, Redis and PostgreSQL backends.
 //! - [`ingest`]: the task that reads the delivery event stream.
 //! - [`metrics`]: ingestion lag and records dropped, for the admin port.
 //! - [`tail`]: the live tail behind `TailLogs`, shared by replicas via Redis.
@@ -25,7 +25,7 @@ pub mod store;
 pub mod tail;
 
 pub use service::LogQueryGrpc;
-pub use store::{LogStore, MemoryLogStore, RedisLogStore, Retention};
+pub use store::{LogStore, MemoryLogStore, PostgresLogStore, RedisLogStore, Retention};
 pub use tail::Tail;
 
 use std::net::SocketAddr;
@@ -49,8 +49,9 @@ pub struct LogQueryConfig {
     pub retention_secs: u64,
     /// How often retention is enforced.
     pub retention_sweep_secs: u64,
-    /// `memory` (default) or `redis`; with redis the delivery event stream
-    /// is read from the same Redis.
+    /// `memory` (default), `redis` or `postgres` (records in PostgreSQL);
+    /// with either of the last two the delivery event stream is read from
+    /// Redis at `redis_url`.
     pub backend: BackendSettings,
     pub events: EventsConfig,
 }
@@ -114,29 +115,37 @@ pub async fn build_with_source(
     source: Option<Arc<dyn EventSource>>,
 ) -> anyhow::Result<Component> {
     let b = &config.backend;
-    let (store, tail, relay, stream): (Arc<dyn LogStore>, _, _, Option<Arc<dyn EventSource>>) =
-        match b.kind {
-            BackendKind::Memory => (
-                Arc::new(MemoryLogStore::new(config.max_records, config.retention())),
-                Tail::default(),
-                None,
-                None,
-            ),
-            BackendKind::Redis => {
-                let store =
-                    RedisLogStore::connect(&b.redis_url, &b.key_prefix, config.retention()).await?;
-                let (tail, relay) = Tail::relayed(&b.redis_url, &b.key_prefix)?;
-                let stream = RedisStreamSource::connect(&stream_settings(&config)).await?;
-                (
-                    Arc::new(store),
-                    tail,
-                    Some(relay),
-                    Some(Arc::new(stream) as _),
-                )
-            }
-        };
-    let mut component = Component::new("wxpush-logquery")
-        .checks_redis(&config.backend)
+    let mut prepare = None;
+    let store: Arc<dyn LogStore> = match b.kind {
+        BackendKind::Memory => Arc::new(MemoryLogStore::new(
+            config.max_records,
+            config.retention(),
+        )),
+        BackendKind::Redis => Arc::new(
+            RedisLogStore::connect(&b.redis_url, &b.key_prefix, config.retention()).await?,
+        ),
+        BackendKind::Postgres => {
+            let store = PostgresLogStore::open(b.postgres_url.expose(), config.retention())?;
+            prepare = Some(store.clone());
+            Arc::new(store)
+        }
+    };
+    // The live tail is shared by replicas and the events come from Redis
+    // whenever the hot path is there.
+    let (tail, relay, stream): (_, _, Option<Arc<dyn EventSource>>) = if b.kind.uses_redis() {
+        let (tail, relay) = Tail::relayed(&b.redis_url, &b.key_prefix)?;
+        let stream = RedisStreamSource::connect(&stream_settings(&config)).await?;
+        (tail, Some(relay), Some(Arc::new(stream)))
+    } else {
+        (Tail::default(), None, None)
+    };
+    let mut component = Component::new("wxpush-logquery").checks_redis(&config.backend);
+    if let Some(store) = prepare {
+        // The schema before anything is served or ingested; replicas
+        // starting together take turns (an advisory lock).
+        component = component.on_start(async move { store.prepare().await });
+    }
+    component = component
         .grpc(LogQueryGrpc::new(store.clone(), tail.clone()).into_server())
         .metrics(|r| metrics::LogQueryMetrics::global().register(r));
     if let Some(relay) = relay {

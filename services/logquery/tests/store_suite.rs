@@ -1,5 +1,6 @@
-//! The acceptance suite, one body generic over the store, run on memory and
-//! on a real Redis (a private redis-server from wxpush-testkit).
+//! The acceptance suite, one body generic over the store, run on memory, on
+//! a real Redis and on a real PostgreSQL (private servers from
+//! wxpush-testkit).
 
 #[macro_use]
 mod common;
@@ -143,7 +144,7 @@ async fn indexed_queries_match_brute_force(kind: Kind) {
     );
 }
 
-on_both_backends!(indexed_queries_match_brute_force => memory_indexed_queries_match_brute_force_on_100k_records, redis_indexed_queries_match_brute_force_on_100k_records);
+on_both_backends!(indexed_queries_match_brute_force => memory_indexed_queries_match_brute_force_on_100k_records, redis_indexed_queries_match_brute_force_on_100k_records, postgres_indexed_queries_match_brute_force_on_100k_records);
 
 async fn paging_while_inserting(kind: Kind) {
     let backend = Backend::start(kind).await;
@@ -211,7 +212,7 @@ async fn paging_while_inserting(kind: Kind) {
     assert!(pages > 20, "paged while writing ({pages} pages)");
 }
 
-on_both_backends!(paging_while_inserting => memory_paging_while_inserting_skips_and_repeats_nothing, redis_paging_while_inserting_skips_and_repeats_nothing);
+on_both_backends!(paging_while_inserting => memory_paging_while_inserting_skips_and_repeats_nothing, redis_paging_while_inserting_skips_and_repeats_nothing, postgres_paging_while_inserting_skips_and_repeats_nothing);
 
 /// A consumer that crashes after applying, before acknowledging.
 struct NeverAcks(Arc<dyn EventSource>);
@@ -314,4 +315,4 @@ async fn restart_loses_nothing_and_duplicates_nothing(kind: Kind) {
     assert!(changed > 0);
 }
 
-on_both_backends!(restart_loses_nothing_and_duplicates_nothing => memory_restart_mid_ingestion_loses_nothing_and_duplicates_nothing, redis_restart_mid_ingestion_loses_nothing_and_duplicates_nothing);
+on_both_backends!(restart_loses_nothing_and_duplicates_nothing => memory_restart_mid_ingestion_loses_nothing_and_duplicates_nothing, redis_restart_mid_ingestion_loses_nothing_and_duplicates_nothing, postgres_restart_mid_ingestion_loses_nothing_and_duplicates_nothing);

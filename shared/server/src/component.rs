@@ -99,7 +99,7 @@ impl Component {
     /// ([`wxpush_redis::settings`]): an evicting Redis is refused, one that
     /// does not persist is a warning.
     pub fn checks_redis(self, backend: &crate::config::BackendSettings) -> Self {
-        if backend.kind != crate::config::BackendKind::Redis {
+        if !backend.kind.uses_redis() {
             return self;
         }
         let url = backend.redis_url.clone();

@@ -129,6 +129,18 @@ pub enum BackendKind {
     Memory,
     /// Shared by replicas, survives restarts.
     Redis,
+    /// Production at scale: what must last and grow (the log, templates,
+    /// dead letters) in PostgreSQL at `postgres_url`; the hot path (tokens,
+    /// queue, rate limits, statuses, the event stream) in Redis at
+    /// `redis_url`, as with `redis`.
+    Postgres,
+}
+
+impl BackendKind {
+    /// Whether the hot path lives in Redis (`redis` and `postgres`).
+    pub fn uses_redis(self) -> bool {
+        matches!(self, Self::Redis | Self::Postgres)
+    }
 }
 
 /// The `backend:` section every stateful service has, so operators switch
@@ -137,8 +149,11 @@ pub enum BackendKind {
 #[serde(default)]
 pub struct BackendSettings {
     pub kind: BackendKind,
-    /// `redis://host:port/db`; used when `kind` is `redis`.
+    /// `redis://host:port/db`; used when `kind` is `redis` or `postgres`.
     pub redis_url: String,
+    /// `postgres://user[:password]@host:port/database`; used when `kind`
+    /// is `postgres`. A secret: it may hold a password.
+    pub postgres_url: Secret,
     /// Prefix of every key this service owns (DESIGN: `wxpush:`), so several
     /// suites or tests can share one Redis.
     pub key_prefix: String,
@@ -149,6 +164,7 @@ impl Default for BackendSettings {
         Self {
             kind: BackendKind::Memory,
             redis_url: "redis://127.0.0.1:6379/".into(),
+            postgres_url: Secret::new("postgres://wxpush@127.0.0.1:5432/wxpush"),
             key_prefix: "wxpush:".into(),
         }
     }

@@ -1,10 +1,12 @@
 //! Test support shared by the services' integration tests: a real
-//! `redis-server` on a free loopback port, owned by the test and stopped when
+//! `redis-server` (and [`PostgresServer`], a private PostgreSQL) on a free loopback port, owned by the test and stopped when
 //! dropped (never a server that happens to be running on the machine), and
 //! [`CheckConfig`], a service binary's `--check-config` run as a process.
 
 mod check_config;
+mod postgres;
 pub use check_config::CheckConfig;
+pub use postgres::PostgresServer;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,16 +1,19 @@
-//! Record stores: one trait, two backends. [`MemoryLogStore`] for
-//! `wxpush dev` and a single replica (bounded by a record count), and
+//! Record stores: one trait, three backends. [`MemoryLogStore`] for
+//! `wxpush dev` and a single replica (bounded by a record count),
 //! [`RedisLogStore`] shared by replicas and surviving restarts (bounded by
-//! retention). Both answer every query from indexes, walking only the
-//! smallest candidate set, never every record.
+//! retention, in RAM), and [`PostgresLogStore`] on disk, partitioned by day,
+//! for the log at scale. All answer every query from indexes, walking only
+//! the smallest candidate set, never every record.
 
 mod memory;
+mod postgres;
 mod redis;
 
 use crate::error::StoreError;
 use crate::filter::Query;
 use crate::stats::StatsQuery;
 pub use memory::MemoryLogStore;
+pub use postgres::{MIGRATIONS, PostgresLogStore};
 pub use redis::RedisLogStore;
 use std::time::Duration;
 use wxpush_proto::v1::{DeliveryEvent, LogRecord, StatsSeries};

@@ -12,17 +12,18 @@ use wxpush_events::{
 use wxpush_logquery::filter::{Query, check_query};
 use wxpush_logquery::record::StoredRecord;
 use wxpush_logquery::store::now_micros;
-use wxpush_logquery::{LogStore, MemoryLogStore, RedisLogStore, Retention};
+use wxpush_logquery::{LogStore, MemoryLogStore, PostgresLogStore, RedisLogStore, Retention};
 use wxpush_proto::Timestamp;
 use wxpush_proto::v1::{
     DeliveryEvent, DeliveryStatus, LogFilter, LogRecord, QueryLogsRequest, TimeRange,
 };
-use wxpush_testkit::RedisServer;
+use wxpush_testkit::{PostgresServer, RedisServer};
 
 pub const RETENTION: Retention = Retention(Duration::from_secs(7 * 24 * 3600));
 
 /// One acceptance body (an `async fn(Kind)`) as two tests: on memory and
-/// on a real Redis.
+/// on a real Redis; with a third name, also on a real PostgreSQL (the
+/// events still travel on Redis).
 #[allow(unused_macros)]
 macro_rules! on_both_backends {
     ($body:ident => $memory:ident, $redis:ident) => {
@@ -36,6 +37,14 @@ macro_rules! on_both_backends {
             $body(common::Kind::Redis).await;
         }
     };
+    ($body:ident => $memory:ident, $redis:ident, $postgres:ident) => {
+        on_both_backends!($body => $memory, $redis);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $body(common::Kind::Postgres).await;
+        }
+    };
 }
 
 /// One backend: its store and its event stream.
@@ -45,12 +54,14 @@ pub struct Backend {
     pub sink: Arc<dyn EventSink>,
     bus: Option<MemoryBus>,
     redis: Option<RedisServer>,
+    pub postgres: Option<PostgresServer>,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
     Memory,
     Redis,
+    Postgres,
 }
 
 impl Backend {
@@ -69,6 +80,7 @@ impl Backend {
                     sink: Arc::new(bus.clone()),
                     bus: Some(bus),
                     redis: None,
+                    postgres: None,
                 }
             }
             Kind::Redis => {
@@ -85,6 +97,24 @@ impl Backend {
                     sink: Arc::new(sink),
                     bus: None,
                     redis: Some(redis),
+                    postgres: None,
+                }
+            }
+            Kind::Postgres => {
+                let redis = RedisServer::start();
+                let postgres = PostgresServer::start();
+                let store = PostgresLogStore::open(&postgres.url(), retention).expect("pg store");
+                store.prepare().await.expect("schema");
+                let sink = RedisStreamSink::connect(&Self::stream(&redis))
+                    .await
+                    .expect("redis sink");
+                Self {
+                    name: "postgres",
+                    store: Arc::new(store),
+                    sink: Arc::new(sink),
+                    bus: None,
+                    redis: Some(redis),
+                    postgres: Some(postgres),
                 }
             }
         }

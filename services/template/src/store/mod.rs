@@ -64,7 +64,7 @@ pub trait TemplateStore: Send + Sync + 'static {
 pub async fn open(settings: &BackendSettings) -> Result<Arc<dyn TemplateStore>, TemplateError> {
     Ok(match settings.kind {
         BackendKind::Memory => Arc::new(memory::MemoryStore::default()),
-        BackendKind::Redis => {
+        BackendKind::Redis | BackendKind::Postgres => {
             Arc::new(redis::RedisStore::connect(&settings.redis_url, &settings.key_prefix).await?)
         }
     })

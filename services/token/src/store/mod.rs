@@ -16,7 +16,7 @@ use wxpush_server::config::{BackendKind, BackendSettings};
 pub async fn connect(backend: &BackendSettings) -> Result<Arc<dyn TokenStore>, StoreError> {
     Ok(match backend.kind {
         BackendKind::Memory => Arc::new(MemoryTokenStore::new()),
-        BackendKind::Redis => {
+        BackendKind::Redis | BackendKind::Postgres => {
             Arc::new(RedisTokenStore::connect(&backend.redis_url, &backend.key_prefix).await?)
         }
     })

@@ -1,0 +1,281 @@
+//! The PostgreSQL store: the log on disk, partitioned by day, for 10⁸
+//! messages a day and a retention of weeks (schema in
+//! `migrations/0001_log.sql`, partitions in [`partitions`]).
+//!
+//! A batch of events is one transaction: lock the batch's messages
+//! (`pg_advisory_xact_lock`, in a fixed order, so replicas folding events
+//! of the same message take turns), read their records, fold the events in
+//! with the same [`StoredRecord::apply`] as every backend, then upsert the
+//! records and insert the new attempts as column arrays. A replayed event
+//! is in the record's `event_ids` and changes nothing; an attempt row is
+//! keyed by its number and never added twice.
+//!
+//! Queries walk one index range newest first with keyset paging; records
+//! past retention are left out of every answer at once and leave the disk
+//! with their day's partition.
+
+mod partitions;
+mod rows;
+mod sql;
+
+use super::{LogStore, Page, Retention, now_micros};
+use crate::error::StoreError;
+use crate::filter::{Query, encode_cursor, micros};
+use crate::metrics::{LogQueryMetrics, Removal};
+use crate::record::StoredRecord;
+use crate::stats::{StatsCounter, StatsQuery, status_name};
+use partitions::{Partitions, day_of};
+use rows::{AttemptColumns, RecordColumns, SELECT_RECORDS};
+use sql::{ACCEPTED_MICROS, Condition};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use wxpush_postgres::{Micros, Migration, Migrations, Pool, SqlState};
+use wxpush_proto::v1::{DeliveryEvent, LogRecord, StatsGroupBy, StatsSeries};
+
+/// The log's schema history.
+pub const MIGRATIONS: Migrations = Migrations {
+    component: "logquery",
+    steps: &[Migration {
+        version: 1,
+        name: "log records and attempts, partitioned by day",
+        sql: include_str!("../../../migrations/0001_log.sql"),
+    }],
+};
+
+/// Connections one logquery replica keeps.
+const POOL_SIZE: usize = 16;
+
+/// Records in PostgreSQL; cheap to clone.
+#[derive(Clone)]
+pub struct PostgresLogStore {
+    pool: Pool,
+    retention: Retention,
+    partitions: Arc<Partitions>,
+}
+
+impl From<wxpush_postgres::PgError> for StoreError {
+    fn from(e: wxpush_postgres::PgError) -> Self {
+        Self::Backend(wxpush_postgres::describe(&e))
+    }
+}
+
+impl From<wxpush_postgres::PoolError> for StoreError {
+    fn from(e: wxpush_postgres::PoolError) -> Self {
+        Self::Backend(wxpush_postgres::describe_pool(&e))
+    }
+}
+
+/// A stable 64-bit key per message for its advisory lock (FNV-1a).
+fn lock_key(message_id: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in message_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
+impl PostgresLogStore {
+    /// Opens the pool (lazily; nothing is dialled here).
+    pub fn open(url: &str, retention: Retention) -> Result<Self, StoreError> {
+        let pool = wxpush_postgres::open(url, "wxpush-logquery", POOL_SIZE)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Self {
+            pool,
+            retention,
+            partitions: Arc::default(),
+        })
+    }
+
+    /// Applies the schema and makes the partitions ahead.
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        MIGRATIONS.apply(&self.pool).await?;
+        self.make_ahead().await?;
+        Ok(())
+    }
+
+    /// Partitions for yesterday up to two days from now.
+    async fn make_ahead(&self) -> Result<(), StoreError> {
+        let today = day_of(now_micros());
+        self.partitions.ensure(&self.pool, today - 1..=today + 2).await
+    }
+
+    /// Folds a batch into its records in one transaction; the changed
+    /// records.
+    async fn apply_once(&self, events: &[&DeliveryEvent]) -> Result<Vec<LogRecord>, StoreError> {
+        let keys: BTreeSet<(i64, &str)> = events
+            .iter()
+            .map(|e| (micros(e.accepted_at.as_ref()), e.message_id.as_str()))
+            .collect();
+        let mut locks: Vec<i64> = keys.iter().map(|(_, m)| lock_key(m)).collect();
+        locks.sort_unstable();
+        locks.dedup();
+        let at: Vec<Micros> = keys.iter().map(|(a, _)| Micros(*a)).collect();
+        let ids: Vec<&str> = keys.iter().map(|(_, m)| *m).collect();
+
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) k",
+            &[&locks],
+        )
+        .await?;
+        let read = format!(
+            "{SELECT_RECORDS} WHERE (r.accepted_at, r.message_id) IN \
+             (SELECT * FROM unnest($1::timestamptz[], $2::text[]))"
+        );
+        let stmt = tx.prepare_cached(&read).await?;
+        let mut records: HashMap<String, StoredRecord> = HashMap::with_capacity(keys.len());
+        for row in tx.query(&stmt, &[&at, &ids]).await? {
+            let stored = rows::stored_record(&row)?;
+            records.insert(stored.record.message_id.clone(), stored);
+        }
+        let mut changed_ids = Vec::new();
+        let mut attempts = AttemptColumns::default();
+        for e in events {
+            let stored = records
+                .entry(e.message_id.clone())
+                .or_insert_with(|| StoredRecord::new(e));
+            if stored.apply(e) {
+                if e.attempt > 0 {
+                    attempts.push(e);
+                }
+                changed_ids.push(e.message_id.as_str());
+            }
+        }
+        changed_ids.sort_unstable();
+        changed_ids.dedup();
+        let mut columns = RecordColumns::default();
+        let mut changed = Vec::with_capacity(changed_ids.len());
+        for id in changed_ids {
+            if let Some(stored) = records.get(id) {
+                columns.push(stored);
+                changed.push(stored.record.clone());
+            }
+        }
+        if !columns.is_empty() {
+            let stmt = tx.prepare_cached(rows::UPSERT_RECORDS).await?;
+            tx.execute(&stmt, &columns.params()).await?;
+        }
+        if !attempts.is_empty() {
+            let stmt = tx.prepare_cached(rows::INSERT_ATTEMPTS).await?;
+            tx.execute(&stmt, &attempts.params()).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// The lowest accepted_at still kept.
+    fn floor(&self) -> i64 {
+        self.retention.cutoff(now_micros())
+    }
+}
+
+#[async_trait::async_trait]
+impl LogStore for PostgresLogStore {
+    async fn apply(&self, events: &[DeliveryEvent]) -> Result<Vec<LogRecord>, StoreError> {
+        let floor = self.floor();
+        let kept: Vec<&DeliveryEvent> = events
+            .iter()
+            .filter(|e| micros(e.accepted_at.as_ref()) >= floor)
+            .collect();
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let days = kept.iter().map(|e| day_of(micros(e.accepted_at.as_ref())));
+        self.partitions.ensure(&self.pool, days).await?;
+        match self.apply_once(&kept).await {
+            // Another replica dropped or never made a day this one thought
+            // it knew: make it and go again.
+            Err(StoreError::Backend(reason)) if reason.contains(SqlState::CHECK_VIOLATION.code()) => {
+                tracing::warn!(%reason, "a log partition was missing; making it");
+                self.partitions.forget();
+                let days = kept.iter().map(|e| day_of(micros(e.accepted_at.as_ref())));
+                self.partitions.ensure(&self.pool, days).await?;
+                self.apply_once(&kept).await
+            }
+            other => other,
+        }
+    }
+
+    async fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        let c = Condition::from_filter(&q.filter, self.floor(), q.after.as_ref());
+        let limit = q.page_size as i64 + 1;
+        let sql = format!(
+            "{SELECT_RECORDS}{} ORDER BY r.accepted_at DESC, r.message_id DESC LIMIT ${}",
+            c.sql(),
+            c.next_param()
+        );
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(&sql).await?;
+        let rows = client.query(&stmt, &c.params(&[&limit])).await?;
+        let more = rows.len() > q.page_size;
+        let mut records = Vec::with_capacity(rows.len().min(q.page_size));
+        for row in rows.iter().take(q.page_size) {
+            records.push(rows::stored_record(row)?.record);
+        }
+        let next_page_token = match records.last() {
+            Some(r) if more => encode_cursor(&(micros(r.accepted_at.as_ref()), r.message_id.clone())),
+            _ => String::new(),
+        };
+        Ok(Page {
+            records,
+            next_page_token,
+        })
+    }
+
+    async fn get(&self, message_id: &str) -> Result<Option<LogRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "{SELECT_RECORDS} WHERE r.message_id = $1 AND r.accepted_at >= $2 LIMIT 1"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let row = client
+            .query_opt(&stmt, &[&message_id, &Micros(self.floor())])
+            .await?;
+        Ok(match row {
+            Some(row) => Some(rows::stored_record(&row)?.record),
+            None => None,
+        })
+    }
+
+    async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsSeries>, StoreError> {
+        let c = Condition::from_filter(&q.filter, self.floor(), None);
+        let group = match q.group_by {
+            StatsGroupBy::Errcode => "r.errcode::text",
+            StatsGroupBy::Template => "r.template_key",
+            StatsGroupBy::Status | StatsGroupBy::Unspecified => "r.status::text",
+        };
+        let b = c.next_param();
+        // Buckets aligned to the epoch, floored also before 1970.
+        let sql = format!(
+            "SELECT {group}, floor({ACCEPTED_MICROS}::numeric / ${b}::bigint)::bigint * ${b}::bigint, count(*) \
+             FROM log_records r{} GROUP BY 1, 2",
+            c.sql()
+        );
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(&sql).await?;
+        let mut counter = StatsCounter::default();
+        for row in client.query(&stmt, &c.params(&[&q.bucket])).await? {
+            let raw: String = row.try_get(0)?;
+            let group = match q.group_by {
+                StatsGroupBy::Status | StatsGroupBy::Unspecified => {
+                    raw.parse().map_or(raw, status_name)
+                }
+                _ => raw,
+            };
+            let n: i64 = row.try_get(2)?;
+            counter.add(group, row.try_get(1)?, n.max(0) as u64);
+        }
+        Ok(counter.into_series())
+    }
+
+    async fn enforce_retention(&self) -> Result<u64, StoreError> {
+        self.make_ahead().await?;
+        let removed = self.partitions.drop_before(&self.pool, self.floor()).await?;
+        if removed > 0 {
+            LogQueryMetrics::global().removed(Removal::Retention, removed);
+        }
+        Ok(removed)
+    }
+}
