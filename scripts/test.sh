@@ -6,8 +6,10 @@
 #   fuzz run of every parser that reads outside input, and a smoke
 #   test of `wxpush dev` driven by the real grpcurl through reflection alone,
 #   the Python client example and the CLI,
-#   every Grafana dashboard query run against a real Prometheus, and the Helm
-#   chart linted, rendered and validated (scripts/check-chart.py).
+#   every Grafana dashboard query run against a real Prometheus, every SQL
+#   panel of the PostgreSQL delivery-log dashboard against a private
+#   PostgreSQL with data (scripts/check-pg-dashboard.py), and the Helm chart
+#   linted, rendered and validated (scripts/check-chart.py).
 # Installs what it needs first; starts and stops its own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,5 +32,7 @@ echo "== grpcurl smoke test against wxpush dev"
 scripts/smoke-grpcurl.sh
 echo "== dashboards: every PromQL expression against a real Prometheus scraping wxpush dev"
 python3 scripts/check-dashboards.py
+echo "== dashboards: every SQL panel of the PostgreSQL log dashboard against a real PostgreSQL with data"
+python3 scripts/check-pg-dashboard.py
 echo "== helm chart: lint, Kubernetes and Istio schemas, cross-references, configs"
 python3 scripts/check-chart.py

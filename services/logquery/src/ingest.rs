@@ -50,6 +50,7 @@ pub async fn run(
             };
             let (events, receipts): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|r| (r.event, r.receipt)).unzip();
+            tracing::debug!(events = events.len(), "delivery events read");
             let newest = events
                 .iter()
                 .filter_map(|e| e.occurred_at.as_ref())
@@ -64,6 +65,7 @@ pub async fn run(
                     }
                 }
             };
+            tracing::debug!(changed = changed.len(), "delivery events applied");
             tail.publish(changed).await;
             if let Some(newest) = newest {
                 let now = crate::store::now_micros() / 1_000;

@@ -117,13 +117,12 @@ pub async fn build_with_source(
     let b = &config.backend;
     let mut prepare = None;
     let store: Arc<dyn LogStore> = match b.kind {
-        BackendKind::Memory => Arc::new(MemoryLogStore::new(
-            config.max_records,
-            config.retention(),
-        )),
-        BackendKind::Redis => Arc::new(
-            RedisLogStore::connect(&b.redis_url, &b.key_prefix, config.retention()).await?,
-        ),
+        BackendKind::Memory => {
+            Arc::new(MemoryLogStore::new(config.max_records, config.retention()))
+        }
+        BackendKind::Redis => {
+            Arc::new(RedisLogStore::connect(&b.redis_url, &b.key_prefix, config.retention()).await?)
+        }
         BackendKind::Postgres => {
             let store = PostgresLogStore::open(b.postgres_url.expose(), config.retention())?;
             prepare = Some(store.clone());

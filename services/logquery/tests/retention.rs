@@ -7,9 +7,9 @@ mod common;
 
 use common::{Backend, Kind, brute_force, fold, generate, page_all, ts};
 use std::time::Duration;
-use wxpush_logquery::{LogStore, Retention};
 use wxpush_logquery::stats::check_stats;
 use wxpush_logquery::store::now_micros;
+use wxpush_logquery::{LogStore, Retention};
 use wxpush_proto::v1::{GetStatsRequest, LogFilter, TimeRange};
 
 const RETENTION: Duration = Duration::from_secs(6);
@@ -153,7 +153,11 @@ async fn postgres_drops_whole_days_past_retention() {
         // A third each: 3 days old, 2 days old, fresh.
         e.accepted_at = ts(now - [3, 2, 0][(i % 3) as usize] * day - i);
     }
-    backend.store.apply(&events).await.expect("apply (7-day retention)");
+    backend
+        .store
+        .apply(&events)
+        .await
+        .expect("apply (7-day retention)");
     let partition = |age: i64| {
         let at = chrono::DateTime::from_timestamp_micros(now - age * day).unwrap();
         format!("log_records_p{}", at.format("%Y%m%d"))
@@ -161,8 +165,11 @@ async fn postgres_drops_whole_days_past_retention() {
     let count = |table: String| pg.psql(&format!("SELECT count(*) FROM {table}"));
     assert_eq!(count(partition(2)), "30");
     // The same database, now kept for 36 hours.
-    let short = wxpush_logquery::PostgresLogStore::open(&pg.url(), Retention(Duration::from_secs(36 * 3600)))
-        .unwrap();
+    let short = wxpush_logquery::PostgresLogStore::open(
+        &pg.url(),
+        Retention(Duration::from_secs(36 * 3600)),
+    )
+    .unwrap();
     short.enforce_retention().await.expect("retention");
     let exists = |table: String| pg.psql(&format!("SELECT to_regclass('{table}') IS NOT NULL"));
     assert_eq!(exists(partition(3)), "f", "the day 3 days ago is dropped");
@@ -177,5 +184,8 @@ async fn postgres_drops_whole_days_past_retention() {
     let (got, complete) = page_all(&short, &LogFilter::default(), 100, 10).await;
     assert!(complete);
     assert_eq!(got.len(), 30, "only today's records are answered");
-    assert!(got.iter().all(|r| r.accepted_at.unwrap().seconds * 1_000_000 > now - day));
+    assert!(
+        got.iter()
+            .all(|r| r.accepted_at.unwrap().seconds * 1_000_000 > now - day)
+    );
 }

@@ -26,6 +26,7 @@ async fn replica(redis: &RedisServer) -> TemplateRegistry {
         kind: BackendKind::Redis,
         redis_url: redis.url(),
         key_prefix: "t:".into(),
+        ..Default::default()
     })
     .await
     .unwrap()

@@ -216,6 +216,7 @@ async fn redis() -> (TemplateRegistry, Option<RedisServer>) {
         kind: BackendKind::Redis,
         redis_url: server.url(),
         key_prefix: "test:wxpush:".into(),
+        ..Default::default()
     };
     let r = TemplateRegistry::open(&settings).await.unwrap();
     (r, Some(server))

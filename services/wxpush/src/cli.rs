@@ -351,3 +351,29 @@ mod tests {
         assert!(parse_duration("5h").unwrap_err().contains("unit"));
     }
 }
+
+/// The PostgreSQL schemas `wxpush migrate` applies, per component.
+pub const MIGRATIONS: &[wxpush_postgres::Migrations] = &[wxpush_logquery::store::MIGRATIONS];
+
+/// Applies every component's PostgreSQL migrations; returns the exit code
+/// (2 for a URL that does not parse, 4 when the database refuses).
+pub async fn migrate(postgres_url: &str) -> i32 {
+    let pool = match wxpush_postgres::open(postgres_url, "wxpush-migrate", 1) {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_USAGE;
+        }
+    };
+    for m in MIGRATIONS {
+        match m.apply(&pool).await {
+            Ok(applied) if applied.is_empty() => println!("{}: up to date", m.component),
+            Ok(applied) => println!("{}: applied {applied:?}", m.component),
+            Err(e) => {
+                eprintln!("{}: {e}", m.component);
+                return EXIT_RPC_ERROR;
+            }
+        }
+    }
+    0
+}

@@ -154,6 +154,15 @@ enum Command {
     },
     /// Print the Redis ACL rules that give each service its own user,
     /// limited to its own keys (`ACL SETUSER ... >PASSWORD`; fill in each
+    /// Apply the PostgreSQL schema of every service that keeps data there
+    /// (the delivery log) and exit: what the services do at start, for
+    /// operators who migrate before a rollout. Safe to run while replicas
+    /// start: all take turns on one advisory lock.
+    Migrate {
+        /// `postgres://user[:password]@host:port/database`.
+        #[arg(long, env = "WXPUSH_POSTGRES_URL", hide_env_values = true)]
+        postgres_url: String,
+    },
     /// password and give each service its own `backend.redis_url`).
     RedisAcl {
         /// The services' `backend.key_prefix`.
@@ -297,6 +306,7 @@ async fn main() -> anyhow::Result<()> {
             };
             cli::dlq(&target.client(), action, filter, limit).await
         }
+        Command::Migrate { postgres_url } => cli::migrate(&postgres_url).await,
         Command::RedisAcl { prefix } => {
             for service in wxpush_redis::acl::Service::ALL {
                 println!("{}", service.setuser_line(&prefix));

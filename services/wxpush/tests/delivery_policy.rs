@@ -311,6 +311,7 @@ async fn extra_delivery(
         kind: BackendKind::Redis,
         redis_url: redis.url(),
         key_prefix: "wxpush:".into(),
+        ..Default::default()
     };
     config.wechat.base_url = h.suite.sandbox.as_ref().unwrap().api_url();
     let suite = wxpush_server::config::GrpcEndpoint::parse(&h.suite.grpc_url()).unwrap();

@@ -106,6 +106,7 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice() {
             kind: BackendKind::Redis,
             redis_url: redis.url(),
             key_prefix: "wxpush:".into(),
+            ..Default::default()
         },
         queue: QueueSettings {
             workers: false,

@@ -89,6 +89,7 @@ async fn each_service_works_with_its_own_user_and_reaches_nothing_else() {
             kind: BackendKind::Redis,
             redis_url: url(&redis, Service::Delivery),
             key_prefix: PREFIX.into(),
+            ..Default::default()
         },
         ..Default::default()
     };

@@ -17,8 +17,8 @@
 //! under an advisory lock; [`Micros`] carries wxpush's µs timestamps into
 //! `timestamptz` exactly.
 
-pub mod migrate;
 mod micros;
+pub mod migrate;
 
 pub use deadpool_postgres::{Object as Connection, Pool, PoolError};
 pub use micros::Micros;

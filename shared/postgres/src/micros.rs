@@ -19,12 +19,11 @@ const PG_MAX: i64 = 9_223_371_331_200_000_000;
 pub struct Micros(pub i64);
 
 impl ToSql for Micros {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        let pg = self.0.saturating_sub(PG_EPOCH_OFFSET).clamp(PG_MIN, PG_MAX - 1);
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        let pg = self
+            .0
+            .saturating_sub(PG_EPOCH_OFFSET)
+            .clamp(PG_MIN, PG_MAX - 1);
         out.extend_from_slice(&pg.to_be_bytes());
         Ok(IsNull::No)
     }

@@ -172,7 +172,10 @@ mod tests {
     #[test]
     fn checksums_are_stable_and_see_edits() {
         assert_eq!(checksum("CREATE TABLE t ()"), checksum("CREATE TABLE t ()"));
-        assert_ne!(checksum("CREATE TABLE t ()"), checksum("CREATE TABLE t ( )"));
+        assert_ne!(
+            checksum("CREATE TABLE t ()"),
+            checksum("CREATE TABLE t ( )")
+        );
         assert_eq!(checksum(""), "cbf29ce484222325");
     }
 }

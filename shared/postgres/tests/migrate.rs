@@ -70,7 +70,10 @@ async fn an_edited_or_failing_migration_is_refused_and_leaves_nothing_half_done(
     .apply(&pool)
     .await
     .unwrap_err();
-    assert!(matches!(err, MigrateError::Changed { version: 1, .. }), "{err}");
+    assert!(
+        matches!(err, MigrateError::Changed { version: 1, .. }),
+        "{err}"
+    );
     const BROKEN: Migration = Migration {
         version: 2,
         name: "broken",
@@ -83,9 +86,16 @@ async fn an_edited_or_failing_migration_is_refused_and_leaves_nothing_half_done(
     .apply(&pool)
     .await
     .unwrap_err();
-    assert!(matches!(err, MigrateError::Failed { version: 2, .. }), "{err}");
+    assert!(
+        matches!(err, MigrateError::Failed { version: 2, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("no_such_function"), "{err}");
-    assert_eq!(pg.psql("SELECT to_regclass('half') IS NULL"), "t", "rolled back");
+    assert_eq!(
+        pg.psql("SELECT to_regclass('half') IS NULL"),
+        "t",
+        "rolled back"
+    );
     // The lock was released: another run goes through.
     assert_eq!(
         Migrations {
@@ -112,14 +122,20 @@ async fn micros_round_trip_exactly_and_clamp_what_postgres_cannot_hold() {
         assert_eq!(row.get::<_, Micros>(0), Micros(us));
     }
     let text: String = client
-        .query_one("SELECT ($1::timestamptz AT TIME ZONE 'UTC')::text", &[&Micros(1_764_510_000_123_456)])
+        .query_one(
+            "SELECT ($1::timestamptz AT TIME ZONE 'UTC')::text",
+            &[&Micros(1_764_510_000_123_456)],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(text, "2025-11-30 13:40:00.123456");
     // A bound from a request may be anything: clamped, not an error.
     let row = client
-        .query_one("SELECT $1::timestamptz > now(), $2::timestamptz < now()", &[&Micros(i64::MAX), &Micros(i64::MIN)])
+        .query_one(
+            "SELECT $1::timestamptz > now(), $2::timestamptz < now()",
+            &[&Micros(i64::MAX), &Micros(i64::MIN)],
+        )
         .await
         .unwrap();
     assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));

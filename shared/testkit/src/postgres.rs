@@ -1,7 +1,8 @@
 //! A private PostgreSQL for one test: `initdb` into a temp dir, the server
 //! on a free loopback port (never the machine's own 5432), stopped and
-//! removed when dropped. Fast rather than durable (`fsync=off`): tests
-//! crash it with [`PostgresServer::kill`], not the machine.
+//! removed when dropped. Durable as PostgreSQL is by default (a commit is
+//! on disk before it is acknowledged), so a test that crashes it with
+//! [`PostgresServer::kill`] can count on what was acknowledged.
 
 use crate::free_port;
 use std::path::{Path, PathBuf};
@@ -50,8 +51,13 @@ fn server_command(bin: &Path, name: &str) -> Command {
     let program = bin.join(name);
     if is_root() {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=postgres", "--regid=postgres", "--clear-groups", "--"])
-            .arg(program);
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(program);
         c
     } else {
         Command::new(program)
@@ -104,9 +110,12 @@ impl PostgresServer {
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(&self.dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "max_connections=200"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -149,7 +158,14 @@ impl PostgresServer {
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .args(["-c", sql])
             .output()
             .expect("run psql");
@@ -161,14 +177,18 @@ impl PostgresServer {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// Kills the server (`SIGKILL`), as a crash would.
+    /// Kills the server and every backend (`SIGKILL`), as a crash of its
+    /// machine or container would: only what was committed survives.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // Backends first: a lone killed postmaster leaves them serving
+            // their open connections for a moment, which no crash does.
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-P", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
-        // A killed postmaster leaves its shared memory to the backends,
-        // which exit on their own; wait until the port is free again.
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.ready() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));

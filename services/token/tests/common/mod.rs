@@ -160,6 +160,7 @@ impl Replica {
             kind: BackendKind::Redis,
             redis_url: redis_url.into(),
             key_prefix: "wxpush:".into(),
+            ..Default::default()
         };
         let store = wxpush_token::store::connect(&backend)
             .await

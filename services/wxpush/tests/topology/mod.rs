@@ -2,13 +2,14 @@
 
 //! The production topology for the hostile-input suite: a private Redis,
 //! the WeChat sandbox, and the four services as separate processes
-//! (`wxpush serve ...`) on the redis backend, on free loopback ports.
+//! (`wxpush serve ...`) on the redis backend, on free loopback ports; with
+//! [`Topology::start_on_postgres`], the log in a private PostgreSQL.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tonic::transport::Channel;
 use wechat_sandbox::Sandbox;
-use wxpush_testkit::{RedisServer, free_port};
+use wxpush_testkit::{PostgresServer, RedisServer, free_port};
 
 /// One service process and its ports, and how to start it again.
 pub struct Process {
@@ -50,6 +51,8 @@ pub struct Topology {
     pub redis: RedisServer,
     pub sandbox: Sandbox,
     pub processes: Vec<Process>,
+    /// Where logquery keeps the log, when not in Redis.
+    pub postgres: Option<PostgresServer>,
     dir: std::path::PathBuf,
 }
 
@@ -61,6 +64,20 @@ impl Topology {
     /// On a given Redis, with extra settings (`WXPUSH_DELIVERY__...`) for
     /// the processes.
     pub async fn start_with(redis: RedisServer, extra: &[(&str, &str)]) -> Self {
+        Self::start_full(redis, extra, None).await
+    }
+
+    /// With the log in a private PostgreSQL (`backend.kind: postgres` for
+    /// logquery; the hot path stays on Redis).
+    pub async fn start_on_postgres() -> Self {
+        Self::start_full(RedisServer::start(), &[], Some(PostgresServer::start())).await
+    }
+
+    async fn start_full(
+        redis: RedisServer,
+        extra: &[(&str, &str)],
+        postgres: Option<PostgresServer>,
+    ) -> Self {
         let any = "127.0.0.1:0".parse().unwrap();
         let sandbox_config = wechat_sandbox::demo_config();
         let sandbox = Sandbox::start(sandbox_config.clone(), any, any)
@@ -112,7 +129,11 @@ impl Topology {
             "WXPUSH_DELIVERY__WECHAT__BASE_URL".into(),
             sandbox.api_url(),
         ));
-        let logquery = common("WXPUSH_LOGQUERY", ports[3]);
+        let mut logquery = common("WXPUSH_LOGQUERY", ports[3]);
+        if let Some(pg) = &postgres {
+            logquery.push(("WXPUSH_LOGQUERY__BACKEND__KIND".into(), "postgres".into()));
+            logquery.push(("WXPUSH_LOGQUERY__BACKEND__POSTGRES_URL".into(), pg.url()));
+        }
         let config = dir.join("token.yaml");
         // Kept after the test for a failing run.
         let log_dir =
@@ -128,6 +149,7 @@ impl Topology {
             redis,
             sandbox,
             processes,
+            postgres,
             dir,
         };
         for p in &topology.processes {
@@ -209,7 +231,10 @@ fn spawn(
     }
     let child = cmd
         .envs(env.clone())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("WXPUSH_TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(
             std::fs::OpenOptions::new()

@@ -97,7 +97,9 @@ impl PostgresLogStore {
     /// Partitions for yesterday up to two days from now.
     async fn make_ahead(&self) -> Result<(), StoreError> {
         let today = day_of(now_micros());
-        self.partitions.ensure(&self.pool, today - 1..=today + 2).await
+        self.partitions
+            .ensure(&self.pool, today - 1..=today + 2)
+            .await
     }
 
     /// Folds a batch into its records in one transaction; the changed
@@ -187,7 +189,9 @@ impl LogStore for PostgresLogStore {
         match self.apply_once(&kept).await {
             // Another replica dropped or never made a day this one thought
             // it knew: make it and go again.
-            Err(StoreError::Backend(reason)) if reason.contains(SqlState::CHECK_VIOLATION.code()) => {
+            Err(StoreError::Backend(reason))
+                if reason.contains(SqlState::CHECK_VIOLATION.code()) =>
+            {
                 tracing::warn!(%reason, "a log partition was missing; making it");
                 self.partitions.forget();
                 let days = kept.iter().map(|e| day_of(micros(e.accepted_at.as_ref())));
@@ -215,7 +219,9 @@ impl LogStore for PostgresLogStore {
             records.push(rows::stored_record(row)?.record);
         }
         let next_page_token = match records.last() {
-            Some(r) if more => encode_cursor(&(micros(r.accepted_at.as_ref()), r.message_id.clone())),
+            Some(r) if more => {
+                encode_cursor(&(micros(r.accepted_at.as_ref()), r.message_id.clone()))
+            }
             _ => String::new(),
         };
         Ok(Page {
@@ -226,9 +232,8 @@ impl LogStore for PostgresLogStore {
 
     async fn get(&self, message_id: &str) -> Result<Option<LogRecord>, StoreError> {
         let client = self.pool.get().await?;
-        let sql = format!(
-            "{SELECT_RECORDS} WHERE r.message_id = $1 AND r.accepted_at >= $2 LIMIT 1"
-        );
+        let sql =
+            format!("{SELECT_RECORDS} WHERE r.message_id = $1 AND r.accepted_at >= $2 LIMIT 1");
         let stmt = client.prepare_cached(&sql).await?;
         let row = client
             .query_opt(&stmt, &[&message_id, &Micros(self.floor())])
@@ -272,7 +277,10 @@ impl LogStore for PostgresLogStore {
 
     async fn enforce_retention(&self) -> Result<u64, StoreError> {
         self.make_ahead().await?;
-        let removed = self.partitions.drop_before(&self.pool, self.floor()).await?;
+        let removed = self
+            .partitions
+            .drop_before(&self.pool, self.floor())
+            .await?;
         if removed > 0 {
             LogQueryMetrics::global().removed(Removal::Retention, removed);
         }

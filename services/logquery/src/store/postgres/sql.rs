@@ -17,7 +17,11 @@ pub struct Condition {
 impl Condition {
     fn push(&mut self, column_and_op: &str, value: Box<dyn ToSql + Sync + Send>) {
         self.params.push(value);
-        self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
+        self.sql.push_str(if self.sql.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
         self.sql
             .push_str(&format!("{column_and_op} ${}", self.params.len()));
     }
@@ -68,10 +72,7 @@ impl Condition {
     }
 
     /// The parameters, numbered from `$1`; `extra` follow them.
-    pub fn params<'a>(
-        &'a self,
-        extra: &[&'a (dyn ToSql + Sync)],
-    ) -> Vec<&'a (dyn ToSql + Sync)> {
+    pub fn params<'a>(&'a self, extra: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
         self.params
             .iter()
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))

@@ -1,0 +1,169 @@
+//! The log in PostgreSQL on the production topology (four `wxpush serve`
+//! processes; logquery on `backend.kind: postgres`, the hot path on Redis):
+//! `wxpush migrate`, and the fault suite's PostgreSQL fault (killed while
+//! messages are sent, then back: every record there, no attempt twice).
+
+mod faults;
+mod topology;
+
+use faults::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use topology::Topology;
+use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
+use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
+use wxpush_proto::v1::*;
+use wxpush_testkit::PostgresServer;
+
+fn migrate(url: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wxpush"))
+        .args(["migrate", "--postgres-url", url])
+        .env_remove("WXPUSH_POSTGRES_URL")
+        .output()
+        .expect("wxpush migrate runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn wxpush_migrate_applies_the_schema_once_and_refuses_a_bad_url() {
+    let pg = PostgresServer::start();
+    let (code, out, err) = migrate(&pg.url());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("logquery: applied [1]"), "{out}");
+    assert_eq!(pg.psql("SELECT count(*) FROM delivery_statuses"), "9");
+    let (code, out, _) = migrate(&pg.url());
+    assert_eq!((code, out.trim()), (0, "logquery: up to date"));
+    let (code, _, err) = migrate("postgres://u:s3cret@host:notaport/db");
+    assert_eq!(code, 2, "a URL that does not parse is a usage error");
+    assert!(
+        !err.contains("s3cret"),
+        "the password is never printed: {err}"
+    );
+    let mut gone = PostgresServer::start();
+    let url = gone.url();
+    gone.kill();
+    let (code, _, err) = migrate(&url);
+    assert_eq!(code, 4, "an unreachable database: {err}");
+}
+
+/// The status names in SQL are the enum's.
+#[test]
+fn delivery_statuses_table_matches_the_enum() {
+    let pg = PostgresServer::start();
+    assert_eq!(migrate(&pg.url()).0, 0);
+    let rows = pg.psql(
+        "SELECT string_agg(status || '=' || name, ',' ORDER BY status) FROM delivery_statuses",
+    );
+    let want: Vec<String> = (0..)
+        .map_while(|n| DeliveryStatus::try_from(n).ok().map(|s| (n, s)))
+        .map(|(n, s)| {
+            format!(
+                "{n}={}",
+                s.as_str_name().trim_start_matches("DELIVERY_STATUS_")
+            )
+        })
+        .collect();
+    assert_eq!(rows, want.join(","));
+}
+
+/// Sent messages' log records, once each: how many are there and SENT, and
+/// how many have an attempt more than once.
+async fn logged(
+    logs: &mut LogQueryServiceClient<tonic::transport::Channel>,
+    ids: &[String],
+) -> (usize, usize) {
+    let (mut present, mut doubled) = (0, 0);
+    for id in ids {
+        let Ok(answer) = logs
+            .query_logs(QueryLogsRequest {
+                filter: Some(LogFilter {
+                    message_id: id.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+        else {
+            continue;
+        };
+        if let Some(r) = answer.into_inner().records.first() {
+            present += usize::from(r.status == SENT);
+            doubled += usize::from(r.history.len() != 1);
+        }
+    }
+    (present, doubled)
+}
+
+/// Fault 12: PostgreSQL killed while messages are sent, and started again:
+/// sending never depends on it, logquery answers UNAVAILABLE meanwhile,
+/// and every record is there afterwards, each attempt once (the event
+/// stream keeps what logquery could not write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faultsuite_postgres_killed_while_sending_loses_no_log_record() {
+    let mut t = Topology::start_on_postgres().await;
+    let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
+    let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
+    let mut sent = Vec::new();
+    let send_some = async |d: &mut Delivery, from: usize, n: usize, sent: &mut Vec<String>| {
+        for i in from..from + n {
+            let r = d
+                .send(within(
+                    shipped_to("o_demo_follower", i),
+                    Duration::from_secs(5),
+                ))
+                .await
+                .expect("Send does not need PostgreSQL")
+                .into_inner()
+                .result
+                .unwrap();
+            assert_eq!(r.status, SENT);
+            sent.push(r.message_id);
+        }
+    };
+    send_some(&mut d, 0, 10, &mut sent).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while logged(&mut logs, &sent).await.0 < sent.len() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        logged(&mut logs, &sent).await,
+        (10, 0),
+        "logged before the fault"
+    );
+
+    t.postgres.as_mut().unwrap().kill();
+    send_some(&mut d, 10, 20, &mut sent).await;
+    let down = logs
+        .query_logs(QueryLogsRequest::default())
+        .await
+        .expect_err("no log while PostgreSQL is down");
+    assert_eq!(down.code(), tonic::Code::Unavailable, "{down:?}");
+
+    t.postgres.as_mut().unwrap().restart();
+    let back = Instant::now();
+    let until = back + Duration::from_secs(60);
+    let mut counted = logged(&mut logs, &sent).await;
+    while counted.0 < sent.len() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        counted = logged(&mut logs, &sent).await;
+    }
+    let (present, doubled) = counted;
+    println!(
+        "fault table | PostgreSQL killed while 20 Sends went out (log on postgres) | records complete after {:.1} s back | missing {} | attempts doubled {doubled}",
+        back.elapsed().as_secs_f64(),
+        sent.len() - present
+    );
+    assert_eq!(
+        present,
+        sent.len(),
+        "every record logged once PostgreSQL is back"
+    );
+    assert_eq!(doubled, 0, "no attempt recorded twice");
+    let pg = t.postgres.as_ref().unwrap();
+    assert_eq!(pg.psql("SELECT count(*) FROM log_records"), "30");
+    assert_all_alive(&mut t);
+}
