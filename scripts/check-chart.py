@@ -16,10 +16,12 @@
   durations, principals of rendered service accounts, endpoints that point at
   rendered Services, a change to one service's config rolling only its own
   pods, scheduling values on every pod spec of both tracks, ServiceMonitors
-  selecting their Service and scraping its admin port
-  (scripts/chart_checks/: one module per topic);
+  selecting their Service and scraping its admin port, the PostgreSQL URL
+  only from a Secret (and only with backend.kind postgres) and the migrate
+  hook Job (scripts/chart_checks/: one module per topic);
 - the services' own binaries accept every rendered config
-  (`--check-config`), and refuse a misspelt setting.
+  (`--check-config`), and refuse a misspelt setting; the wxpush CLI accepts
+  the migrate Job's command line.
 
 Run by scripts/test.sh; needs kubernetes-validate
 (scripts/install-test-tools.sh: it brings jsonschema and PyYAML too). Exits
@@ -52,6 +54,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from chart_checks import by_kind, check, count, pods_selected  # noqa: E402
 from chart_checks.canary import HEADER, pinned_to_canary  # noqa: E402
 from chart_checks.monitoring import service_monitors  # noqa: E402
+from chart_checks.postgres import migrate_jobs, postgres  # noqa: E402
 from chart_checks.scheduling import KEYS as SCHEDULING_KEYS, scheduling  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -75,6 +78,7 @@ CRD_KINDS = {
     "ServiceMonitor": "prometheus-operator/servicemonitor-monitoring-v1.strict.json",
 }
 DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$")
+PG_STAND_IN = "postgres://wxpush:stand-in@127.0.0.1:5432/wxpush"
 
 
 def helm_binary():
@@ -250,6 +254,10 @@ def cross_references(docs, values):
 
 def binaries_accept(docs, values_name):
     """Each rendered config, as the Deployment passes it (file + env)."""
+    env_names = {
+        (d["metadata"]["labels"]["app.kubernetes.io/component"], e["name"])
+        for d in by_kind(docs, "Deployment") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     for cm in by_kind(docs, "ConfigMap"):
         component = cm["metadata"].get("labels", {}).get("app.kubernetes.io/component")
         if component not in COMPONENTS:
@@ -276,6 +284,9 @@ def binaries_accept(docs, values_name):
             env[f"{prefix}__LISTEN"] = "127.0.0.1:0"
             env[f"{prefix}__ADMIN_LISTEN"] = "127.0.0.1:0"
             env[f"{prefix}__BACKEND__REDIS_URL"] = "redis://127.0.0.1:6379/"
+            if (component, f"{prefix}__BACKEND__POSTGRES_URL") in env_names:
+                # The Secret's URL, a stand-in: checked (parsed), not dialled.
+                env[f"{prefix}__BACKEND__POSTGRES_URL"] = PG_STAND_IN
             if "templates.yaml" in cm["data"]:
                 templates = pathlib.Path(tmp) / "templates.yaml"
                 templates.write_text(cm["data"]["templates.yaml"])
@@ -293,6 +304,21 @@ def binaries_accept(docs, values_name):
                     capture_output=True, text=True, env=env,
                 )
                 check(p.returncode != 0 and "retyr" in p.stderr, f"a misspelt setting is refused by name: {p.stderr}")
+
+
+def migrate_runs(docs):
+    """The wxpush CLI takes the migrate Job's command line and its
+    WXPUSH_POSTGRES_URL: given a database that refuses connections it fails
+    connecting (exit 4), not on its arguments (exit 2)."""
+    for job in migrate_jobs(docs):
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        argv = container["command"] + container.get("args", [])
+        argv[0] = str(BIN_DIR / pathlib.Path(argv[0]).name)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WXPUSH_")}
+        env["WXPUSH_POSTGRES_URL"] = "postgres://wxpush:stand-in@127.0.0.1:1/wxpush"
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        check(p.returncode == 4 and "connecting" in p.stderr,
+              f"{job['metadata']['name']}: wxpush migrate takes its command line and URL: exit {p.returncode}\n{p.stdout}{p.stderr}")
 
 
 def redis_users(docs, values):
@@ -357,11 +383,15 @@ def main():
             seen.add("canary pins")
         if service_monitors(docs, values, NAMESPACE, COMPONENTS):
             seen.add("ServiceMonitor")
+        used, job = postgres(docs, values, COMPONENTS)
+        seen |= {"postgres"} if used else set()
+        seen |= {"migrate Job"} if job else set()
         binaries_accept(docs, values_file.name)
+        migrate_runs(docs)
         redis_users(docs, values)
         print(f"check-chart: {values_file.name}: {len(docs)} objects valid and consistent")
-    check(seen >= {*SCHEDULING_KEYS, "ServiceMonitor", "canary pins"},
-          f"the ci values files render scheduling, ServiceMonitors and a canary: {seen}")
+    check(seen >= {*SCHEDULING_KEYS, "ServiceMonitor", "canary pins", "postgres", "migrate Job"},
+          f"the ci values files render scheduling, ServiceMonitors, a canary, postgres and its migrate Job: {seen}")
     default = CHART / "ci" / "default-values.yaml"
     no_redis = pathlib.Path(tempfile.mkstemp(suffix=".yaml")[1])
     no_redis.write_text("{}\n")
@@ -378,11 +408,32 @@ def main():
     refused(default, ["delivery.tolerations.key=x"], "tolerations")
     refused(default, ["apps[0].appId=wx_a", "apps[0].secretName=s", "apps[1].appId=wx_a", "apps[1].secretName=s"],
             "appId wx_a is listed twice")
+    # PostgreSQL: its URL only from a Secret, which backend.kind postgres needs.
+    refused(default, ["backend.kind=postgres"], "postgres.existingSecret is required")
+    refused(default, ["logquery.config.backend.kind=postgres"], "postgres.existingSecret is required")
+    refused(default, ["backend.kind=mysql"], "kind")
+    refused(default, ["backend.kind=memory"], "kind")
+    refused(default, ["postgres.url=postgres://wxpush:pw@db:5432/wxpush"], "url")
+    refused(default, ["backend.kind=postgres", "postgres.existingSecret=wxpush-postgres",
+                      "logquery.config.backend.postgres_url=postgres://wxpush:pw@db:5432/wxpush"],
+            "logquery.config.backend.postgres_url")
+    refused(default, ["postgres.existingSecret=Not_A_Name"], "existingSecret")
     for sets, values in [
         (["canary.enabled=true", "canary.weight=0"], {"canary": {"enabled": True, "weight": 0}}),
         (["canary.enabled=true", "canary.weight=100"], {"canary": {"enabled": True, "weight": 100}}),
         (["istio.clusterDomain=corp.example"], {"istio": {"clusterDomain": "corp.example"}}),
         (["metrics.serviceMonitor.enabled=true"], {"metrics": {"serviceMonitor": {"enabled": True}}}),
+        # postgres without the Job; the Job enabled but nothing on postgres;
+        # one service put on postgres by its own config.
+        (["backend.kind=postgres", "postgres.existingSecret=wxpush-postgres"],
+         {"backend": {"kind": "postgres"}, "postgres": {"existingSecret": "wxpush-postgres"}}),
+        (["postgres.existingSecret=wxpush-postgres", "postgres.migrateJob.enabled=true"],
+         {"postgres": {"existingSecret": "wxpush-postgres", "migrateJob": {"enabled": True}}}),
+        (["logquery.config.backend.kind=postgres", "postgres.existingSecret=wxpush-postgres",
+          "postgres.existingSecretKey=log-url", "postgres.migrateJob.enabled=true"],
+         {"logquery": {"config": {"backend": {"kind": "postgres"}}},
+          "postgres": {"existingSecret": "wxpush-postgres", "existingSecretKey": "log-url",
+                       "migrateJob": {"enabled": True}}}),
     ]:
         docs = render(default, *sets)
         validate_schemas(docs)
@@ -390,6 +441,8 @@ def main():
         pinned_to_canary(docs, values, COMPONENTS)
         scheduling(docs, values)
         service_monitors(docs, values, NAMESPACE, COMPONENTS)
+        postgres(docs, values, COMPONENTS)
+        migrate_runs(docs)
     no_redis.unlink()
     def checksums(docs):
         return {
@@ -400,6 +453,9 @@ def main():
     after = checksums(render(default, "delivery.config.retry.max_attempts=4"))
     changed = sorted(n for n in before if before[n] != after[n])
     check(changed == ["wxpush-delivery"], f"a delivery setting rolls only delivery's pods: {changed}")
+    after = checksums(render(default, "backend.kind=postgres", "postgres.existingSecret=wxpush-postgres"))
+    changed = sorted(n for n in before if before[n] != after[n])
+    check(changed == sorted(before), f"a change of backend.kind rolls every service's pods: {changed}")
     off = render(default, "istio.enabled=false")
     check(not any(d["kind"] in ISTIO_KINDS for d in off), "istio.enabled=false renders no Istio objects")
     print(f"check-chart: {count()} checks passed")

@@ -1,6 +1,7 @@
 """What scripts/check-chart.py checks on rendered objects, beyond schemas:
 the counter and helpers every check shares, and (in this package's modules)
-the checks of one topic each: canary pinning, scheduling, ServiceMonitors."""
+the checks of one topic each: canary pinning, scheduling, ServiceMonitors,
+the PostgreSQL backend."""
 
 import sys
 

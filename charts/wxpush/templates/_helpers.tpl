@@ -12,6 +12,13 @@
 token template delivery logquery
 {{- end -}}
 
+{{/* The services that keep data in PostgreSQL with backend.kind postgres
+(logquery's delivery log today; template's registry and delivery's dead
+letters to follow): they get the PostgreSQL URL, the token service never. */}}
+{{- define "wxpush.postgresComponents" -}}
+template delivery logquery
+{{- end -}}
+
 {{/* The tracks deployed: stable, and canary while a canary runs. */}}
 {{- define "wxpush.tracks" -}}
 stable{{ if .Values.canary.enabled }} canary{{ end }}
@@ -98,7 +105,29 @@ constraint without a labelSelector selects the component's pods of the track. */
 {{/* Fails unless Redis is configured. */}}
 {{- define "wxpush.requireRedis" -}}
 {{- if not (or .Values.redis.url .Values.redis.existingSecret .Values.redis.perServiceSecret) -}}
-{{- fail "redis.url or redis.existingSecret is required (or redis.perServiceSecret): every wxpush service runs on the redis backend in a cluster" -}}
+{{- fail "redis.url or redis.existingSecret is required (or redis.perServiceSecret): every wxpush service keeps its hot path in Redis in a cluster, with backend.kind postgres too" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's backend.kind as its config file has it (dict "root" $
+"component" "token"): backend.kind, or its own `<component>.config`. */}}
+{{- define "wxpush.backendKind" -}}
+{{- (fromYaml (include "wxpush.config" .)).backend.kind -}}
+{{- end -}}
+
+{{/* Fails unless the PostgreSQL URL comes from a Secret wherever a service
+keeps data there, and when a config sets the URL itself (it may hold a
+password: never in a ConfigMap). */}}
+{{- define "wxpush.requirePostgres" -}}
+{{- range $component := splitList " " (include "wxpush.components" .) -}}
+{{- $ctx := dict "root" $ "component" $component -}}
+{{- $own := (index $.Values $component).config | default dict -}}
+{{- if hasKey ($own.backend | default dict) "postgres_url" -}}
+{{- fail (printf "%s.config.backend.postgres_url: the PostgreSQL URL may hold a password; put it in a Secret named by postgres.existingSecret" $component) -}}
+{{- end -}}
+{{- if and (eq (include "wxpush.backendKind" $ctx) "postgres") (has $component (splitList " " (include "wxpush.postgresComponents" $))) (not $.Values.postgres.existingSecret) -}}
+{{- fail (printf "postgres.existingSecret is required with backend.kind postgres (%s keeps its data in PostgreSQL): a Secret holding the postgres:// URL under postgres.existingSecretKey" $component) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -116,7 +145,7 @@ chart sets, with `<component>.config` over it. */}}
 {{- $config := dict
       "listen" (printf "0.0.0.0:%v" $c.grpcPort)
       "admin_listen" (printf "0.0.0.0:%v" $c.adminPort)
-      "backend" (dict "kind" "redis" "key_prefix" $.Values.redis.keyPrefix) }}
+      "backend" (dict "kind" $.Values.backend.kind "key_prefix" $.Values.redis.keyPrefix) }}
 {{- if ne $component "logquery" }}
 {{- $_ := set $config "wechat" (dict "base_url" $.Values.wechat.baseUrl) }}
 {{- end }}

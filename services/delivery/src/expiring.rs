@@ -44,6 +44,12 @@ impl<V> ExpiringMap<V> {
         self.entries.remove(key);
     }
 
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.len()

@@ -53,6 +53,7 @@ pub use service::DeliveryGrpc;
 use std::sync::Arc;
 use wxpush_events::EventSink;
 use wxpush_server::component::Component;
+use wxpush_server::config::BackendKind;
 
 /// The parts of a delivery service, each built complete from one
 /// [`Backends`].
@@ -70,6 +71,11 @@ impl Delivery {
             wxpush_wechat::WechatClient::new(&config.wechat)?,
             breaker::Breakers::new(config.breaker.clone()),
         );
+        let sender = if config.backend.kind == BackendKind::Postgres {
+            sender.notified_of_changes()
+        } else {
+            sender
+        };
         let ledger = ledger::Ledger::new(
             backends.events,
             backends.queue,
@@ -103,6 +109,7 @@ pub async fn build_with_events(
     let Delivery { intake, worker } = Delivery::new(&config, backends)?;
     let breakers = intake.sender().breakers().metrics().clone();
     let queue = intake.ledger.metrics().clone();
+    let sender = intake.sender().clone();
     let component = Component::new("wxpush-delivery")
         .checks_redis(&config.backend)
         .grpc(DeliveryGrpc::new(intake).into_server())
@@ -113,6 +120,24 @@ pub async fn build_with_events(
         .shared_metrics("wechat", |r| {
             wxpush_wechat::WechatMetrics::global().register(r)
         });
+    let component = if config.backend.kind == BackendKind::Postgres {
+        // A changed template reaches sends at once, not after the plan TTL.
+        let url = config
+            .backend
+            .postgres_url()
+            .map_err(anyhow::Error::msg)?
+            .to_string();
+        component.task(move |drain| {
+            wxpush_postgres::listen(
+                url,
+                wxpush_template::store::postgres::CHANGES_CHANNEL,
+                move |key| sender.template_changed(key),
+                drain.wait(),
+            )
+        })
+    } else {
+        component
+    };
     Ok(if config.queue.workers {
         component.task(move |drain| worker.run(drain))
     } else {

@@ -6,7 +6,9 @@
 //!   `expires_at - TOKEN_MARGIN`; one WeChat rejects is replaced through
 //!   the token service at once (its compare-and-swap invalidation);
 //! - a render plan is kept [`PLAN_TTL`]: a changed or deleted template
-//!   reaches sends within that second.
+//!   reaches sends within that second. On the postgres backend the
+//!   template's change notice (`LISTEN wxpush_templates`) drops it at
+//!   once, so a copy is kept [`NOTIFIED_PLAN_TTL`] there.
 
 use crate::expiring::ExpiringMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,10 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(30);
 pub const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// Longest a render plan copy is used.
 pub const PLAN_TTL: Duration = Duration::from_secs(1);
+/// Longest a render plan copy is used where every change is notified (the
+/// postgres backend): a bound for while the notices' connection is down
+/// (when it is back, every copy is dropped).
+pub const NOTIFIED_PLAN_TTL: Duration = Duration::from_secs(10);
 /// Most entries of either kind (apps, template keys).
 const MAX_ENTRIES: usize = 10_000;
 
@@ -55,6 +61,11 @@ impl<V: Clone> Copies<V> {
     /// Forgets the copy for `key` (its owner said it is no longer good).
     pub fn forget(&self, key: &str) {
         self.map().remove(key);
+    }
+
+    /// Forgets every copy (the owner's notices may have been missed).
+    pub fn forget_all(&self) {
+        self.map().clear();
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Sender {
     breakers: Breakers,
     tokens: Copies<String>,
     plans: Copies<Template>,
+    /// How long a plan copy is used: [`local::PLAN_TTL`], or longer where
+    /// change notices drop copies at once ([`Sender::notified_of_changes`]).
+    plan_ttl: std::time::Duration,
 }
 
 /// A request to a peer carrying `trace` (a child of the message's span)
@@ -94,7 +97,16 @@ impl Sender {
             breakers,
             tokens: Copies::default(),
             plans: Copies::default(),
+            plan_ttl: local::PLAN_TTL,
         }
+    }
+
+    /// This sender hears of every template change as it commits (the
+    /// postgres backend's `LISTEN`), so it keeps plan copies for
+    /// [`local::NOTIFIED_PLAN_TTL`]: fewer calls to the template service.
+    pub fn notified_of_changes(mut self) -> Self {
+        self.plan_ttl = local::NOTIFIED_PLAN_TTL;
+        self
     }
 
     pub fn breakers(&self) -> &Breakers {
@@ -141,7 +153,7 @@ impl Sender {
     }
 
     /// A template's render plan (fields, content as WeChat last synced it,
-    /// quiet hours): a local copy of up to a second, else the template
+    /// quiet hours): a local copy (see [`crate::local`]), else the template
     /// service's.
     pub async fn template(
         &self,
@@ -164,8 +176,17 @@ impl Sender {
             .ok_or_else(|| {
                 DeliveryError::Unsendable(format!("template service sent no template for {key:?}"))
             })?;
-        self.plans.put(key, plan.clone(), local::PLAN_TTL);
+        self.plans.put(key, plan.clone(), self.plan_ttl);
         Ok(plan)
+    }
+
+    /// Drops the render plan copy of `key` (`None`: of every template), as
+    /// the template registry's change notices say.
+    pub fn template_changed(&self, key: Option<&str>) {
+        match key {
+            Some(key) => self.plans.forget(key),
+            None => self.plans.forget_all(),
+        }
     }
 
     /// The app's current token: a local copy (see [`crate::local`]), else

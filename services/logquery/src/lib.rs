@@ -124,7 +124,10 @@ pub async fn build_with_source(
             Arc::new(RedisLogStore::connect(&b.redis_url, &b.key_prefix, config.retention()).await?)
         }
         BackendKind::Postgres => {
-            let store = PostgresLogStore::open(b.postgres_url.expose(), config.retention())?;
+            let store = PostgresLogStore::open(
+                b.postgres_url().map_err(anyhow::Error::msg)?,
+                config.retention(),
+            )?;
             prepare = Some(store.clone());
             Arc::new(store)
         }

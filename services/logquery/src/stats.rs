@@ -5,7 +5,6 @@
 
 use crate::filter::{check_filter, check_range, micros};
 use std::collections::BTreeMap;
-use wxpush_proto::Timestamp;
 use wxpush_proto::v1::{
     DeliveryStatus, GetStatsRequest, LogFilter, LogRecord, StatsGroupBy, StatsPoint, StatsSeries,
 };
@@ -151,10 +150,7 @@ impl StatsCounter {
                 points: points
                     .into_iter()
                     .map(|(t, count)| StatsPoint {
-                        bucket_start: Some(Timestamp {
-                            seconds: t.div_euclid(1_000_000),
-                            nanos: (t.rem_euclid(1_000_000) * 1_000) as i32,
-                        }),
+                        bucket_start: Some(wxpush_proto::timestamp_from_micros(t)),
                         count,
                     })
                     .collect(),
@@ -166,6 +162,7 @@ impl StatsCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wxpush_proto::Timestamp;
     use wxpush_proto::v1::TimeRange;
 
     fn ts(seconds: i64) -> Option<Timestamp> {

@@ -144,6 +144,25 @@ impl TemplateRegistry {
         }
     }
 
+    /// Up to `limit` revisions of `key`, newest first, before the one
+    /// numbered `before`; FAILED_PRECONDITION on a backend that keeps none.
+    pub async fn revisions(
+        &self,
+        key: &str,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<store::RevisionPage, TemplateError> {
+        self.store
+            .revisions(key, limit, before)
+            .await?
+            .ok_or_else(|| {
+                TemplateError::FailedPrecondition(
+                "template revisions are kept only by the postgres backend (backend.kind: postgres)"
+                    .into(),
+            )
+            })
+    }
+
     /// Deletes a template; a non-zero `expected_version` must match.
     pub async fn delete(&self, key: &str, expected_version: u64) -> Result<(), TemplateError> {
         self.store.delete(key, expected_version).await?;

@@ -131,6 +131,44 @@ impl TemplateService for TemplateGrpc {
         }))
     }
 
+    async fn list_template_revisions(
+        &self,
+        request: Request<ListTemplateRevisionsRequest>,
+    ) -> Result<Response<ListTemplateRevisionsResponse>, Status> {
+        let req = request.into_inner();
+        required_key(&req.key)?;
+        let size = paging::page_size(req.page_size, DEFAULT_PAGE_SIZE);
+        let bad_token = || {
+            TemplateError::InvalidArgument(vec![Violation::new(
+                "page_token",
+                "is not a token from a previous response of this list",
+            )])
+        };
+        let before = match paging::decode_token(&req.page_token)
+            .map_err(|v| TemplateError::InvalidArgument(vec![v]))?
+        {
+            Some(id) => Some(id.parse::<i64>().map_err(|_| bad_token())?),
+            None => None,
+        };
+        let page = self.registry.revisions(&req.key, size, before).await?;
+        let next_page_token = match page.revisions.last() {
+            Some(last) if page.more => paging::encode_token(&last.id.to_string()),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListTemplateRevisionsResponse {
+            revisions: page
+                .revisions
+                .into_iter()
+                .map(|r| TemplateRevision {
+                    template: Some(r.template),
+                    change: r.change as i32,
+                    changed_at: Some(wxpush_proto::timestamp_from_micros(r.changed_at_micros)),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
     async fn delete_template(
         &self,
         request: Request<DeleteTemplateRequest>,

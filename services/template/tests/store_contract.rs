@@ -1,6 +1,6 @@
 //! One contract for every template backend: the same checks run on the
-//! memory store and on Redis (a private `redis-server` per test, from
-//! `wxpush-testkit`), through the registry as the gRPC handlers use it.
+//! memory store, on Redis and on PostgreSQL (a private server per test,
+//! from `wxpush-testkit`), through the registry as the gRPC handlers use it.
 
 use std::sync::Mutex;
 use tonic::{Code, Status};
@@ -10,7 +10,7 @@ use wxpush_server::trace_context::TraceContext;
 use wxpush_template::TemplateRegistry;
 use wxpush_template::error::TemplateError;
 use wxpush_template::sync::{TemplateSource, parse, sync_app};
-use wxpush_testkit::RedisServer;
+use wxpush_testkit::{PostgresServer, RedisServer};
 
 fn tpl(key: &str, app_id: &str) -> Template {
     Template {
@@ -222,6 +222,18 @@ async fn redis() -> (TemplateRegistry, Option<RedisServer>) {
     (r, Some(server))
 }
 
+/// A private PostgreSQL (the schema applied by opening it).
+async fn postgres() -> (TemplateRegistry, PostgresServer) {
+    let server = PostgresServer::start();
+    let settings = BackendSettings {
+        kind: BackendKind::Postgres,
+        postgres_url: wxpush_server::config::Secret::new(server.url()),
+        ..Default::default()
+    };
+    let r = TemplateRegistry::open(&settings).await.unwrap();
+    (r, server)
+}
+
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
         mod memory_backend {
@@ -235,6 +247,13 @@ macro_rules! on_both_backends {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
                 let (r, _server) = super::redis().await;
+                super::$check(r).await;
+            })*
+        }
+        mod postgres_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let (r, _server) = super::postgres().await;
                 super::$check(r).await;
             })*
         }
@@ -269,4 +288,81 @@ async fn redis_keys_live_under_the_prefix() {
             "test:wxpush:templates:app:wx1"
         ]
     );
+}
+
+/// PostgreSQL keeps every version, deletions included, newest first and
+/// paged; the other backends say they keep none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_every_revision() {
+    use wxpush_proto::v1::TemplateChange;
+    let (r, _pg) = postgres().await;
+    r.upsert(tpl("a", "wx1"), 0).await.unwrap();
+    let mut moved = tpl("a", "wx2");
+    moved.template_id = "T2".into();
+    r.upsert(moved, 1).await.unwrap();
+    r.upsert(tpl("other", "wx1"), 0).await.unwrap();
+    r.delete("a", 2).await.unwrap();
+    r.upsert(tpl("a", "wx1"), 0).await.unwrap();
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page = r.revisions("a", 2, before).await.unwrap();
+        assert!(page.revisions.len() <= 2);
+        before = page.revisions.last().map(|v| v.id);
+        all.extend(page.revisions);
+        if !page.more {
+            break;
+        }
+    }
+    let seen: Vec<(u64, &str, TemplateChange)> = all
+        .iter()
+        .map(|v| (v.template.version, v.template.app_id.as_str(), v.change))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "wx1", TemplateChange::Put),
+            (2, "wx2", TemplateChange::Delete),
+            (2, "wx2", TemplateChange::Put),
+            (1, "wx1", TemplateChange::Put),
+        ]
+    );
+    assert_eq!(all[2].template.template_id, "T2", "what changed is kept");
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].changed_at_micros >= w[1].changed_at_micros)
+    );
+    let (memory, _) = memory().await;
+    assert!(matches!(
+        memory.revisions("a", 10, None).await,
+        Err(TemplateError::FailedPrecondition(_))
+    ));
+}
+
+/// Every committed change is announced on `wxpush_templates` with its key,
+/// to a listener on its own connection, as delivery listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_announces_each_change() {
+    let (r, pg) = postgres().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn(wxpush_postgres::listen(
+        pg.url(),
+        "wxpush_templates",
+        move |key| {
+            let _ = tx.send(key.map(str::to_string));
+        },
+        std::future::pending(),
+    ));
+    let next = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Option<String>>| {
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a notice within 10 s")
+            .unwrap()
+    };
+    assert_eq!(next(&mut rx).await, None, "connected: forget everything");
+    r.upsert(tpl("a", "wx1"), 0).await.unwrap();
+    assert_eq!(next(&mut rx).await.as_deref(), Some("a"));
+    r.delete("a", 0).await.unwrap();
+    assert_eq!(next(&mut rx).await.as_deref(), Some("a"));
+    listener.abort();
 }

@@ -353,7 +353,10 @@ mod tests {
 }
 
 /// The PostgreSQL schemas `wxpush migrate` applies, per component.
-pub const MIGRATIONS: &[wxpush_postgres::Migrations] = &[wxpush_logquery::store::MIGRATIONS];
+pub const MIGRATIONS: &[wxpush_postgres::Migrations] = &[
+    wxpush_logquery::store::MIGRATIONS,
+    wxpush_template::store::postgres::MIGRATIONS,
+];
 
 /// Applies every component's PostgreSQL migrations; returns the exit code
 /// (2 for a URL that does not parse, 4 when the database refuses).

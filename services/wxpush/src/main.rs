@@ -152,17 +152,17 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Print the Redis ACL rules that give each service its own user,
-    /// limited to its own keys (`ACL SETUSER ... >PASSWORD`; fill in each
     /// Apply the PostgreSQL schema of every service that keeps data there
-    /// (the delivery log) and exit: what the services do at start, for
-    /// operators who migrate before a rollout. Safe to run while replicas
-    /// start: all take turns on one advisory lock.
+    /// (the delivery log, the template registry) and exit: what the
+    /// services do at start, for operators who migrate before a rollout.
+    /// Safe to run while replicas start: all take turns on one advisory lock.
     Migrate {
         /// `postgres://user[:password]@host:port/database`.
         #[arg(long, env = "WXPUSH_POSTGRES_URL", hide_env_values = true)]
         postgres_url: String,
     },
+    /// Print the Redis ACL rules that give each service its own user,
+    /// limited to its own keys (`ACL SETUSER ... >PASSWORD`; fill in each
     /// password and give each service its own `backend.redis_url`).
     RedisAcl {
         /// The services' `backend.key_prefix`.

@@ -95,6 +95,12 @@ impl TemplateService for Recorder {
     ) -> Result<Response<DeleteTemplateResponse>, Status> {
         not_recorded()
     }
+    async fn list_template_revisions(
+        &self,
+        _: Request<ListTemplateRevisionsRequest>,
+    ) -> Result<Response<ListTemplateRevisionsResponse>, Status> {
+        not_recorded()
+    }
     async fn sync_templates(
         &self,
         _: Request<SyncTemplatesRequest>,

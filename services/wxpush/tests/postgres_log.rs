@@ -1,7 +1,8 @@
-//! The log in PostgreSQL on the production topology (four `wxpush serve`
-//! processes; logquery on `backend.kind: postgres`, the hot path on Redis):
-//! `wxpush migrate`, and the fault suite's PostgreSQL fault (killed while
-//! messages are sent, then back: every record there, no attempt twice).
+//! PostgreSQL on the production topology (four `wxpush serve` processes;
+//! template, delivery and logquery on `backend.kind: postgres`, the hot
+//! path on Redis): `wxpush migrate`, a template change reaching sends at
+//! once, and the fault suite's PostgreSQL fault (killed while messages are
+//! sent, then back: every record there, no attempt twice).
 
 mod faults;
 mod topology;
@@ -34,9 +35,13 @@ fn wxpush_migrate_applies_the_schema_once_and_refuses_a_bad_url() {
     let (code, out, err) = migrate(&pg.url());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("logquery: applied [1]"), "{out}");
+    assert!(out.contains("template: applied [1]"), "{out}");
     assert_eq!(pg.psql("SELECT count(*) FROM delivery_statuses"), "9");
     let (code, out, _) = migrate(&pg.url());
-    assert_eq!((code, out.trim()), (0, "logquery: up to date"));
+    assert_eq!(
+        (code, out.trim()),
+        (0, "logquery: up to date\ntemplate: up to date")
+    );
     let (code, _, err) = migrate("postgres://u:s3cret@host:notaport/db");
     assert_eq!(code, 2, "a URL that does not parse is a usage error");
     assert!(
@@ -166,4 +171,93 @@ async fn faultsuite_postgres_killed_while_sending_loses_no_log_record() {
     let pg = t.postgres.as_ref().unwrap();
     assert_eq!(pg.psql("SELECT count(*) FROM log_records"), "30");
     assert_all_alive(&mut t);
+}
+
+/// Sends one order_shipped message; the carrier field WeChat received.
+async fn carrier(t: &Topology, d: &mut Delivery, n: usize) -> String {
+    let r = d
+        .send(within(
+            shipped_to("o_demo_follower", n),
+            Duration::from_secs(5),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(r.status, SENT);
+    let list = wechat_sandbox::AdminClient::new(t.sandbox.admin_url())
+        .messages(&wechat_sandbox::MessageQuery {
+            client_msg_id: Some(r.message_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    list[0].body["data"]["thing3"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A changed template reaches the next sends at once: delivery keeps render
+/// plans for 10 s on this backend, and drops its copy when the change is
+/// announced (`LISTEN wxpush_templates`). Its history is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_change_reaches_sends_at_once_and_is_kept_in_history() {
+    use wxpush_proto::v1::template_service_client::TemplateServiceClient;
+    let t = Topology::start_on_postgres().await;
+    let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
+    let mut templates = TemplateServiceClient::new(t.channel("template").await);
+    assert_eq!(
+        carrier(&t, &mut d, 0).await,
+        "顺丰速运",
+        "the plan is now cached"
+    );
+    let mut changed = templates
+        .get_template(GetTemplateRequest {
+            key: "order_shipped".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .template
+        .unwrap();
+    let version = changed.version;
+    changed
+        .fields
+        .insert("thing3".into(), "{{carrier}}快递".into());
+    templates
+        .upsert_template(UpsertTemplateRequest {
+            template: Some(changed),
+            expected_version: version,
+        })
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut n = 1;
+    let mut seen = carrier(&t, &mut d, n).await;
+    while seen != "顺丰速运快递" && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        n += 1;
+        seen = carrier(&t, &mut d, n).await;
+    }
+    assert_eq!(
+        seen, "顺丰速运快递",
+        "the change reached sends well within the 10 s a plan copy lives"
+    );
+    let history = templates
+        .list_template_revisions(ListTemplateRevisionsRequest {
+            key: "order_shipped".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revisions;
+    let versions: Vec<u64> = history
+        .iter()
+        .map(|r| r.template.as_ref().unwrap().version)
+        .collect();
+    assert_eq!(versions, [version + 1, version], "newest first, both kept");
 }

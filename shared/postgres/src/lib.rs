@@ -14,13 +14,16 @@
 //!   comes back to the pool, and the next caller gets a new one.
 //!
 //! [`migrate`] applies each component's embedded, versioned schema changes
-//! under an advisory lock; [`Micros`] carries wxpush's µs timestamps into
+//! under an advisory lock; [`listen`] follows a `LISTEN` channel across
+//! reconnections; [`Micros`] carries wxpush's µs timestamps into
 //! `timestamptz` exactly.
 
+mod listen;
 mod micros;
 pub mod migrate;
 
 pub use deadpool_postgres::{Object as Connection, Pool, PoolError};
+pub use listen::listen;
 pub use micros::Micros;
 pub use migrate::{Migration, Migrations};
 pub use tokio_postgres::{Error as PgError, error::SqlState};
@@ -79,7 +82,18 @@ pub fn open(url: &str, application_name: &str, max_size: usize) -> Result<Pool, 
 pub fn describe(e: &PgError) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // "error connecting to server" alone does not say why: add the
+            // causes (refused, timed out, no such host).
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

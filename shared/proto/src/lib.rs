@@ -20,6 +20,14 @@ pub use prost_types::Timestamp;
 pub use tonic_types::pb::Status as RpcStatus;
 
 /// Converts a wall-clock time to a protobuf timestamp.
+/// A timestamp from µs since the Unix epoch (floored, also before 1970).
+pub fn timestamp_from_micros(us: i64) -> Timestamp {
+    Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
+    }
+}
+
 pub fn timestamp(t: std::time::SystemTime) -> Timestamp {
     Timestamp::from(t)
 }

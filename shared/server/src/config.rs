@@ -159,12 +159,23 @@ pub struct BackendSettings {
     pub key_prefix: String,
 }
 
+impl BackendSettings {
+    /// The PostgreSQL URL; with `kind: postgres` it must be set (there is
+    /// no sensible default database to fall back on).
+    pub fn postgres_url(&self) -> Result<&str, String> {
+        match self.postgres_url.expose() {
+            "" => Err("backend.postgres_url is required with backend.kind: postgres".into()),
+            url => Ok(url),
+        }
+    }
+}
+
 impl Default for BackendSettings {
     fn default() -> Self {
         Self {
             kind: BackendKind::Memory,
             redis_url: "redis://127.0.0.1:6379/".into(),
-            postgres_url: Secret::new("postgres://wxpush@127.0.0.1:5432/wxpush"),
+            postgres_url: Secret::new(""),
             key_prefix: "wxpush:".into(),
         }
     }

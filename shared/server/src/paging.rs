@@ -19,6 +19,11 @@ pub fn page_size(requested: u32, default: usize) -> usize {
     }
 }
 
+/// The page token standing for `key`: items after it come next.
+pub fn encode_token(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("k:{key}"))
+}
+
 /// The key a page token stands for: items after it come next.
 pub fn decode_token(token: &str) -> Result<Option<String>, Violation> {
     if token.is_empty() {
@@ -54,7 +59,7 @@ pub fn page<T>(
     let more = rest.len() > size;
     rest.truncate(size);
     let next = match rest.last() {
-        Some(last) if more => URL_SAFE_NO_PAD.encode(format!("k:{}", key(last))),
+        Some(last) if more => encode_token(key(last)),
         _ => String::new(),
     };
     Ok((rest, next))

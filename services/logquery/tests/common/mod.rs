@@ -170,10 +170,7 @@ impl Rng {
 }
 
 pub fn ts(micros: i64) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
-    })
+    Some(wxpush_proto::timestamp_from_micros(micros))
 }
 
 const FINALS: [(DeliveryStatus, i64); 6] = [

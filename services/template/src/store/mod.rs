@@ -1,6 +1,7 @@
 //! Where templates live: one async trait, [`TemplateStore`], with a
-//! [`memory`] backend (one process, `wxpush dev`) and a [`redis`] backend
-//! (shared by replicas, survives restarts), chosen by `backend.kind`.
+//! [`memory`] backend (one process, `wxpush dev`), a [`redis`] backend
+//! (shared by replicas, survives restarts) and a [`postgres`] one (durable,
+//! with every version kept), chosen by `backend.kind`.
 //!
 //! A store only knows versions: a write names the version it read and lands
 //! only if that is still the stored one, atomically (a mutex in memory, a Lua
@@ -8,12 +9,13 @@
 //! the [`crate::registry::TemplateRegistry`] above, once for both backends.
 
 pub mod memory;
+pub mod postgres;
 pub mod redis;
 
 use crate::error::TemplateError;
 use async_trait::async_trait;
 use std::sync::Arc;
-use wxpush_proto::v1::{Template, WechatTemplate};
+use wxpush_proto::v1::{Template, TemplateChange, WechatTemplate};
 use wxpush_server::config::{BackendKind, BackendSettings};
 
 /// Storage of business templates and of each app's synced WeChat templates.
@@ -57,16 +59,62 @@ pub trait TemplateStore: Send + Sync + 'static {
     /// Sets the epoch to `proposed` unless another replica set one first;
     /// returns the epoch now stored.
     async fn claim_epoch(&self, proposed: &str) -> Result<String, TemplateError>;
+
+    /// Up to `limit` revisions of `key`, newest first, older than the one
+    /// numbered `before`; `None` when this backend keeps no history.
+    async fn revisions(
+        &self,
+        _key: &str,
+        _limit: usize,
+        _before: Option<i64>,
+    ) -> Result<Option<RevisionPage>, TemplateError> {
+        Ok(None)
+    }
+}
+
+/// One stored change of a template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    /// Increasing with time; the page cursor.
+    pub id: i64,
+    pub template: Template,
+    pub change: TemplateChange,
+    pub changed_at_micros: i64,
+}
+
+/// A page of revisions.
+#[derive(Debug, Default)]
+pub struct RevisionPage {
+    pub revisions: Vec<Revision>,
+    /// Whether older revisions remain.
+    pub more: bool,
+}
+
+/// The synced WeChat templates of one app, as one stored value (both
+/// shared backends).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct StoredWechatTemplates {
+    #[prost(message, repeated, tag = "1")]
+    pub templates: Vec<WechatTemplate>,
 }
 
 /// Opens the backend `settings` name (Redis: connects now, so a wrong URL
-/// fails start-up rather than the first call).
+/// fails start-up rather than the first call; PostgreSQL: applies the
+/// schema first).
 pub async fn open(settings: &BackendSettings) -> Result<Arc<dyn TemplateStore>, TemplateError> {
     Ok(match settings.kind {
         BackendKind::Memory => Arc::new(memory::MemoryStore::default()),
-        BackendKind::Redis | BackendKind::Postgres => {
+        BackendKind::Redis => {
             Arc::new(redis::RedisStore::connect(&settings.redis_url, &settings.key_prefix).await?)
         }
+        BackendKind::Postgres => Arc::new(
+            postgres::PostgresStore::open(
+                settings
+                    .postgres_url()
+                    .map_err(TemplateError::FailedPrecondition)?,
+            )
+            .await?,
+        ),
     })
 }
 

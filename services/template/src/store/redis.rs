@@ -14,7 +14,7 @@
 //! checks a version is one Lua script, so the compare and the set (and the
 //! index updates) cannot interleave with another replica's write.
 
-use super::{TemplateStore, version_error};
+use super::{StoredWechatTemplates, TemplateStore, version_error};
 use crate::error::TemplateError;
 use ::redis::aio::ConnectionManager;
 use ::redis::{Script, cmd};
@@ -49,13 +49,6 @@ if app then redis.call('SREM', ARGV[3] .. app, ARGV[2]) end
 redis.call('SREM', KEYS[2], ARGV[2])
 return {1, cur}
 ";
-
-/// The synced WeChat templates of one app, as one value.
-#[derive(Clone, PartialEq, prost::Message)]
-struct StoredWechatTemplates {
-    #[prost(message, repeated, tag = "1")]
-    templates: Vec<WechatTemplate>,
-}
 
 /// Templates in Redis; cheap to clone (one multiplexed, reconnecting connection).
 #[derive(Clone)]

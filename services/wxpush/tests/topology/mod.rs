@@ -67,8 +67,9 @@ impl Topology {
         Self::start_full(redis, extra, None).await
     }
 
-    /// With the log in a private PostgreSQL (`backend.kind: postgres` for
-    /// logquery; the hot path stays on Redis).
+    /// With a private PostgreSQL (`backend.kind: postgres` for template,
+    /// delivery and logquery: the log and the templates there, the hot path
+    /// still on Redis).
     pub async fn start_on_postgres() -> Self {
         Self::start_full(RedisServer::start(), &[], Some(PostgresServer::start())).await
     }
@@ -131,8 +132,14 @@ impl Topology {
         ));
         let mut logquery = common("WXPUSH_LOGQUERY", ports[3]);
         if let Some(pg) = &postgres {
-            logquery.push(("WXPUSH_LOGQUERY__BACKEND__KIND".into(), "postgres".into()));
-            logquery.push(("WXPUSH_LOGQUERY__BACKEND__POSTGRES_URL".into(), pg.url()));
+            for (prefix, env) in [
+                ("WXPUSH_TEMPLATE", &mut template),
+                ("WXPUSH_DELIVERY", &mut delivery),
+                ("WXPUSH_LOGQUERY", &mut logquery),
+            ] {
+                env.push((format!("{prefix}__BACKEND__KIND"), "postgres".into()));
+                env.push((format!("{prefix}__BACKEND__POSTGRES_URL"), pg.url()));
+            }
         }
         let config = dir.join("token.yaml");
         // Kept after the test for a failing run.

@@ -23,11 +23,8 @@ pub const SELECT_RECORDS: &str = "SELECT r.accepted_at, r.message_id, r.trace_id
     array_agg(a.occurred_at ORDER BY a.attempt) AS occurred_at \
     FROM log_attempts a WHERE a.accepted_at = r.accepted_at AND a.message_id = r.message_id) h ON true";
 
-pub fn timestamp(m: Micros) -> Timestamp {
-    Timestamp {
-        seconds: m.0.div_euclid(1_000_000),
-        nanos: (m.0.rem_euclid(1_000_000) * 1_000) as i32,
-    }
+fn timestamp(m: Micros) -> Timestamp {
+    wxpush_proto::timestamp_from_micros(m.0)
 }
 
 fn at(t: Option<&Timestamp>) -> Option<Micros> {
