@@ -1,11 +1,11 @@
 //! What the configured backend provides, chosen once: idempotency records,
 //! rate limits, the queue (with statuses and dead letters) and the event
 //! sink. Memory serves one process (`wxpush dev`, tests); Redis is shared by
-//! every replica. Every part of the service is built from one `Backends`.
+//! every replica; postgres is Redis with the dead letters in PostgreSQL. Every part of the service is built from one `Backends`.
 
 use crate::config::DeliveryConfig;
 use crate::idempotency::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
-use crate::queue::{MemoryQueue, Queue, RedisQueue};
+use crate::queue::{DeadLetterBounds, DeadLettersOnPostgres, MemoryQueue, Queue, RedisQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use std::sync::Arc;
 use wxpush_events::{EventSink, LogSink, RedisStreamSink, StreamSettings};
@@ -21,6 +21,25 @@ pub struct Backends {
 }
 
 impl Backends {
+    /// The Redis queue; on the postgres backend with its dead letters in
+    /// PostgreSQL.
+    async fn queue(config: &DeliveryConfig) -> anyhow::Result<Arc<dyn Queue>> {
+        let b = &config.backend;
+        let redis: Arc<dyn Queue> = Arc::new(RedisQueue::open(
+            &b.redis_url,
+            &b.key_prefix,
+            &config.queue,
+        )?);
+        if b.kind != BackendKind::Postgres {
+            return Ok(redis);
+        }
+        let url = b.postgres_url().map_err(anyhow::Error::msg)?;
+        let bounds = DeadLetterBounds::of(&config.queue);
+        Ok(Arc::new(
+            DeadLettersOnPostgres::open(redis, url, bounds).await?,
+        ))
+    }
+
     /// The backends `config.backend` names (Redis: opened lazily). Events go
     /// to `events` when given (`wxpush dev`'s in-process bus), else to the
     /// Redis event stream, or for a lone in-memory process to the log.
@@ -59,11 +78,7 @@ impl Backends {
                         conn,
                         &b.key_prefix,
                     )),
-                    queue: Arc::new(RedisQueue::open(
-                        &b.redis_url,
-                        &b.key_prefix,
-                        &config.queue,
-                    )?),
+                    queue: Self::queue(config).await?,
                     events,
                 }
             }

@@ -1,15 +1,18 @@
 //! Issue 19, items 2 and 9: the dead-letter store had no retention and no
 //! cap (a few bad batches could fill a `noeviction` Redis for good), and
 //! the Redis listing rescanned from an offset on every batch. On both
-//! backends: the oldest go past the cap or the retention, and a listing of
-//! many tied entries reads each exactly once.
+//! backends (and in PostgreSQL): the oldest go past the cap or the
+//! retention, and a listing of many tied entries reads each exactly once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use wxpush_delivery::config::QueueSettings;
-use wxpush_delivery::queue::{DeadRecord, MemoryQueue, Queue, QueuedMessage, RedisQueue, now_ms};
+use wxpush_delivery::queue::{
+    DeadLetterBounds, DeadLettersOnPostgres, DeadRecord, MemoryQueue, Queue, QueuedMessage,
+    RedisQueue, now_ms,
+};
 use wxpush_proto::v1::DeadLetterFilter;
-use wxpush_testkit::RedisServer;
+use wxpush_testkit::{PostgresServer, RedisServer};
 
 fn record(id: usize, dead_at_ms: i64) -> DeadRecord {
     DeadRecord {
@@ -87,4 +90,53 @@ async fn redis_dead_letters_are_bounded() {
     };
     the_oldest_go_past_the_cap_and_the_retention(open("a:", 20)).await;
     a_listing_of_ties_reads_each_once(open("b:", 5000)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dead_letters_are_bounded_and_replayable() {
+    let redis = RedisServer::start();
+    let pg = PostgresServer::start();
+    let open = async |prefix: &str, max| {
+        let settings = bounded(max);
+        let redis = Arc::new(RedisQueue::open(&redis.url(), prefix, &settings).unwrap());
+        Arc::new(
+            DeadLettersOnPostgres::open(redis, &pg.url(), DeadLetterBounds::of(&settings))
+                .await
+                .unwrap(),
+        ) as Arc<dyn Queue>
+    };
+    the_oldest_go_past_the_cap_and_the_retention(open("a:", 20).await).await;
+    pg.psql("TRUNCATE dead_letters");
+    let queue = open("b:", 5000).await;
+    a_listing_of_ties_reads_each_once(queue.clone()).await;
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM dead_letters"),
+        "1000",
+        "on disk, not in Redis"
+    );
+    assert_eq!(queue.depth(now_ms()).await.unwrap().dead, 1000);
+    // Replay takes them out, once.
+    let ids = vec![
+        "m00007".to_string(),
+        "m00008".to_string(),
+        "nope".to_string(),
+    ];
+    let back = queue.exhume(&ids).await.unwrap();
+    let mut got: Vec<&str> = back.iter().map(|r| r.message.message_id.as_str()).collect();
+    got.sort();
+    assert_eq!(got, ["m00007", "m00008"]);
+    assert!(queue.exhume(&ids).await.unwrap().is_empty());
+    // A filter narrows the listing.
+    let page = queue
+        .dead_letters(
+            &DeadLetterFilter {
+                app_id: "wx_other".into(),
+                ..Default::default()
+            },
+            10,
+            "",
+        )
+        .await
+        .unwrap();
+    assert!(page.records.is_empty());
 }

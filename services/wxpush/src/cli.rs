@@ -356,6 +356,7 @@ mod tests {
 pub const MIGRATIONS: &[wxpush_postgres::Migrations] = &[
     wxpush_logquery::store::MIGRATIONS,
     wxpush_template::store::postgres::MIGRATIONS,
+    wxpush_delivery::queue::MIGRATIONS,
 ];
 
 /// Applies every component's PostgreSQL migrations; returns the exit code

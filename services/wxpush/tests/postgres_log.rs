@@ -36,11 +36,15 @@ fn wxpush_migrate_applies_the_schema_once_and_refuses_a_bad_url() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("logquery: applied [1]"), "{out}");
     assert!(out.contains("template: applied [1]"), "{out}");
+    assert!(out.contains("delivery: applied [1]"), "{out}");
     assert_eq!(pg.psql("SELECT count(*) FROM delivery_statuses"), "9");
     let (code, out, _) = migrate(&pg.url());
     assert_eq!(
         (code, out.trim()),
-        (0, "logquery: up to date\ntemplate: up to date")
+        (
+            0,
+            "logquery: up to date\ntemplate: up to date\ndelivery: up to date"
+        )
     );
     let (code, _, err) = migrate("postgres://u:s3cret@host:notaport/db");
     assert_eq!(code, 2, "a URL that does not parse is a usage error");

@@ -11,10 +11,12 @@
 
 mod memory;
 mod metrics;
+mod postgres;
 mod redis;
 
 pub use memory::MemoryQueue;
 pub use metrics::QueueMetrics;
+pub use postgres::{DeadLettersOnPostgres, MIGRATIONS};
 pub use redis::RedisQueue;
 
 use serde::{Deserialize, Serialize};
@@ -189,6 +191,8 @@ pub enum QueueError {
     Redis(#[from] ::redis::RedisError),
     #[error("queue backend: {0}")]
     Open(#[from] wxpush_redis::OpenError),
+    #[error("dead-letter store: {0}")]
+    Postgres(String),
     /// A stored record that does not decode (dead letter, status).
     #[error("queue record {what} unreadable: {why}")]
     Corrupt { what: String, why: String },
