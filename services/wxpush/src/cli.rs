@@ -333,25 +333,6 @@ async fn all_apps(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vars_statuses_and_durations_parse_with_clear_errors() {
-        let v = parse_vars(&["a=1".into(), "b=x=y".into()]).unwrap();
-        assert_eq!(v["b"], "x=y");
-        assert!(parse_vars(&["nokey".into()]).unwrap_err().contains("nokey"));
-        assert_eq!(parse_status("sent").unwrap(), DeliveryStatus::Sent);
-        assert!(parse_status("lost").is_err());
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5h").unwrap_err().contains("unit"));
-    }
-}
-
 /// The PostgreSQL schemas `wxpush migrate` applies, per component.
 pub const MIGRATIONS: &[wxpush_postgres::Migrations] = &[
     wxpush_logquery::store::MIGRATIONS,
@@ -380,4 +361,23 @@ pub async fn migrate(postgres_url: &str) -> i32 {
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_statuses_and_durations_parse_with_clear_errors() {
+        let v = parse_vars(&["a=1".into(), "b=x=y".into()]).unwrap();
+        assert_eq!(v["b"], "x=y");
+        assert!(parse_vars(&["nokey".into()]).unwrap_err().contains("nokey"));
+        assert_eq!(parse_status("sent").unwrap(), DeliveryStatus::Sent);
+        assert!(parse_status("lost").is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").unwrap_err().contains("unit"));
+    }
 }

@@ -13,7 +13,7 @@ use wxpush_postgres::{Micros, Pool};
 const DAY: i64 = 86_400_000_000;
 /// Held while partitions are made or dropped, so replicas never race on
 /// the catalog ("wxpush.log" in ASCII).
-const LOCK_KEY: i64 = 0x7778_7075_7368_6c;
+const LOCK_KEY: i64 = 0x0077_7870_7573_686c;
 
 /// The UTC day (days since the epoch) holding `micros`.
 pub fn day_of(micros: i64) -> i64 {
