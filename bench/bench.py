@@ -7,6 +7,8 @@
     python3 bench/bench.py logquery   # ingest 1 000 000 delivery events, QueryLogs on them
     python3 bench/bench.py all        # every scenario above
     add --latency-ms 20               # the sandbox answers 20 ms later (concurrency must carry)
+    add --backend postgres            # the log, templates and dead letters in a private
+                                      # PostgreSQL (backend.kind: postgres), the hot path on Redis
 
 Every run starts its own production topology on free loopback ports: a private
 redis-server, the WeChat sandbox, and the four services as separate processes
@@ -73,6 +75,8 @@ def ensure_tools():
 class Proc:
     """A process of the topology, with its CPU and memory from /proc."""
 
+    stop_signal = signal.SIGTERM
+
     def __init__(self, name, args, env=None, log=None):
         self.name = name
         self.popen = subprocess.Popen(
@@ -98,19 +102,72 @@ class Proc:
 
     def stop(self):
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+            self.popen.send_signal(self.stop_signal)
             try:
                 self.popen.wait(10)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
 
 
+def children(pid):
+    """The pids whose parent is `pid` (a PostgreSQL server's backends)."""
+    out = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+class Postgres(Proc):
+    """A private PostgreSQL (initdb as the postgres user when root); its CPU
+    is the postmaster's and every backend's."""
+
+    stop_signal = signal.SIGINT
+
+    def __init__(self, workdir):
+        bindir = os.environ.get("WXPUSH_PG_BINDIR") or max(
+            (p.parent for p in pathlib.Path("/usr/lib/postgresql").glob("*/bin/postgres")),
+            key=lambda p: int(p.parent.name))
+        self.port = free_port()
+        data = workdir / "pg"
+        data.mkdir()
+        as_pg = ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups", "--"] if os.getuid() == 0 else []
+        if as_pg:
+            subprocess.run(["chown", "-R", "postgres:postgres", str(data)], check=True)
+        subprocess.run([*as_pg, f"{bindir}/initdb", "-D", str(data / "data"), "-A", "trust", "-U", "postgres",
+                        "-E", "UTF8", "--locale=C", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
+        super().__init__("postgres", [*as_pg, f"{bindir}/postgres", "-D", str(data / "data"), "-p", str(self.port),
+                                      "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"])
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        wait_tcp(self.port, "postgres")
+        time.sleep(1)
+
+    def cpu_seconds(self):
+        own = super().cpu_seconds()
+        for pid in children(self.popen.pid):
+            try:
+                fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                own += (int(fields[11]) + int(fields[12])) / TICKS
+            except (OSError, IndexError):
+                pass
+        return own
+
+
 class Topology:
     """Redis, the sandbox and the four services; torn down on exit."""
 
-    def __init__(self, latency_ms):
+    def __init__(self, latency_ms, backend="redis"):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="wxpush-bench-"))
+        self.dir.chmod(0o755)
         self.procs = []
+        postgres = None
+        if backend == "postgres":
+            postgres = Postgres(self.dir)
+            self.procs.append(postgres)
         self.redis_port = free_port()
         self.procs.append(Proc("redis", [
             "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
@@ -141,6 +198,9 @@ class Topology:
                 f"{p}__BACKEND__KIND": "redis",
                 f"{p}__BACKEND__REDIS_URL": redis_url,
             }
+            if postgres and service != "token":
+                env[f"{p}__BACKEND__KIND"] = "postgres"
+                env[f"{p}__BACKEND__POSTGRES_URL"] = postgres.url
             args = [str(ROOT / "target/release/wxpush"), "serve", service]
             if service == "token":
                 env.update({"BENCH_SECRET": SECRET, f"{p}__WECHAT__BASE_URL": sandbox})
@@ -441,11 +501,13 @@ def main():
     parser.add_argument("--latency-ms", type=int, default=0, help="added latency of the sandbox's send API")
     parser.add_argument("--duration", default="15s", help="k6 duration per timed load")
     parser.add_argument("--records", type=int, default=1_000_000, help="logquery: delivery events to ingest")
+    parser.add_argument("--backend", choices=["redis", "postgres"], default="redis",
+                        help="postgres: the log, templates and dead letters in a private PostgreSQL")
     args = parser.parse_args()
     ensure_tools()
     RESULTS.mkdir(exist_ok=True)
     for name in (SCENARIOS if args.scenario == "all" else [args.scenario]):
-        topology = Topology(args.latency_ms)
+        topology = Topology(args.latency_ms, args.backend)
         try:
             if name == "logquery":
                 rows = scenario_logquery(topology, args.duration, records=args.records)
@@ -453,8 +515,10 @@ def main():
                 rows = SCENARIOS[name](topology, args.duration)
         finally:
             topology.stop()
-        suffix = f"-{args.latency_ms}ms" if args.latency_ms else ""
-        result = {"scenario": name, "latency_ms": args.latency_ms, "machine": machine(), "rows": rows}
+        suffix = (f"-{args.latency_ms}ms" if args.latency_ms else "") + (
+            f"-{args.backend}" if args.backend != "redis" else "")
+        result = {"scenario": name, "latency_ms": args.latency_ms, "backend": args.backend,
+                  "machine": machine(), "rows": rows}
         (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
         print(f"\n### {name}{' (sandbox +' + str(args.latency_ms) + ' ms)' if args.latency_ms else ''}\n")
         print(markdown(rows))

@@ -138,6 +138,16 @@ async fn stable_token_force_refresh_rules() {
     let mut config = demo_config();
     config.token.force_refresh_daily_limit = 3;
     let env = start_with(config).await;
+    // The daily limit counts per Beijing day, and this test moves the clock
+    // about 6 minutes: started just before midnight there, the count would
+    // reset midway (it once failed so at 15:58 UTC). Start after midnight.
+    let of_day = (chrono::Utc::now().timestamp() + 8 * 3600).rem_euclid(86_400);
+    if of_day > 86_400 - 900 {
+        env.admin
+            .advance_clock((86_400 - of_day + 1) as u64)
+            .await
+            .unwrap();
+    }
     let first = env.stable(OA, OA_SECRET, false).await["access_token"]
         .as_str()
         .unwrap()

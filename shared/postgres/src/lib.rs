@@ -77,6 +77,17 @@ pub fn open(url: &str, application_name: &str, max_size: usize) -> Result<Pool, 
         .map_err(|e| OpenError(e.to_string()))
 }
 
+/// FNV-1a, 64 bits: a hash that never changes between builds or machines,
+/// for what is stored or shared (advisory lock keys, checksums).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// A failure talking to PostgreSQL, as text fit for an error message: the
 /// server's own message and SQLSTATE where there is one, never the URL.
 pub fn describe(e: &PgError) -> String {

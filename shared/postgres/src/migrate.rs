@@ -60,15 +60,10 @@ impl From<tokio_postgres::Error> for MigrateError {
     }
 }
 
-/// A stable checksum of a migration's text (FNV-1a 64), so an edited
-/// migration is noticed.
+/// A stable checksum of a migration's text, so an edited migration is
+/// noticed.
 fn checksum(sql: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in sql.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::fnv1a(sql.as_bytes()))
 }
 
 impl Migrations {

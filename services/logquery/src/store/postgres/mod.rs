@@ -65,14 +65,10 @@ impl From<wxpush_postgres::PoolError> for StoreError {
     }
 }
 
-/// A stable 64-bit key per message for its advisory lock (FNV-1a).
+/// A stable 64-bit key per message for its advisory lock: the same in
+/// every replica.
 fn lock_key(message_id: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in message_id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h as i64
+    wxpush_postgres::fnv1a(message_id.as_bytes()) as i64
 }
 
 impl PostgresLogStore {
