@@ -152,32 +152,34 @@ def sample_data(now):
     messages += [(hexid(), hexid(), rng.choice(apps), rng.choice(openids), rng.choice(list(templates)),
                   rng.choice(outcomes), now - dt.timedelta(seconds=rng.uniform(60, 47 * 3600)))
                  for _ in range(299)]
-    records, attempts = [], []
+    records, attempts = [], 0
     for message_id, trace_id, app_id, openid, template, (status, errcode, n), t in messages:
         latency = rng.randint(80, 900)
+        history = []
         for i in range(1, n + 1):  # earlier attempts RETRYING; DEAD ones failed alike each time
             last = i == n
             code = errcode if last or status == 8 else -1
             wechat = str(rng.getrandbits(62)) if last and status == 4 else ""
             occurred = t + dt.timedelta(seconds=2 ** i, milliseconds=latency)
-            attempts.append((t, message_id, i, status if last else 5, code, errmsg[code], wechat, latency,
-                             occurred))
+            history.append({"attempt": i, "status": status if last else 5, "errcode": code,
+                            "errmsg": errmsg[code], "wechat_msgid": wechat, "latency_ms": latency,
+                            "occurred_us": int(occurred.timestamp() * 1_000_000)})
+            attempts += 1
         data = json.dumps({"order_id": f"SF{rng.randint(10**9, 10**10)}"})
         events = "{" + ",".join(f"{message_id}:{e}" for e in ["accepted"] + ["attempt"] * n) + "}"
         records.append((t, message_id, trace_id, app_id, openid, template, templates[template],
                         1 if app_id == apps[0] else 2, status, errcode, errmsg[errcode], wechat, n, latency,
-                        occurred if status == 4 else None, occurred, data, events))
-    sql = insert("log_records", records) + insert("log_attempts", attempts)
-    return sql, len(records), len(attempts)
+                        occurred if status == 4 else None, occurred, data, events,
+                        json.dumps(history, ensure_ascii=False)))
+    return insert("log_records", records), len(records), attempts
 
 
 def partitions(today):
     sql = []
     for offset in (-2, -1, 0, 1):
         day = today + dt.timedelta(days=offset)
-        for table in ("log_records", "log_attempts"):
-            sql.append(f"CREATE TABLE {table}_p{day:%Y%m%d} PARTITION OF {table} FOR VALUES "
-                       f"FROM ('{day}T00:00:00Z') TO ('{day + dt.timedelta(days=1)}T00:00:00Z');")
+        sql.append(f"CREATE TABLE log_records_p{day:%Y%m%d} PARTITION OF log_records FOR VALUES "
+                   f"FROM ('{day}T00:00:00Z') TO ('{day + dt.timedelta(days=1)}T00:00:00Z');")
     return "\n".join(sql)
 
 
@@ -257,7 +259,7 @@ def check_structure(name, dash):
             # The time filter on each table read, so only the range's partitions are.
             bad += [(re.search(rf"\b{table}\b", sql) and f"$__timeFilter({a}.accepted_at)" not in sql,
                      f"{title} reads {table} without $__timeFilter({a}.accepted_at)")
-                    for a, table in (("r", "log_records"), ("a", "log_attempts"))]
+                    for a, table in (("r", "log_records"),)]
             bad += [(f"('${{{f}}}' = '' OR r.{f} = '${{{f}}}')" not in sql,
                      f"{title} does not filter by ${{{f}}} (an empty one matching everything)") for f in FILTERS]
     return [f"{name}: {msg}" for failed, msg in bad if failed]

@@ -1,7 +1,11 @@
--- The delivery log: one row per message in log_records, one per attempt in
--- log_attempts, both partitioned by UTC day of accepted_at. Partitions are
--- made ahead by the service (log_records_pYYYYMMDD, log_attempts_pYYYYMMDD)
--- and dropped whole by retention.
+-- The delivery log: one row per message in log_records, its attempts kept
+-- with it (history, a JSON array), partitioned by UTC day of accepted_at.
+-- Partitions are made ahead by the service (log_records_pYYYYMMDD) and
+-- dropped whole by retention. Attempts live in the row, not in a table of
+-- their own: a page of records is then one index range with no join (a
+-- lateral join over a second partitioned table cost 2 ms of planning and
+-- execution per page, BENCHMARKS.md), and an attempt is added by the same
+-- write that changes its record's status.
 --
 -- message_id sorts bytewise (COLLATE "C") whatever the database's locale:
 -- it is the tie-breaker of the page order (accepted_at DESC, message_id DESC).
@@ -26,6 +30,10 @@ CREATE TABLE log_records (
     data_json    text        NOT NULL,
     -- The delivery events folded in, so a replayed one changes nothing.
     event_ids    text[]      NOT NULL,
+    -- Every attempt, in attempt order: [{"attempt": 1, "status": 4,
+    -- "errcode": 0, "errmsg": "ok", "wechat_msgid": "...", "latency_ms": 21,
+    -- "occurred_us": 1764510000123456}, ...] (occurred_us: µs since 1970).
+    history      jsonb       NOT NULL,
     PRIMARY KEY (accepted_at, message_id)
 ) PARTITION BY RANGE (accepted_at);
 
@@ -39,19 +47,6 @@ CREATE INDEX log_records_by_template ON log_records (template_key, accepted_at D
 CREATE INDEX log_records_by_tid      ON log_records (template_id, accepted_at DESC, message_id DESC);
 CREATE INDEX log_records_by_status   ON log_records (status, accepted_at DESC, message_id DESC);
 CREATE INDEX log_records_by_errcode  ON log_records (errcode, accepted_at DESC, message_id DESC);
-
-CREATE TABLE log_attempts (
-    accepted_at  timestamptz NOT NULL,
-    message_id   text COLLATE "C" NOT NULL,
-    attempt      integer     NOT NULL,
-    status       integer     NOT NULL,
-    errcode      bigint      NOT NULL,
-    errmsg       text        NOT NULL,
-    wechat_msgid text        NOT NULL,
-    latency_ms   integer     NOT NULL,
-    occurred_at  timestamptz,
-    PRIMARY KEY (accepted_at, message_id, attempt)
-) PARTITION BY RANGE (accepted_at);
 
 -- The names of wxpush.v1.DeliveryStatus, for people reading the log in SQL
 -- (the Grafana dashboard joins it). A test checks it against the enum.

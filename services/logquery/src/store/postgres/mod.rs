@@ -6,9 +6,8 @@
 //! (`pg_advisory_xact_lock`, in a fixed order, so replicas folding events
 //! of the same message take turns), read their records, fold the events in
 //! with the same [`StoredRecord::apply`] as every backend, then upsert the
-//! records and insert the new attempts as column arrays. A replayed event
-//! is in the record's `event_ids` and changes nothing; an attempt row is
-//! keyed by its number and never added twice.
+//! records, attempts included, as column arrays. A replayed event is in the
+//! record's `event_ids` and changes nothing, so no attempt is added twice.
 //!
 //! Queries walk one index range newest first with keyset paging; records
 //! past retention are left out of every answer at once and leave the disk
@@ -25,7 +24,7 @@ use crate::metrics::{LogQueryMetrics, Removal};
 use crate::record::StoredRecord;
 use crate::stats::{StatsCounter, StatsQuery, status_name};
 use partitions::{Partitions, day_of};
-use rows::{AttemptColumns, RecordColumns, SELECT_RECORDS};
+use rows::{RecordColumns, SELECT_RECORDS};
 use sql::{ACCEPTED_MICROS, Condition};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -129,15 +128,11 @@ impl PostgresLogStore {
             records.insert(stored.record.message_id.clone(), stored);
         }
         let mut changed_ids = Vec::new();
-        let mut attempts = AttemptColumns::default();
         for e in events {
             let stored = records
                 .entry(e.message_id.clone())
                 .or_insert_with(|| StoredRecord::new(e));
             if stored.apply(e) {
-                if e.attempt > 0 {
-                    attempts.push(e);
-                }
                 changed_ids.push(e.message_id.as_str());
             }
         }
@@ -154,10 +149,6 @@ impl PostgresLogStore {
         if !columns.is_empty() {
             let stmt = tx.prepare_cached(rows::UPSERT_RECORDS).await?;
             tx.execute(&stmt, &columns.params()).await?;
-        }
-        if !attempts.is_empty() {
-            let stmt = tx.prepare_cached(rows::INSERT_ATTEMPTS).await?;
-            tx.execute(&stmt, &attempts.params()).await?;
         }
         tx.commit().await?;
         Ok(changed)

@@ -1,8 +1,8 @@
-//! The log's daily partitions: `log_records_pYYYYMMDD` and
-//! `log_attempts_pYYYYMMDD` hold the records accepted on that UTC day.
+//! The log's daily partitions: `log_records_pYYYYMMDD` holds the records
+//! accepted on that UTC day.
 //! They are made ahead (yesterday to two days on) at start and at every
 //! retention sweep, and on demand for a batch that needs another day;
-//! retention drops a day's pair once all of it is past the cutoff, which is
+//! retention drops a day once all of it is past the cutoff, which is
 //! instant whatever the day holds (no `DELETE`, no vacuum debt).
 
 use crate::error::StoreError;
@@ -76,17 +76,14 @@ impl Partitions {
         for &day in &missing {
             let (from, to) = (Micros(day * DAY), Micros((day + 1) * DAY));
             let sfx = suffix(day);
-            for table in ["log_records", "log_attempts"] {
-                // Bounds as literals: DDL takes no parameters.
-                let bound = |m: Micros| format!("'{}'", iso(m));
-                tx.batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS {table}_p{sfx} PARTITION OF {table} \
-                     FOR VALUES FROM ({}) TO ({})",
-                    bound(from),
-                    bound(to)
-                ))
-                .await?;
-            }
+            // Bounds as literals: DDL takes no parameters.
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS log_records_p{sfx} PARTITION OF log_records \
+                 FOR VALUES FROM ('{}') TO ('{}')",
+                iso(from),
+                iso(to)
+            ))
+            .await?;
         }
         tx.commit().await?;
         if let Ok(mut k) = self.known.lock() {
@@ -122,10 +119,8 @@ impl Partitions {
             }
             let estimate: i64 = row.get(1);
             let sfx = suffix(day);
-            tx.batch_execute(&format!(
-                "DROP TABLE IF EXISTS log_records_p{sfx}, log_attempts_p{sfx}"
-            ))
-            .await?;
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS log_records_p{sfx}"))
+                .await?;
             removed += estimate.max(0) as u64;
             dropped.push(day);
         }
