@@ -79,34 +79,6 @@ fn delivery_statuses_table_matches_the_enum() {
     assert_eq!(rows, want.join(","));
 }
 
-/// Sent messages' log records, once each: how many are there and SENT, and
-/// how many have an attempt more than once.
-async fn logged(
-    logs: &mut LogQueryServiceClient<tonic::transport::Channel>,
-    ids: &[String],
-) -> (usize, usize) {
-    let (mut present, mut doubled) = (0, 0);
-    for id in ids {
-        let Ok(answer) = logs
-            .query_logs(QueryLogsRequest {
-                filter: Some(LogFilter {
-                    message_id: id.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-        else {
-            continue;
-        };
-        if let Some(r) = answer.into_inner().records.first() {
-            present += usize::from(r.status == SENT);
-            doubled += usize::from(r.history.len() != 1);
-        }
-    }
-    (present, doubled)
-}
-
 /// Fault 12: PostgreSQL killed while messages are sent, and started again:
 /// sending never depends on it, logquery answers UNAVAILABLE meanwhile,
 /// and every record is there afterwards, each attempt once (the event
@@ -134,12 +106,8 @@ async fn faultsuite_postgres_killed_while_sending_loses_no_log_record() {
         }
     };
     send_some(&mut d, 0, 10, &mut sent).await;
-    let until = Instant::now() + Duration::from_secs(20);
-    while logged(&mut logs, &sent).await.0 < sent.len() && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert_eq!(
-        logged(&mut logs, &sent).await,
+        await_logged(&mut logs, &sent, Duration::from_secs(20)).await,
         (10, 0),
         "logged before the fault"
     );
@@ -154,13 +122,7 @@ async fn faultsuite_postgres_killed_while_sending_loses_no_log_record() {
 
     t.postgres.as_mut().unwrap().restart();
     let back = Instant::now();
-    let until = back + Duration::from_secs(60);
-    let mut counted = logged(&mut logs, &sent).await;
-    while counted.0 < sent.len() && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        counted = logged(&mut logs, &sent).await;
-    }
-    let (present, doubled) = counted;
+    let (present, doubled) = await_logged(&mut logs, &sent, Duration::from_secs(60)).await;
     println!(
         "fault table | PostgreSQL killed while 20 Sends went out (log on postgres) | records complete after {:.1} s back | missing {} | attempts doubled {doubled}",
         back.elapsed().as_secs_f64(),

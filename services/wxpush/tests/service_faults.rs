@@ -45,38 +45,15 @@ async fn faultsuite_logquery_down_while_sending_loses_no_log_record() {
     let down_for = Instant::now();
     t.start_again("logquery").await;
     let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
-    let mut missing = sent.clone();
-    let until = Instant::now() + Duration::from_secs(30);
-    while !missing.is_empty() && Instant::now() < until {
-        let mut still = Vec::new();
-        for id in missing {
-            let found = logs
-                .query_logs(QueryLogsRequest {
-                    filter: Some(LogFilter {
-                        message_id: id.clone(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .records
-                .first()
-                .is_some_and(|r| r.status == SENT);
-            if !found {
-                still.push(id);
-            }
-        }
-        missing = still;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let counted = await_logged(&mut logs, &sent, Duration::from_secs(30)).await;
+    let missing = sent.len() - counted.0;
     println!(
         "fault table | logquery killed while 20 Sends went out | records complete after {:.1} s back | missing {}",
         down_for.elapsed().as_secs_f64(),
-        missing.len()
+        missing
     );
-    assert!(missing.is_empty(), "records never ingested: {missing:?}");
+    assert_eq!(missing, 0, "records never ingested");
+    assert_eq!(counted.1, 0, "no attempt recorded twice");
 }
 
 /// Fault 8 (template messages): the delivery process `kill -9`ed three

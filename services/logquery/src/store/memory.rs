@@ -6,7 +6,7 @@
 
 use super::{LogStore, Page, Retention, now_micros};
 use crate::error::StoreError;
-use crate::filter::{Cursor, Query, bounds, encode_cursor, matches, micros};
+use crate::filter::{Cursor, Query, bounds, matches, micros};
 use crate::metrics::{LogQueryMetrics, Removal};
 use crate::record::StoredRecord;
 use crate::stats::{StatsCounter, StatsQuery};
@@ -208,16 +208,7 @@ impl LogStore for MemoryLogStore {
             }
             records.push(stored.record.clone());
         }
-        let next_page_token = match records.last() {
-            Some(r) if more => {
-                encode_cursor(&(micros(r.accepted_at.as_ref()), r.message_id.clone()))
-            }
-            _ => String::new(),
-        };
-        Ok(Page {
-            records,
-            next_page_token,
-        })
+        Ok(Page::new(records, more))
     }
 
     async fn get(&self, message_id: &str) -> Result<Option<LogRecord>, StoreError> {

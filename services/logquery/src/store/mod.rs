@@ -26,6 +26,24 @@ pub struct Page {
     pub next_page_token: String,
 }
 
+impl Page {
+    /// A page of `records` (at most the page size); with `more`, the token
+    /// of the page after its last record.
+    pub fn new(records: Vec<LogRecord>, more: bool) -> Self {
+        let next_page_token = match records.last() {
+            Some(r) if more => crate::filter::encode_cursor(&(
+                crate::filter::micros(r.accepted_at.as_ref()),
+                r.message_id.clone(),
+            )),
+            _ => String::new(),
+        };
+        Self {
+            records,
+            next_page_token,
+        }
+    }
+}
+
 /// Where records live. Implementations are shared by ingestion and the
 /// gRPC handlers.
 #[async_trait::async_trait]

@@ -98,6 +98,25 @@ pub(crate) struct StoredWechatTemplates {
     pub templates: Vec<WechatTemplate>,
 }
 
+impl StoredWechatTemplates {
+    /// The stored bytes of an app's synced templates.
+    pub fn encode_templates(templates: &[WechatTemplate]) -> Vec<u8> {
+        use prost::Message;
+        Self {
+            templates: templates.to_vec(),
+        }
+        .encode_to_vec()
+    }
+
+    /// The templates in bytes written by [`Self::encode_templates`].
+    pub fn decode_templates(bytes: &[u8]) -> Result<Vec<WechatTemplate>, TemplateError> {
+        use prost::Message;
+        Self::decode(bytes)
+            .map(|s| s.templates)
+            .map_err(|e| TemplateError::Corrupt(e.to_string()))
+    }
+}
+
 /// Opens the backend `settings` name (Redis: connects now, so a wrong URL
 /// fails start-up rather than the first call; PostgreSQL: applies the
 /// schema first).

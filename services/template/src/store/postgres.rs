@@ -149,12 +149,8 @@ impl TemplateStore for PostgresStore {
                 &[&app_id],
             )
             .await?;
-        row.map(|r| {
-            StoredWechatTemplates::decode(r.get::<_, &[u8]>(0))
-                .map(|s| s.templates)
-                .map_err(|e| TemplateError::Corrupt(e.to_string()))
-        })
-        .transpose()
+        row.map(|r| StoredWechatTemplates::decode_templates(r.get(0)))
+            .transpose()
     }
 
     async fn set_wechat_templates(
@@ -162,10 +158,7 @@ impl TemplateStore for PostgresStore {
         app_id: &str,
         templates: &[WechatTemplate],
     ) -> Result<(), TemplateError> {
-        let body = StoredWechatTemplates {
-            templates: templates.to_vec(),
-        }
-        .encode_to_vec();
+        let body = StoredWechatTemplates::encode_templates(templates);
         let client = self.pool.get().await?;
         client
             .execute(

@@ -169,12 +169,8 @@ impl TemplateStore for RedisStore {
     ) -> Result<Option<Vec<WechatTemplate>>, TemplateError> {
         let get = cmd("GET").arg(self.wechat_key(app_id)).clone();
         let blob: Option<Vec<u8>> = idempotent(&self.conn, &get).await?;
-        blob.map(|b| {
-            StoredWechatTemplates::decode(b.as_slice())
-                .map(|s| s.templates)
-                .map_err(|e| TemplateError::Corrupt(e.to_string()))
-        })
-        .transpose()
+        blob.map(|b| StoredWechatTemplates::decode_templates(&b))
+            .transpose()
     }
 
     async fn set_wechat_templates(
@@ -182,10 +178,7 @@ impl TemplateStore for RedisStore {
         app_id: &str,
         templates: &[WechatTemplate],
     ) -> Result<(), TemplateError> {
-        let value = StoredWechatTemplates {
-            templates: templates.to_vec(),
-        }
-        .encode_to_vec();
+        let value = StoredWechatTemplates::encode_templates(templates);
         let () = cmd("SET")
             .arg(self.wechat_key(app_id))
             .arg(value)

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
+use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
 use wxpush_proto::v1::*;
 
 pub type Delivery = DeliveryServiceClient<Channel>;
@@ -303,4 +304,44 @@ pub async fn send_async_through_a_redis_crash(
         refused: refused.load(std::sync::atomic::Ordering::Relaxed),
         crashed,
     }
+}
+
+/// Sent messages' log records, once each: how many are there and SENT, and
+/// how many have an attempt more than once.
+pub async fn logged(logs: &mut LogQueryServiceClient<Channel>, ids: &[String]) -> (usize, usize) {
+    let (mut present, mut doubled) = (0, 0);
+    for id in ids {
+        let Ok(answer) = logs
+            .query_logs(QueryLogsRequest {
+                filter: Some(LogFilter {
+                    message_id: id.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+        else {
+            continue;
+        };
+        if let Some(r) = answer.into_inner().records.first() {
+            present += usize::from(r.status == SENT);
+            doubled += usize::from(r.history.len() != 1);
+        }
+    }
+    (present, doubled)
+}
+
+/// [`logged`] until every one of `ids` is there, or `timeout` passed.
+pub async fn await_logged(
+    logs: &mut LogQueryServiceClient<Channel>,
+    ids: &[String],
+    timeout: Duration,
+) -> (usize, usize) {
+    let until = Instant::now() + timeout;
+    let mut counted = logged(logs, ids).await;
+    while counted.0 < ids.len() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        counted = logged(logs, ids).await;
+    }
+    counted
 }

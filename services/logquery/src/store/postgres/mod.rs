@@ -19,7 +19,7 @@ mod sql;
 
 use super::{LogStore, Page, Retention, now_micros};
 use crate::error::StoreError;
-use crate::filter::{Query, encode_cursor, micros};
+use crate::filter::{Query, micros};
 use crate::metrics::{LogQueryMetrics, Removal};
 use crate::record::StoredRecord;
 use crate::stats::{StatsCounter, StatsQuery, status_name};
@@ -205,16 +205,7 @@ impl LogStore for PostgresLogStore {
         for row in rows.iter().take(q.page_size) {
             records.push(rows::stored_record(row)?.record);
         }
-        let next_page_token = match records.last() {
-            Some(r) if more => {
-                encode_cursor(&(micros(r.accepted_at.as_ref()), r.message_id.clone()))
-            }
-            _ => String::new(),
-        };
-        Ok(Page {
-            records,
-            next_page_token,
-        })
+        Ok(Page::new(records, more))
     }
 
     async fn get(&self, message_id: &str) -> Result<Option<LogRecord>, StoreError> {

@@ -8,7 +8,7 @@
 use super::keys::{Combo, has_combo_fields};
 use super::{RedisLogStore, trace};
 use crate::error::StoreError;
-use crate::filter::{Cursor, Query, bounds, encode_cursor, matches, micros};
+use crate::filter::{Cursor, Query, bounds, matches, micros};
 use crate::stats::{StatsCounter, StatsQuery, align, status_name};
 use std::collections::VecDeque;
 use wxpush_proto::v1::{LogFilter, LogRecord, StatsGroupBy, StatsSeries};
@@ -319,14 +319,7 @@ pub(super) async fn query(
     let mut records = collect(store, &q.filter, lower, upper, q.page_size + 1).await?;
     let more = records.len() > q.page_size;
     records.truncate(q.page_size);
-    let next_page_token = match records.last() {
-        Some(r) if more => encode_cursor(&(micros(r.accepted_at.as_ref()), r.message_id.clone())),
-        _ => String::new(),
-    };
-    Ok(crate::store::Page {
-        records,
-        next_page_token,
-    })
+    Ok(crate::store::Page::new(records, more))
 }
 
 fn combo_group(group_by: StatsGroupBy, c: &Combo) -> String {
