@@ -56,7 +56,18 @@ impl TemplateGrpc {
     /// template may predate the sync).
     async fn render_plan(&self, key: &str) -> Result<Template, TemplateError> {
         let mut template = self.registry.get(key).await?;
-        if let Some(synced) = self.registry.wechat_templates(&template.app_id).await?
+        let synced = match self.registry.wechat_templates(&template.app_id).await {
+            Ok(synced) => synced,
+            // The store cannot answer: render with the content bound to the
+            // template when it was written (its last-known copy), as the
+            // registry serves templates then.
+            Err(TemplateError::Backend(reason)) => {
+                tracing::warn!(%reason, key, "synced WeChat templates unreadable; rendering with the template's own copy");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(synced) = synced
             && let Some(w) = synced
                 .iter()
                 .find(|w| w.template_id == template.template_id)

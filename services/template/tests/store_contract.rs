@@ -366,3 +366,31 @@ async fn postgres_announces_each_change() {
     assert_eq!(next(&mut rx).await.as_deref(), Some("a"));
     listener.abort();
 }
+
+/// A stalled PostgreSQL (every process stopped: sockets open, no answer)
+/// never hangs the registry: reads give up after the store's timeout and
+/// are answered from the last-known copies; once it goes on, so does the
+/// store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stalled_serves_last_known_copies() {
+    let (r, pg) = postgres().await;
+    let stored = r.upsert(tpl("a", "wx1"), 0).await.unwrap();
+    pg.pause();
+    let bound = std::time::Duration::from_secs(10);
+    let got = tokio::time::timeout(bound, r.get("a"))
+        .await
+        .expect("an answer, not a hang")
+        .expect("the last-known copy");
+    assert_eq!(got, stored);
+    let listed = tokio::time::timeout(bound, r.list(None))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    assert_eq!(keys(&listed), ["a"]);
+    let write = tokio::time::timeout(bound, r.upsert(tpl("b", "wx1"), 0))
+        .await
+        .expect("an answer, not a hang");
+    assert!(matches!(write, Err(TemplateError::Backend(_))), "{write:?}");
+    pg.resume();
+    r.upsert(tpl("b", "wx1"), 0).await.expect("writes again");
+}

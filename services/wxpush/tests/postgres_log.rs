@@ -227,3 +227,60 @@ async fn a_template_change_reaches_sends_at_once_and_is_kept_in_history() {
         .collect();
     assert_eq!(versions, [version + 1, version], "newest first, both kept");
 }
+
+/// Fault 13: PostgreSQL stalled (every process stopped: sockets open, no
+/// answer) while messages are sent: sending never waits for it, a log
+/// query is answered by its deadline, and once it goes on every record is
+/// there, each attempt once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faultsuite_postgres_stalled_while_sending_loses_no_log_record() {
+    let mut t = Topology::start_on_postgres().await;
+    let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
+    let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
+    t.postgres.as_ref().unwrap().pause();
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let r = d
+            .send(within(
+                shipped_to("o_demo_follower", i),
+                Duration::from_secs(5),
+            ))
+            .await
+            .expect("Send does not wait for PostgreSQL")
+            .into_inner()
+            .result
+            .unwrap();
+        assert_eq!(r.status, SENT);
+        sent.push(r.message_id);
+    }
+    let asked = Instant::now();
+    let stalled = logs
+        .query_logs(within(QueryLogsRequest::default(), Duration::from_secs(2)))
+        .await
+        .expect_err("no log while PostgreSQL is stalled");
+    let answered_in = asked.elapsed();
+    assert!(
+        matches!(
+            stalled.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Unavailable
+        ),
+        "{stalled:?}"
+    );
+    t.postgres.as_ref().unwrap().resume();
+    let back = Instant::now();
+    let (present, doubled) = await_logged(&mut logs, &sent, Duration::from_secs(60)).await;
+    println!(
+        "fault table | PostgreSQL stalled (SIGSTOP) while 20 Sends went out (log on postgres) | query answered {:?} after {:.2} s | records complete after {:.1} s back | missing {} | attempts doubled {doubled}",
+        stalled.code(),
+        answered_in.as_secs_f64(),
+        back.elapsed().as_secs_f64(),
+        sent.len() - present
+    );
+    assert_eq!(
+        present,
+        sent.len(),
+        "every record logged once PostgreSQL goes on"
+    );
+    assert_eq!(doubled, 0, "no attempt recorded twice");
+    assert_all_alive(&mut t);
+}

@@ -77,6 +77,25 @@ pub fn open(url: &str, application_name: &str, max_size: usize) -> Result<Pool, 
         .map_err(|e| OpenError(e.to_string()))
 }
 
+/// Runs one store operation, giving up after `limit`. A stalled server (a
+/// stopped process keeps its sockets open and answers nothing; the
+/// server's own `statement_timeout` cannot fire) then becomes an error the
+/// caller acts on — a template's last-known copy, a retried batch —
+/// never a hang.
+pub async fn bounded<T, E>(
+    limit: Duration,
+    op: impl std::future::Future<Output = Result<T, E>>,
+    stalled: impl FnOnce(String) -> E,
+) -> Result<T, E> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(result) => result,
+        Err(_) => Err(stalled(format!(
+            "PostgreSQL did not answer within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
 /// FNV-1a, 64 bits: a hash that never changes between builds or machines,
 /// for what is stored or shared (advisory lock keys, checksums).
 pub fn fnv1a(bytes: &[u8]) -> u64 {

@@ -195,6 +195,32 @@ impl PostgresServer {
         }
     }
 
+    /// Stops the server and every backend (`SIGSTOP`): sockets stay open
+    /// and nothing answers, as a stalled database does, until
+    /// [`Self::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server go on (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let pid = child.id().to_string();
+            let _ = Command::new("pkill")
+                .args([&format!("-{sig}"), "-P", &pid])
+                .status();
+            let ok = Command::new("kill")
+                .args([&format!("-{sig}"), &pid])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -{sig} postgres");
+        }
+    }
+
     /// Starts it again on the same port, with its data.
     pub fn restart(&mut self) {
         self.kill();
@@ -205,11 +231,11 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // SIGQUIT: immediate shutdown, backends included.
-            let _ = Command::new("kill")
-                .args(["-QUIT", &child.id().to_string()])
-                .status();
+        if self.child.is_some() {
+            // SIGQUIT: immediate shutdown, backends included; SIGCONT after
+            // it, so a server a failed test left paused acts on it.
+            self.signal("QUIT");
+            self.signal("CONT");
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();

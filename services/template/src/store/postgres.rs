@@ -39,6 +39,17 @@ impl From<wxpush_postgres::PoolError> for TemplateError {
     }
 }
 
+/// Longest one operation may take: a stalled database becomes an error the
+/// registry answers from its last-known copies (as with Redis's timeouts).
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `op` within [`OPERATION_TIMEOUT`].
+async fn bounded<T>(
+    op: impl std::future::Future<Output = Result<T, TemplateError>>,
+) -> Result<T, TemplateError> {
+    wxpush_postgres::bounded(OPERATION_TIMEOUT, op, TemplateError::Backend).await
+}
+
 /// Templates in PostgreSQL; cheap to clone.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -74,83 +85,98 @@ impl PostgresStore {
 #[async_trait]
 impl TemplateStore for PostgresStore {
     async fn get(&self, key: &str) -> Result<Option<Template>, TemplateError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt("SELECT body FROM templates WHERE key = $1", &[&key])
-            .await?;
-        row.map(|r| decode(r.get(0))).transpose()
+        bounded(async {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_opt("SELECT body FROM templates WHERE key = $1", &[&key])
+                .await?;
+            row.map(|r| decode(r.get(0))).transpose()
+        })
+        .await
     }
 
     async fn list(&self, app_id: Option<&str>) -> Result<Vec<Template>, TemplateError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT body FROM templates WHERE $1::text IS NULL OR app_id = $1 ORDER BY key",
-                &[&app_id],
-            )
-            .await?;
-        rows.iter().map(|r| decode(r.get(0))).collect()
+        bounded(async {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT body FROM templates WHERE $1::text IS NULL OR app_id = $1 ORDER BY key",
+                    &[&app_id],
+                )
+                .await?;
+            rows.iter().map(|r| decode(r.get(0))).collect()
+        })
+        .await
     }
 
     async fn put(&self, t: &Template, expected_version: u64) -> Result<(), TemplateError> {
-        let client = self.pool.get().await?;
-        let body = t.encode_to_vec();
-        let version = t.version as i64;
-        let written =
-            if expected_version == 0 {
-                client
-                .execute(
-                    "INSERT INTO templates (key, app_id, version, body) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (key) DO NOTHING",
-                    &[&t.key, &t.app_id, &version, &body],
-                )
-                .await?
-            } else {
-                client
-                .execute(
-                    "UPDATE templates SET app_id = $2, version = $3, body = $4, updated_at = now() \
-                     WHERE key = $1 AND version = $5",
-                    &[&t.key, &t.app_id, &version, &body, &(expected_version as i64)],
-                )
-                .await?
-            };
-        if written == 1 {
-            return Ok(());
-        }
-        let actual = self.version_of(&t.key).await?;
-        Err(version_error(&t.key, expected_version, actual))
+        bounded(async {
+            let client = self.pool.get().await?;
+            let body = t.encode_to_vec();
+            let version = t.version as i64;
+            let written =
+                if expected_version == 0 {
+                    client
+                    .execute(
+                        "INSERT INTO templates (key, app_id, version, body) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (key) DO NOTHING",
+                        &[&t.key, &t.app_id, &version, &body],
+                    )
+                    .await?
+                } else {
+                    client
+                    .execute(
+                        "UPDATE templates SET app_id = $2, version = $3, body = $4, updated_at = now() \
+                         WHERE key = $1 AND version = $5",
+                        &[&t.key, &t.app_id, &version, &body, &(expected_version as i64)],
+                    )
+                    .await?
+                };
+            if written == 1 {
+                return Ok(());
+            }
+            let actual = self.version_of(&t.key).await?;
+            Err(version_error(&t.key, expected_version, actual))
+        })
+        .await
     }
 
     async fn delete(&self, key: &str, expected_version: u64) -> Result<(), TemplateError> {
-        let client = self.pool.get().await?;
-        let deleted = client
-            .execute(
-                "DELETE FROM templates WHERE key = $1 AND ($2::bigint = 0 OR version = $2::bigint)",
-                &[&key, &(expected_version as i64)],
-            )
-            .await?;
-        if deleted == 1 {
-            return Ok(());
-        }
-        match self.version_of(key).await? {
-            0 => Err(TemplateError::NotFound(key.to_string())),
-            actual => Err(version_error(key, expected_version, actual)),
-        }
+        bounded(async {
+            let client = self.pool.get().await?;
+            let deleted = client
+                .execute(
+                    "DELETE FROM templates WHERE key = $1 AND ($2::bigint = 0 OR version = $2::bigint)",
+                    &[&key, &(expected_version as i64)],
+                )
+                .await?;
+            if deleted == 1 {
+                return Ok(());
+            }
+            match self.version_of(key).await? {
+                0 => Err(TemplateError::NotFound(key.to_string())),
+                actual => Err(version_error(key, expected_version, actual)),
+            }
+        })
+        .await
     }
 
     async fn wechat_templates(
         &self,
         app_id: &str,
     ) -> Result<Option<Vec<WechatTemplate>>, TemplateError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT body FROM wechat_templates WHERE app_id = $1",
-                &[&app_id],
-            )
-            .await?;
-        row.map(|r| StoredWechatTemplates::decode_templates(r.get(0)))
-            .transpose()
+        bounded(async {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_opt(
+                    "SELECT body FROM wechat_templates WHERE app_id = $1",
+                    &[&app_id],
+                )
+                .await?;
+            row.map(|r| StoredWechatTemplates::decode_templates(r.get(0)))
+                .transpose()
+        })
+        .await
     }
 
     async fn set_wechat_templates(
@@ -158,39 +184,48 @@ impl TemplateStore for PostgresStore {
         app_id: &str,
         templates: &[WechatTemplate],
     ) -> Result<(), TemplateError> {
-        let body = StoredWechatTemplates::encode_templates(templates);
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO wechat_templates (app_id, body) VALUES ($1, $2) \
-                 ON CONFLICT (app_id) DO UPDATE SET body = EXCLUDED.body, synced_at = now()",
-                &[&app_id, &body],
-            )
-            .await?;
-        Ok(())
+        bounded(async {
+            let body = StoredWechatTemplates::encode_templates(templates);
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "INSERT INTO wechat_templates (app_id, body) VALUES ($1, $2) \
+                     ON CONFLICT (app_id) DO UPDATE SET body = EXCLUDED.body, synced_at = now()",
+                    &[&app_id, &body],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn epoch(&self) -> Result<Option<String>, TemplateError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT value FROM template_registry WHERE name = 'epoch'",
-                &[],
-            )
-            .await?;
-        Ok(row.map(|r| r.get(0)))
+        bounded(async {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_opt(
+                    "SELECT value FROM template_registry WHERE name = 'epoch'",
+                    &[],
+                )
+                .await?;
+            Ok(row.map(|r| r.get(0)))
+        })
+        .await
     }
 
     async fn claim_epoch(&self, proposed: &str) -> Result<String, TemplateError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO template_registry (name, value) VALUES ('epoch', $1) \
-                 ON CONFLICT (name) DO NOTHING",
-                &[&proposed],
-            )
-            .await?;
-        Ok(self.epoch().await?.unwrap_or_else(|| proposed.to_string()))
+        bounded(async {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "INSERT INTO template_registry (name, value) VALUES ('epoch', $1) \
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&proposed],
+                )
+                .await?;
+            Ok(self.epoch().await?.unwrap_or_else(|| proposed.to_string()))
+        })
+        .await
     }
 
     async fn revisions(
@@ -199,31 +234,34 @@ impl TemplateStore for PostgresStore {
         limit: usize,
         before: Option<i64>,
     ) -> Result<Option<RevisionPage>, TemplateError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT id, change, body, changed_at FROM template_versions \
-                 WHERE key = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-                &[&key, &before.unwrap_or(i64::MAX), &(limit as i64 + 1)],
-            )
-            .await?;
-        let mut page = RevisionPage::default();
-        for row in rows.iter().take(limit) {
-            let change: &str = row.get(1);
-            page.revisions.push(Revision {
-                id: row.get(0),
-                template: decode(row.get(2))?,
-                change: if change == "delete" {
-                    TemplateChange::Delete
-                } else {
-                    TemplateChange::Put
-                },
-                changed_at_micros: row.get::<_, Micros>(3).0,
-            });
-        }
-        if rows.len() > limit {
-            page.more = true;
-        }
-        Ok(Some(page))
+        bounded(async {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT id, change, body, changed_at FROM template_versions \
+                     WHERE key = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                    &[&key, &before.unwrap_or(i64::MAX), &(limit as i64 + 1)],
+                )
+                .await?;
+            let mut page = RevisionPage::default();
+            for row in rows.iter().take(limit) {
+                let change: &str = row.get(1);
+                page.revisions.push(Revision {
+                    id: row.get(0),
+                    template: decode(row.get(2))?,
+                    change: if change == "delete" {
+                        TemplateChange::Delete
+                    } else {
+                        TemplateChange::Put
+                    },
+                    changed_at_micros: row.get::<_, Micros>(3).0,
+                });
+            }
+            if rows.len() > limit {
+                page.more = true;
+            }
+            Ok(Some(page))
+        })
+        .await
     }
 }

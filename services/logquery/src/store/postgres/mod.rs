@@ -44,6 +44,17 @@ pub const MIGRATIONS: Migrations = Migrations {
 /// Connections one logquery replica keeps.
 const POOL_SIZE: usize = 16;
 
+/// Longest one operation may take: a stalled database becomes an error
+/// (ingestion retries the batch; a query answers UNAVAILABLE), never a hang.
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `op` within [`OPERATION_TIMEOUT`].
+async fn bounded<T>(
+    op: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    wxpush_postgres::bounded(OPERATION_TIMEOUT, op, StoreError::Backend).await
+}
+
 /// Records in PostgreSQL; cheap to clone.
 #[derive(Clone)]
 pub struct PostgresLogStore {
@@ -163,105 +174,120 @@ impl PostgresLogStore {
 #[async_trait::async_trait]
 impl LogStore for PostgresLogStore {
     async fn apply(&self, events: &[DeliveryEvent]) -> Result<Vec<LogRecord>, StoreError> {
-        let floor = self.floor();
-        let kept: Vec<&DeliveryEvent> = events
-            .iter()
-            .filter(|e| micros(e.accepted_at.as_ref()) >= floor)
-            .collect();
-        if kept.is_empty() {
-            return Ok(Vec::new());
-        }
-        let days = kept.iter().map(|e| day_of(micros(e.accepted_at.as_ref())));
-        self.partitions.ensure(&self.pool, days).await?;
-        match self.apply_once(&kept).await {
-            // Another replica dropped or never made a day this one thought
-            // it knew: make it and go again.
-            Err(StoreError::Backend(reason))
-                if reason.contains(SqlState::CHECK_VIOLATION.code()) =>
-            {
-                tracing::warn!(%reason, "a log partition was missing; making it");
-                self.partitions.forget();
-                let days = kept.iter().map(|e| day_of(micros(e.accepted_at.as_ref())));
-                self.partitions.ensure(&self.pool, days).await?;
-                self.apply_once(&kept).await
+        bounded(async {
+            let floor = self.floor();
+            let kept: Vec<&DeliveryEvent> = events
+                .iter()
+                .filter(|e| micros(e.accepted_at.as_ref()) >= floor)
+                .collect();
+            if kept.is_empty() {
+                return Ok(Vec::new());
             }
-            other => other,
-        }
+            let days = kept.iter().map(|e| day_of(micros(e.accepted_at.as_ref())));
+            self.partitions.ensure(&self.pool, days).await?;
+            match self.apply_once(&kept).await {
+                // Another replica dropped or never made a day this one thought
+                // it knew: make it and go again.
+                Err(StoreError::Backend(reason))
+                    if reason.contains(SqlState::CHECK_VIOLATION.code()) =>
+                {
+                    tracing::warn!(%reason, "a log partition was missing; making it");
+                    self.partitions.forget();
+                    let days = kept.iter().map(|e| day_of(micros(e.accepted_at.as_ref())));
+                    self.partitions.ensure(&self.pool, days).await?;
+                    self.apply_once(&kept).await
+                }
+                other => other,
+            }
+        })
+        .await
     }
 
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
-        let c = Condition::from_filter(&q.filter, self.floor(), q.after.as_ref());
-        let limit = q.page_size as i64 + 1;
-        let sql = format!(
-            "{SELECT_RECORDS}{} ORDER BY r.accepted_at DESC, r.message_id DESC LIMIT ${}",
-            c.sql(),
-            c.next_param()
-        );
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(&sql).await?;
-        let rows = client.query(&stmt, &c.params(&[&limit])).await?;
-        let more = rows.len() > q.page_size;
-        let mut records = Vec::with_capacity(rows.len().min(q.page_size));
-        for row in rows.iter().take(q.page_size) {
-            records.push(rows::stored_record(row)?.record);
-        }
-        Ok(Page::new(records, more))
+        bounded(async {
+            let c = Condition::from_filter(&q.filter, self.floor(), q.after.as_ref());
+            let limit = q.page_size as i64 + 1;
+            let sql = format!(
+                "{SELECT_RECORDS}{} ORDER BY r.accepted_at DESC, r.message_id DESC LIMIT ${}",
+                c.sql(),
+                c.next_param()
+            );
+            let client = self.pool.get().await?;
+            let stmt = client.prepare_cached(&sql).await?;
+            let rows = client.query(&stmt, &c.params(&[&limit])).await?;
+            let more = rows.len() > q.page_size;
+            let mut records = Vec::with_capacity(rows.len().min(q.page_size));
+            for row in rows.iter().take(q.page_size) {
+                records.push(rows::stored_record(row)?.record);
+            }
+            Ok(Page::new(records, more))
+        })
+        .await
     }
 
     async fn get(&self, message_id: &str) -> Result<Option<LogRecord>, StoreError> {
-        let client = self.pool.get().await?;
-        let sql =
-            format!("{SELECT_RECORDS} WHERE r.message_id = $1 AND r.accepted_at >= $2 LIMIT 1");
-        let stmt = client.prepare_cached(&sql).await?;
-        let row = client
-            .query_opt(&stmt, &[&message_id, &Micros(self.floor())])
-            .await?;
-        Ok(match row {
-            Some(row) => Some(rows::stored_record(&row)?.record),
-            None => None,
+        bounded(async {
+            let client = self.pool.get().await?;
+            let sql =
+                format!("{SELECT_RECORDS} WHERE r.message_id = $1 AND r.accepted_at >= $2 LIMIT 1");
+            let stmt = client.prepare_cached(&sql).await?;
+            let row = client
+                .query_opt(&stmt, &[&message_id, &Micros(self.floor())])
+                .await?;
+            Ok(match row {
+                Some(row) => Some(rows::stored_record(&row)?.record),
+                None => None,
+            })
         })
+        .await
     }
 
     async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsSeries>, StoreError> {
-        let c = Condition::from_filter(&q.filter, self.floor(), None);
-        let group = match q.group_by {
-            StatsGroupBy::Errcode => "r.errcode::text",
-            StatsGroupBy::Template => "r.template_key",
-            StatsGroupBy::Status | StatsGroupBy::Unspecified => "r.status::text",
-        };
-        let b = c.next_param();
-        // Buckets aligned to the epoch, floored also before 1970.
-        let sql = format!(
-            "SELECT {group}, floor({ACCEPTED_MICROS}::numeric / ${b}::bigint)::bigint * ${b}::bigint, count(*) \
-             FROM log_records r{} GROUP BY 1, 2",
-            c.sql()
-        );
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(&sql).await?;
-        let mut counter = StatsCounter::default();
-        for row in client.query(&stmt, &c.params(&[&q.bucket])).await? {
-            let raw: String = row.try_get(0)?;
+        bounded(async {
+            let c = Condition::from_filter(&q.filter, self.floor(), None);
             let group = match q.group_by {
-                StatsGroupBy::Status | StatsGroupBy::Unspecified => {
-                    raw.parse().map_or(raw, status_name)
-                }
-                _ => raw,
+                StatsGroupBy::Errcode => "r.errcode::text",
+                StatsGroupBy::Template => "r.template_key",
+                StatsGroupBy::Status | StatsGroupBy::Unspecified => "r.status::text",
             };
-            let n: i64 = row.try_get(2)?;
-            counter.add(group, row.try_get(1)?, n.max(0) as u64);
-        }
-        Ok(counter.into_series())
+            let b = c.next_param();
+            // Buckets aligned to the epoch, floored also before 1970.
+            let sql = format!(
+                "SELECT {group}, floor({ACCEPTED_MICROS}::numeric / ${b}::bigint)::bigint * ${b}::bigint, count(*) \
+                 FROM log_records r{} GROUP BY 1, 2",
+                c.sql()
+            );
+            let client = self.pool.get().await?;
+            let stmt = client.prepare_cached(&sql).await?;
+            let mut counter = StatsCounter::default();
+            for row in client.query(&stmt, &c.params(&[&q.bucket])).await? {
+                let raw: String = row.try_get(0)?;
+                let group = match q.group_by {
+                    StatsGroupBy::Status | StatsGroupBy::Unspecified => {
+                        raw.parse().map_or(raw, status_name)
+                    }
+                    _ => raw,
+                };
+                let n: i64 = row.try_get(2)?;
+                counter.add(group, row.try_get(1)?, n.max(0) as u64);
+            }
+            Ok(counter.into_series())
+        })
+        .await
     }
 
     async fn enforce_retention(&self) -> Result<u64, StoreError> {
-        self.make_ahead().await?;
-        let removed = self
-            .partitions
-            .drop_before(&self.pool, self.floor())
-            .await?;
-        if removed > 0 {
-            LogQueryMetrics::global().removed(Removal::Retention, removed);
-        }
-        Ok(removed)
+        bounded(async {
+            self.make_ahead().await?;
+            let removed = self
+                .partitions
+                .drop_before(&self.pool, self.floor())
+                .await?;
+            if removed > 0 {
+                LogQueryMetrics::global().removed(Removal::Retention, removed);
+            }
+            Ok(removed)
+        })
+        .await
     }
 }
