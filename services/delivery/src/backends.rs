@@ -35,9 +35,7 @@ impl Backends {
         }
         let url = b.postgres_url().map_err(anyhow::Error::msg)?;
         let bounds = DeadLetterBounds::of(&config.queue);
-        Ok(Arc::new(
-            DeadLettersOnPostgres::open(redis, url, bounds).await?,
-        ))
+        Ok(Arc::new(DeadLettersOnPostgres::open(redis, url, bounds)?))
     }
 
     /// The backends `config.backend` names (Redis: opened lazily). Events go

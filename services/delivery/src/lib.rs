@@ -121,12 +121,18 @@ pub async fn build_with_events(
             wxpush_wechat::WechatMetrics::global().register(r)
         });
     let component = if config.backend.kind == BackendKind::Postgres {
-        // A changed template reaches sends at once, not after the plan TTL.
         let url = config
             .backend
             .postgres_url()
             .map_err(anyhow::Error::msg)?
             .to_string();
+        let schema = url.clone();
+        // The dead letters' schema before serving; replicas take turns.
+        let component = component.on_start(async move {
+            queue::MIGRATIONS.apply_at(&schema).await?;
+            Ok(())
+        });
+        // A changed template reaches sends at once, not after the plan TTL.
         component.task(move |drain| {
             wxpush_postgres::listen(
                 url,

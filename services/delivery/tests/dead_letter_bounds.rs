@@ -96,13 +96,15 @@ async fn redis_dead_letters_are_bounded() {
 async fn postgres_dead_letters_are_bounded_and_replayable() {
     let redis = RedisServer::start();
     let pg = PostgresServer::start();
+    wxpush_delivery::queue::MIGRATIONS
+        .apply_at(&pg.url())
+        .await
+        .expect("schema");
     let open = async |prefix: &str, max| {
         let settings = bounded(max);
         let redis = Arc::new(RedisQueue::open(&redis.url(), prefix, &settings).unwrap());
         Arc::new(
-            DeadLettersOnPostgres::open(redis, &pg.url(), DeadLetterBounds::of(&settings))
-                .await
-                .unwrap(),
+            DeadLettersOnPostgres::open(redis, &pg.url(), DeadLetterBounds::of(&settings)).unwrap(),
         ) as Arc<dyn Queue>
     };
     the_oldest_go_past_the_cap_and_the_retention(open("a:", 20).await).await;

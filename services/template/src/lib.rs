@@ -97,8 +97,20 @@ pub async fn build_seeded(
     let grpc = TemplateGrpc::new(registry.clone()).with_sync(token, wechat);
     let count = seed.len();
     let watched = registry.clone();
-    Ok(Component::new("wxpush-template")
-        .checks_redis(&config.backend)
+    let mut component = Component::new("wxpush-template").checks_redis(&config.backend);
+    if config.backend.kind == wxpush_server::config::BackendKind::Postgres {
+        // The schema before the seeding below; replicas take turns.
+        let url = config
+            .backend
+            .postgres_url()
+            .map_err(anyhow::Error::msg)?
+            .to_string();
+        component = component.on_start(async move {
+            store::postgres::MIGRATIONS.apply_at(&url).await?;
+            Ok(())
+        });
+    }
+    Ok(component
         .on_start(async move {
             registry
                 .seed(seed)

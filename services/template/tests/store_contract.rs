@@ -222,9 +222,14 @@ async fn redis() -> (TemplateRegistry, Option<RedisServer>) {
     (r, Some(server))
 }
 
-/// A private PostgreSQL (the schema applied by opening it).
+/// A private PostgreSQL with the schema applied, as the service's start-up
+/// step applies it.
 async fn postgres() -> (TemplateRegistry, PostgresServer) {
     let server = PostgresServer::start();
+    wxpush_template::store::postgres::MIGRATIONS
+        .apply_at(&server.url())
+        .await
+        .expect("schema");
     let settings = BackendSettings {
         kind: BackendKind::Postgres,
         postgres_url: wxpush_server::config::Secret::new(server.url()),

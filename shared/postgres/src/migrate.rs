@@ -67,6 +67,14 @@ fn checksum(sql: &str) -> String {
 }
 
 impl Migrations {
+    /// [`Self::apply`] on a connection of its own to `url`: the start-up
+    /// step of a service (after `--check-config`, which dials nothing).
+    pub async fn apply_at(&self, url: &str) -> Result<Vec<i32>, MigrateError> {
+        let pool = crate::open(url, &format!("wxpush-{}-migrate", self.component), 1)
+            .map_err(|e| MigrateError::Database(e.to_string()))?;
+        self.apply(&pool).await
+    }
+
     /// Applies what the database lacks; returns the versions applied now.
     pub async fn apply(&self, pool: &Pool) -> Result<Vec<i32>, MigrateError> {
         let mut client = pool

@@ -58,14 +58,14 @@ pub struct DeadLettersOnPostgres {
 }
 
 impl DeadLettersOnPostgres {
-    /// Opens the pool and applies the schema (replicas take turns).
-    pub async fn open(
+    /// Opens the pool, dialled on first use; the schema is applied by the
+    /// service's start-up step ([`MIGRATIONS`]).
+    pub fn open(
         inner: Arc<dyn Queue>,
         url: &str,
         bounds: DeadLetterBounds,
     ) -> anyhow::Result<Self> {
         let pool = wxpush_postgres::open(url, "wxpush-delivery", 4)?;
-        MIGRATIONS.apply(&pool).await?;
         Ok(Self {
             inner,
             pool,

@@ -118,22 +118,19 @@ impl StoredWechatTemplates {
 }
 
 /// Opens the backend `settings` name (Redis: connects now, so a wrong URL
-/// fails start-up rather than the first call; PostgreSQL: applies the
-/// schema first).
+/// fails start-up rather than the first call; PostgreSQL: lazily, its
+/// schema applied by the service's start-up step).
 pub async fn open(settings: &BackendSettings) -> Result<Arc<dyn TemplateStore>, TemplateError> {
     Ok(match settings.kind {
         BackendKind::Memory => Arc::new(memory::MemoryStore::default()),
         BackendKind::Redis => {
             Arc::new(redis::RedisStore::connect(&settings.redis_url, &settings.key_prefix).await?)
         }
-        BackendKind::Postgres => Arc::new(
-            postgres::PostgresStore::open(
-                settings
-                    .postgres_url()
-                    .map_err(TemplateError::FailedPrecondition)?,
-            )
-            .await?,
-        ),
+        BackendKind::Postgres => Arc::new(postgres::PostgresStore::open(
+            settings
+                .postgres_url()
+                .map_err(TemplateError::FailedPrecondition)?,
+        )?),
     })
 }
 

@@ -61,13 +61,10 @@ fn decode(bytes: &[u8]) -> Result<Template, TemplateError> {
 }
 
 impl PostgresStore {
-    /// A store on `url`, with its schema applied (replicas take turns).
-    pub async fn open(url: &str) -> Result<Self, TemplateError> {
+    /// A store on `url`, dialled on first use; the schema is applied by
+    /// the service's start-up step ([`MIGRATIONS`]).
+    pub fn open(url: &str) -> Result<Self, TemplateError> {
         let pool = wxpush_postgres::open(url, "wxpush-template", 8)
-            .map_err(|e| TemplateError::Backend(e.to_string()))?;
-        MIGRATIONS
-            .apply(&pool)
-            .await
             .map_err(|e| TemplateError::Backend(e.to_string()))?;
         Ok(Self { pool })
     }
