@@ -88,24 +88,7 @@ async fn faultsuite_postgres_killed_while_sending_loses_no_log_record() {
     let mut t = Topology::start_on_postgres().await;
     let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
     let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
-    let mut sent = Vec::new();
-    let send_some = async |d: &mut Delivery, from: usize, n: usize, sent: &mut Vec<String>| {
-        for i in from..from + n {
-            let r = d
-                .send(within(
-                    shipped_to("o_demo_follower", i),
-                    Duration::from_secs(5),
-                ))
-                .await
-                .expect("Send does not need PostgreSQL")
-                .into_inner()
-                .result
-                .unwrap();
-            assert_eq!(r.status, SENT);
-            sent.push(r.message_id);
-        }
-    };
-    send_some(&mut d, 0, 10, &mut sent).await;
+    let mut sent = send_sent(&mut d, 0, 10).await;
     assert_eq!(
         await_logged(&mut logs, &sent, Duration::from_secs(20)).await,
         (10, 0),
@@ -113,7 +96,7 @@ async fn faultsuite_postgres_killed_while_sending_loses_no_log_record() {
     );
 
     t.postgres.as_mut().unwrap().kill();
-    send_some(&mut d, 10, 20, &mut sent).await;
+    sent.extend(send_sent(&mut d, 10, 20).await);
     let down = logs
         .query_logs(QueryLogsRequest::default())
         .await
@@ -238,21 +221,7 @@ async fn faultsuite_postgres_stalled_while_sending_loses_no_log_record() {
     let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
     let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
     t.postgres.as_ref().unwrap().pause();
-    let mut sent = Vec::new();
-    for i in 0..20 {
-        let r = d
-            .send(within(
-                shipped_to("o_demo_follower", i),
-                Duration::from_secs(5),
-            ))
-            .await
-            .expect("Send does not wait for PostgreSQL")
-            .into_inner()
-            .result
-            .unwrap();
-        assert_eq!(r.status, SENT);
-        sent.push(r.message_id);
-    }
+    let sent = send_sent(&mut d, 0, 20).await;
     let asked = Instant::now();
     let stalled = logs
         .query_logs(within(QueryLogsRequest::default(), Duration::from_secs(2)))

@@ -27,21 +27,7 @@ async fn faultsuite_logquery_down_while_sending_loses_no_log_record() {
     let mut t = Topology::start().await;
     let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
     t.kill("logquery");
-    let mut sent = Vec::new();
-    for n in 0..20 {
-        let r = d
-            .send(within(
-                shipped_to("o_demo_follower", n),
-                Duration::from_secs(5),
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-            .unwrap();
-        assert_eq!(r.status, SENT);
-        sent.push(r.message_id);
-    }
+    let sent = send_sent(&mut d, 0, 20).await;
     let down_for = Instant::now();
     t.start_again("logquery").await;
     let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);

@@ -79,6 +79,28 @@ impl CheckConfig {
     }
 
     /// A config naming a file that does not exist is refused, naming it.
+    /// On the postgres backend: refused without `backend.postgres_url`
+    /// (naming it), and with one the check dials no database and never
+    /// prints its password.
+    pub fn assert_postgres_needs_url_but_no_database(&self) {
+        let (ok, out) = self.run(None, &[("BACKEND__KIND", "postgres")]);
+        assert!(!ok, "no postgres_url: refused");
+        assert!(out.contains("backend.postgres_url"), "names the key: {out}");
+        let url = "postgres://wxpush:s3cret@127.0.0.1:1/wxpush";
+        let (ok, out) = self.run(
+            None,
+            &[
+                ("BACKEND__KIND", "postgres"),
+                ("BACKEND__POSTGRES_URL", url),
+            ],
+        );
+        assert!(ok, "a check dials no database: {out}");
+        assert!(
+            !out.contains("s3cret"),
+            "the password is never printed: {out}"
+        );
+    }
+
     pub fn assert_missing_file_refused(&self, yaml: &str, file: &str) {
         let (ok, out) = self.run(Some(yaml), &[]);
         assert!(!ok && out.contains(file), "missing {file} accepted: {out}");

@@ -345,3 +345,24 @@ pub async fn await_logged(
     }
     counted
 }
+
+/// Sync `Send`s numbered `from..from + n` to the demo follower, each SENT
+/// within 5 s; their message ids.
+pub async fn send_sent(d: &mut Delivery, from: usize, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in from..from + n {
+        let r = d
+            .send(within(
+                shipped_to("o_demo_follower", i),
+                Duration::from_secs(5),
+            ))
+            .await
+            .expect("Send answers")
+            .into_inner()
+            .result
+            .unwrap();
+        assert_eq!(r.status, SENT);
+        ids.push(r.message_id);
+    }
+    ids
+}
