@@ -34,6 +34,14 @@ fi
 if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
   echo "installing postgresql (Debian)"
   apt_install postgresql
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null \
+    || { echo "postgresql installed, but no /usr/lib/postgresql/*/bin/postgres" >&2; exit 1; }
+fi
+# The private servers are started, paused and killed with setpriv, kill
+# and pkill (util-linux and procps).
+if ! command -v pkill >/dev/null 2>&1 || ! command -v setpriv >/dev/null 2>&1; then
+  echo "installing procps and util-linux (Debian)"
+  apt_install procps util-linux
 fi
 
 if ! command -v grpcurl >/dev/null 2>&1; then

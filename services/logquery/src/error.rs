@@ -12,6 +12,10 @@ pub enum StoreError {
     Backend(String),
     #[error("log store holds a corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// PostgreSQL has no partition for a record's day (another replica
+    /// dropped it, or this one never made it): made, then written again.
+    #[error("log store backend: {0}")]
+    NoPartition(String),
 }
 
 impl From<redis::RedisError> for StoreError {
@@ -56,7 +60,7 @@ impl From<LogQueryError> for Status {
             LogQueryError::Store(s) => {
                 tracing::error!(error = %s, "log store failed");
                 match s {
-                    StoreError::Backend(_) => {
+                    StoreError::Backend(_) | StoreError::NoPartition(_) => {
                         Failure::new(Code::Unavailable, Reason::BackendUnavailable, message)
                             .retry_after(Duration::from_secs(1))
                     }

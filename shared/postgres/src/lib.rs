@@ -22,7 +22,7 @@ mod listen;
 mod micros;
 pub mod migrate;
 
-pub use deadpool_postgres::{Object as Connection, Pool, PoolError};
+pub use deadpool_postgres::{Pool, PoolError};
 pub use listen::listen;
 pub use micros::Micros;
 pub use migrate::{Migration, Migrations};

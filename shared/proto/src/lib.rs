@@ -19,7 +19,6 @@ pub use prost_types::Timestamp;
 /// `google.rpc.Status`, as a batch item's error carries it.
 pub use tonic_types::pb::Status as RpcStatus;
 
-/// Converts a wall-clock time to a protobuf timestamp.
 /// A timestamp from µs since the Unix epoch (floored, also before 1970).
 pub fn timestamp_from_micros(us: i64) -> Timestamp {
     Timestamp {
@@ -28,6 +27,7 @@ pub fn timestamp_from_micros(us: i64) -> Timestamp {
     }
 }
 
+/// Converts a wall-clock time to a protobuf timestamp.
 pub fn timestamp(t: std::time::SystemTime) -> Timestamp {
     Timestamp::from(t)
 }

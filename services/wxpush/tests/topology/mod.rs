@@ -238,6 +238,7 @@ fn spawn(
     }
     let child = cmd
         .envs(env.clone())
+        // WXPUSH_TEST_RUST_LOG: more of each process's log when debugging a test.
         .env(
             "RUST_LOG",
             std::env::var("WXPUSH_TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -65,7 +65,13 @@ pub struct PostgresLogStore {
 
 impl From<wxpush_postgres::PgError> for StoreError {
     fn from(e: wxpush_postgres::PgError) -> Self {
-        Self::Backend(wxpush_postgres::describe(&e))
+        // The log's tables have no CHECK constraint: a check violation is
+        // a row whose day has no partition.
+        if e.code() == Some(&SqlState::CHECK_VIOLATION) {
+            Self::NoPartition(wxpush_postgres::describe(&e))
+        } else {
+            Self::Backend(wxpush_postgres::describe(&e))
+        }
     }
 }
 
@@ -188,9 +194,7 @@ impl LogStore for PostgresLogStore {
             match self.apply_once(&kept).await {
                 // Another replica dropped or never made a day this one thought
                 // it knew: make it and go again.
-                Err(StoreError::Backend(reason))
-                    if reason.contains(SqlState::CHECK_VIOLATION.code()) =>
-                {
+                Err(StoreError::NoPartition(reason)) => {
                     tracing::warn!(%reason, "a log partition was missing; making it");
                     self.partitions.forget();
                     let days = kept.iter().map(|e| day_of(micros(e.accepted_at.as_ref())));
