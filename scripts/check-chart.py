@@ -21,7 +21,12 @@
   hook Job (scripts/chart_checks/: one module per topic);
 - the services' own binaries accept every rendered config
   (`--check-config`), and refuse a misspelt setting; the wxpush CLI accepts
-  the migrate Job's command line.
+  the migrate Job's command line;
+- the HorizontalPodAutoscalers, NetworkPolicies, `helm test` Pods and the
+  PrometheusRule, on and off (chart_checks/autoscaling.py,
+  network_policy.py, helm_tests.py, alert_rules.py: targets, selectors and
+  ports against the rendered Deployments, Services and configs; the
+  PrometheusRule is alerts/wxpush-rules.yaml unchanged).
 
 Run by scripts/test.sh; needs kubernetes-validate
 (scripts/install-test-tools.sh: it brings jsonschema and PyYAML too). Exits
@@ -51,9 +56,13 @@ import yaml
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from chart_checks import by_kind, check, count, pods_selected  # noqa: E402
+from chart_checks import by_kind, check, count, merged, pods_selected  # noqa: E402
+from chart_checks.alert_rules import prometheus_rule  # noqa: E402
+from chart_checks.autoscaling import autoscaling  # noqa: E402
 from chart_checks.canary import HEADER, pinned_to_canary  # noqa: E402
+from chart_checks.helm_tests import helm_tests  # noqa: E402
 from chart_checks.monitoring import service_monitors  # noqa: E402
+from chart_checks.network_policy import network_policies  # noqa: E402
 from chart_checks.postgres import migrate_jobs, postgres  # noqa: E402
 from chart_checks.scheduling import KEYS as SCHEDULING_KEYS, scheduling  # noqa: E402
 
@@ -76,6 +85,13 @@ ISTIO_KINDS = {
 CRD_KINDS = {
     **ISTIO_KINDS,
     "ServiceMonitor": "prometheus-operator/servicemonitor-monitoring-v1.strict.json",
+    "PrometheusRule": "prometheus-operator/prometheusrule-monitoring-v1.strict.json",
+}
+DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+RULES_FILE = CHART / "alerts" / "wxpush-rules.yaml"
+PROTO_SERVICES = {
+    name for proto in (ROOT / "proto" / "wxpush" / "v1").glob("*.proto")
+    for name in re.findall(r"^service (\w+) \{", proto.read_text(), re.M)
 }
 DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$")
 PG_STAND_IN = "postgres://wxpush:stand-in@127.0.0.1:5432/wxpush"
@@ -347,6 +363,22 @@ def redis_users(docs, values):
           f"the chart's ACL rules are wxpush redis-acl's:\n{got}\n{want}")
 
 
+def operations(docs, values):
+    """The HPAs, NetworkPolicies, helm test Pods and PrometheusRule; returns
+    the kinds that rendered (and so were checked)."""
+    values = merged(DEFAULTS, values)
+    seen = set()
+    if autoscaling(docs, values):
+        seen.add("HorizontalPodAutoscaler")
+    if network_policies(docs, values):
+        seen.add("NetworkPolicy")
+    if helm_tests(docs, values, NAMESPACE, PROTO_SERVICES):
+        seen.add("helm test")
+    if prometheus_rule(docs, values, RULES_FILE):
+        seen.add("PrometheusRule")
+    return seen
+
+
 def refused(values_file, sets, needle):
     args = ["template", "wxpush", str(CHART), "-f", str(values_file)]
     for s in sets:
@@ -386,12 +418,15 @@ def main():
         used, job = postgres(docs, values, COMPONENTS)
         seen |= {"postgres"} if used else set()
         seen |= {"migrate Job"} if job else set()
+        seen |= operations(docs, values)
         binaries_accept(docs, values_file.name)
         migrate_runs(docs)
         redis_users(docs, values)
         print(f"check-chart: {values_file.name}: {len(docs)} objects valid and consistent")
     check(seen >= {*SCHEDULING_KEYS, "ServiceMonitor", "canary pins", "postgres", "migrate Job"},
           f"the ci values files render scheduling, ServiceMonitors, a canary, postgres and its migrate Job: {seen}")
+    check(seen >= {"HorizontalPodAutoscaler", "NetworkPolicy", "helm test", "PrometheusRule"},
+          f"the ci values files render HPAs, NetworkPolicies, helm test Pods and the PrometheusRule: {seen}")
     default = CHART / "ci" / "default-values.yaml"
     no_redis = pathlib.Path(tempfile.mkstemp(suffix=".yaml")[1])
     no_redis.write_text("{}\n")
@@ -418,11 +453,33 @@ def main():
                       "logquery.config.backend.postgres_url=postgres://wxpush:pw@db:5432/wxpush"],
             "logquery.config.backend.postgres_url")
     refused(default, ["postgres.existingSecret=Not_A_Name"], "existingSecret")
+    refused(default, ["delivery.autoscaling.enabled=true", "delivery.autoscaling.minReplicas=5",
+                      "delivery.autoscaling.maxReplicas=2"], "minReplicas (5) is above maxReplicas")
+    refused(default, ["logquery.autoscaling.enabled=true", "logquery.resources.requests=null"], "requests.cpu")
+    refused(default, ["delivery.autoscaling.targetCPUUtilizationPercentage=0"], "targetCPUUtilizationPercentage")
+    refused(default, ["networkPolicy.egress.redis.port=0"], "port")
+    refused(default, ["tests.templateKey=Not A Key"], "templateKey")
+    refused(default, ["alerts.enabled=yes"], "enabled")
     for sets, values in [
         (["canary.enabled=true", "canary.weight=0"], {"canary": {"enabled": True, "weight": 0}}),
         (["canary.enabled=true", "canary.weight=100"], {"canary": {"enabled": True, "weight": 100}}),
         (["istio.clusterDomain=corp.example"], {"istio": {"clusterDomain": "corp.example"}}),
         (["metrics.serviceMonitor.enabled=true"], {"metrics": {"serviceMonitor": {"enabled": True}}}),
+        # Without Istio: NetworkPolicies, test Pods out of the mesh; a
+        # plain-HTTP WeChat (a sandbox) on its own port; no OTLP export.
+        (["istio.enabled=false", "networkPolicy.enabled=true", "wechat.baseUrl=http://wechat-sandbox:9100",
+          "otel.endpoint=", "networkPolicy.metricsFrom=null", "tests.templateKey=order_paid"],
+         {"istio": {"enabled": False}, "networkPolicy": {"enabled": True, "metricsFrom": []},
+          "wechat": {"baseUrl": "http://wechat-sandbox:9100"}, "otel": {"endpoint": ""},
+          "tests": {"templateKey": "order_paid"}}),
+        # Everything off that is on by default; logquery alone autoscaled
+        # with one pod at least (no PodDisruptionBudget).
+        (["tests.enabled=false", "logquery.autoscaling.enabled=true", "logquery.autoscaling.minReplicas=1"],
+         {"tests": {"enabled": False}, "logquery": {"autoscaling": {"enabled": True, "minReplicas": 1}}}),
+        # NetworkPolicies with services on PostgreSQL.
+        (["networkPolicy.enabled=true", "logquery.config.backend.kind=postgres", "postgres.existingSecret=wxpush-postgres"],
+         {"networkPolicy": {"enabled": True}, "logquery": {"config": {"backend": {"kind": "postgres"}}},
+          "postgres": {"existingSecret": "wxpush-postgres"}}),
         # postgres without the Job; the Job enabled but nothing on postgres;
         # one service put on postgres by its own config.
         (["backend.kind=postgres", "postgres.existingSecret=wxpush-postgres"],
@@ -442,6 +499,7 @@ def main():
         scheduling(docs, values)
         service_monitors(docs, values, NAMESPACE, COMPONENTS)
         postgres(docs, values, COMPONENTS)
+        operations(docs, values)
         migrate_runs(docs)
     no_redis.unlink()
     def checksums(docs):

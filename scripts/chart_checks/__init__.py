@@ -1,7 +1,8 @@
 """What scripts/check-chart.py checks on rendered objects, beyond schemas:
 the counter and helpers every check shares, and (in this package's modules)
 the checks of one topic each: canary pinning, scheduling, ServiceMonitors,
-the PostgreSQL backend."""
+the PostgreSQL backend, autoscaling, NetworkPolicies, helm test hooks, the
+PrometheusRule."""
 
 import sys
 
@@ -32,3 +33,26 @@ def pods_selected(deployments, selector):
 
 def component(obj):
     return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+
+
+def labels_match(selector, labels):
+    """A Kubernetes LabelSelector (matchLabels, matchExpressions In/NotIn/
+    Exists/DoesNotExist) against a pod's labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, vals = e["key"], e["operator"], e.get("values", [])
+        if op == "In" and labels.get(key) not in vals \
+                or op == "NotIn" and labels.get(key) in vals \
+                or op == "Exists" and key not in labels \
+                or op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def merged(defaults, values):
+    """The chart's values.yaml with a values file (and --set) over it."""
+    out = dict(defaults)
+    for k, v in values.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Writes servicemonitor-monitoring-v1.strict.json from the npm package
-@kubernetes-models/prometheus-operator@4.0.0 (MIT; its ServiceMonitor model
-carries the openAPIV3Schema of prometheus-operator v0.57.0's
-servicemonitors.monitoring.coreos.com CRD, descriptions left out).
+"""Writes servicemonitor-monitoring-v1.strict.json and
+prometheusrule-monitoring-v1.strict.json from the npm package
+@kubernetes-models/prometheus-operator@4.0.0 (MIT; its ServiceMonitor and
+PrometheusRule models carry the openAPIV3Schema of prometheus-operator
+v0.57.0's servicemonitors / prometheusrules.monitoring.coreos.com CRDs,
+descriptions left out).
 
     npm pack @kubernetes-models/prometheus-operator@4.0.0
     python3 scripts/schemas/prometheus-operator/extract.py kubernetes-models-prometheus-operator-4.0.0.tgz
@@ -20,7 +22,10 @@ import re
 import sys
 import tarfile
 
-MEMBER = "package/monitoring.coreos.com/v1/ServiceMonitor.js"
+KINDS = {
+    "ServiceMonitor": "servicemonitor-monitoring-v1.strict.json",
+    "PrometheusRule": "prometheusrule-monitoring-v1.strict.json",
+}
 
 
 def as_published(node):
@@ -41,21 +46,23 @@ def as_published(node):
 
 
 def main():
-    js = tarfile.open(sys.argv[1]).extractfile(MEMBER).read().decode()
-    literal = re.search(r"^const schema = (\{.*?^\});$", js, re.S | re.M).group(1)
-    schema = json.loads(literal)
-    schema["properties"]["metadata"] = {"type": "object"}
-    schema = as_published(schema)
-    # Top level as in the Istio schemas: apiVersion/kind/metadata are
-    # Kubernetes' own (the metadata is not the CRD's to restrict).
-    schema["additionalProperties"] = False
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
-    schema["$comment"] = (
-        "servicemonitors.monitoring.coreos.com v1, prometheus-operator v0.57.0, from the npm "
-        "package @kubernetes-models/prometheus-operator@4.0.0 (MIT); strict: see extract.py")
-    out = pathlib.Path(__file__).with_name("servicemonitor-monitoring-v1.strict.json")
-    out.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {out}")
+    package = tarfile.open(sys.argv[1])
+    for kind, name in KINDS.items():
+        js = package.extractfile(f"package/monitoring.coreos.com/v1/{kind}.js").read().decode()
+        literal = re.search(r"^const schema = (\{.*?^\});$", js, re.S | re.M).group(1)
+        schema = json.loads(literal)
+        schema["properties"]["metadata"] = {"type": "object"}
+        schema = as_published(schema)
+        # Top level as in the Istio schemas: apiVersion/kind/metadata are
+        # Kubernetes' own (the metadata is not the CRD's to restrict).
+        schema["additionalProperties"] = False
+        schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+        schema["$comment"] = (
+            f"{kind.lower()}s.monitoring.coreos.com v1, prometheus-operator v0.57.0, from the npm "
+            "package @kubernetes-models/prometheus-operator@4.0.0 (MIT); strict: see extract.py")
+        out = pathlib.Path(__file__).with_name(name)
+        out.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
