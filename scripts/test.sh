@@ -8,8 +8,9 @@
 #   the Python client example and the CLI,
 #   every Grafana dashboard query run against a real Prometheus, every SQL
 #   panel of the PostgreSQL delivery-log dashboard against a private
-#   PostgreSQL with data (scripts/check-pg-dashboard.py), and the Helm chart
-#   linted, rendered and validated (scripts/check-chart.py).
+#   PostgreSQL with data (scripts/check-pg-dashboard.py), the alert rules
+#   checked and unit-tested with promtool (scripts/check-alerts.sh), and the
+#   Helm chart linted, rendered and validated (scripts/check-chart.py).
 # Installs what it needs first; starts and stops its own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,5 +35,7 @@ echo "== dashboards: every PromQL expression against a real Prometheus scraping 
 python3 scripts/check-dashboards.py
 echo "== dashboards: every SQL panel of the PostgreSQL log dashboard against a real PostgreSQL with data"
 python3 scripts/check-pg-dashboard.py
+echo "== alerts: promtool check and unit tests of every rule, metrics and runbooks they name"
+scripts/check-alerts.sh
 echo "== helm chart: lint, Kubernetes and Istio schemas, cross-references, configs"
 python3 scripts/check-chart.py
