@@ -143,6 +143,7 @@ class Postgres(Proc):
         super().__init__("postgres", [*as_pg, f"{bindir}/postgres", "-D", str(data / "data"), "-p", str(self.port),
                                       "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"])
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        self.psql = f"{bindir}/psql"
         wait_tcp(self.port, "postgres")
         time.sleep(1)
 
@@ -165,8 +166,10 @@ class Topology:
         self.dir.chmod(0o755)
         self.procs = []
         postgres = None
+        self.postgres = None
         if backend == "postgres":
             postgres = Postgres(self.dir)
+            self.postgres = postgres
             self.procs.append(postgres)
         self.redis_port = free_port()
         self.procs.append(Proc("redis", [
@@ -437,7 +440,8 @@ def scenario_token(topology, duration):
 
 def consumer_lag(topology, group="logquery"):
     """Entries of the event stream the group has not yet acknowledged."""
-    out = subprocess.run(["redis-cli", "-p", str(topology.redis_port), "XINFO", "GROUPS", "wxpush:events"],
+    # One partition: the event stream's key (backend.stream_partitions 1).
+    out = subprocess.run(["redis-cli", "-p", str(topology.redis_port), "XINFO", "GROUPS", "wxpush:events:{e0.0}"],
                          capture_output=True, text=True).stdout.split("\n")
     fields = dict(zip(out[0::2], out[1::2]))
     if fields.get("name") != group:
@@ -467,6 +471,8 @@ def scenario_logquery(topology, duration, records=1_000_000, users=100_000):
         "redis_commands_per_message": 0, "redis_commands": {},
         "rss_mb": topology.rss(),
     }}
+    if topology.postgres:
+        topology.disk = log_on_disk(topology.postgres)
     for flt in ("openid", "trace", "app_status", "none"):
         for vus in (1, 8):
             m, extra = measured(
@@ -477,6 +483,21 @@ def scenario_logquery(topology, duration, records=1_000_000, users=100_000):
                 lambda m: counter(m, "iterations"))
             rows[f"QueryLogs by {flt}, {vus} callers"] = row(m, "grpc_req_duration", extra)
     return rows
+
+
+def log_on_disk(pg):
+    """Bytes per record of the log on disk, over every daily partition:
+    table, indexes, and the rest (TOAST, free space and visibility maps)."""
+    sql = """SELECT sum(pg_relation_size(c.oid)), sum(pg_indexes_size(c.oid)),
+                    sum(pg_total_relation_size(c.oid) - pg_relation_size(c.oid) - pg_indexes_size(c.oid)),
+                    (SELECT count(*) FROM log_records)
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'log_records'::regclass"""
+    out = subprocess.run([pg.psql, pg.url, "-Atc", sql], capture_output=True, text=True, check=True).stdout
+    heap, indexes, rest, records = (int(x or 0) for x in out.strip().split("|"))
+    per = lambda b: round(b / max(records, 1))
+    return {"records": records, "table_bytes_per_record": per(heap), "index_bytes_per_record": per(indexes),
+            "toast_and_maps_bytes_per_record": per(rest), "total_bytes_per_record": per(heap + indexes + rest)}
 
 
 SCENARIOS = {"send": scenario_send, "async": scenario_async, "token": scenario_token,
@@ -522,6 +543,10 @@ def main():
         (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
         print(f"\n### {name}{' (sandbox +' + str(args.latency_ms) + ' ms)' if args.latency_ms else ''}\n")
         print(markdown(rows))
+        if getattr(topology, "disk", None):
+            result["log_on_disk"] = topology.disk
+            (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+            print(f"\nthe log on disk after ingest: {topology.disk}")
         print("\nper process (CPU µs per message; RSS MB after):")
         for row_name, r in rows.items():
             print(f"- {row_name}: {r['cpu_us_per_message']}; RSS {r['rss_mb']}; Redis {r['redis_commands']}")

@@ -28,6 +28,7 @@ impl Backends {
         let redis: Arc<dyn Queue> = Arc::new(RedisQueue::open(
             &b.redis_url,
             &b.key_prefix,
+            b.stream_partitions,
             &config.queue,
         )?);
         if b.kind != BackendKind::Postgres {
@@ -64,6 +65,7 @@ impl Backends {
                         RedisStreamSink::connect(&StreamSettings {
                             redis_url: b.redis_url.clone(),
                             key_prefix: b.key_prefix.clone(),
+                            partitions: b.stream_partitions,
                             ..Default::default()
                         })
                         .await?,

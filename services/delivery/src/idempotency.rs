@@ -113,12 +113,12 @@ impl IdempotencyStore for MemoryIdempotency {
 /// while pending (expiring after [`PENDING_TTL`]) or `D:` + the encoded
 /// result for the window.
 pub struct RedisIdempotency {
-    conn: redis::aio::ConnectionManager,
+    conn: wxpush_redis::Connection,
     prefix: String,
 }
 
 impl RedisIdempotency {
-    pub fn new(conn: redis::aio::ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: wxpush_redis::Connection, prefix: &str) -> Self {
         Self {
             conn,
             prefix: prefix.to_string(),

@@ -106,13 +106,13 @@ return 0
 /// theoretical arrival time in µs.
 pub struct RedisRateLimiter {
     gcra: Option<Gcra>,
-    conn: redis::aio::ConnectionManager,
+    conn: wxpush_redis::Connection,
     prefix: String,
     script: redis::Script,
 }
 
 impl RedisRateLimiter {
-    pub fn new(s: &RateLimitSettings, conn: redis::aio::ConnectionManager, prefix: &str) -> Self {
+    pub fn new(s: &RateLimitSettings, conn: wxpush_redis::Connection, prefix: &str) -> Self {
         Self {
             gcra: Gcra::new(s),
             conn,

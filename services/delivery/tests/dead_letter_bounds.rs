@@ -12,7 +12,8 @@ use wxpush_delivery::queue::{
     RedisQueue, now_ms,
 };
 use wxpush_proto::v1::DeadLetterFilter;
-use wxpush_testkit::{PostgresServer, RedisServer};
+use wxpush_redis::Partitions;
+use wxpush_testkit::{PostgresServer, RedisCluster, RedisServer};
 
 fn record(id: usize, dead_at_ms: i64) -> DeadRecord {
     DeadRecord {
@@ -86,7 +87,20 @@ async fn memory_dead_letters_are_bounded() {
 async fn redis_dead_letters_are_bounded() {
     let redis = RedisServer::start();
     let open = |prefix: &str, max| {
-        Arc::new(RedisQueue::open(&redis.url(), prefix, &bounded(max)).unwrap()) as Arc<dyn Queue>
+        Arc::new(RedisQueue::open(&redis.url(), prefix, Partitions::ONE, &bounded(max)).unwrap())
+            as Arc<dyn Queue>
+    };
+    the_oldest_go_past_the_cap_and_the_retention(open("a:", 20)).await;
+    a_listing_of_ties_reads_each_once(open("b:", 5000)).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_dead_letters_are_bounded() {
+    let cluster = RedisCluster::start();
+    let open = |prefix: &str, max| {
+        let p = Partitions::new(3).unwrap();
+        Arc::new(RedisQueue::open(&cluster.url(), prefix, p, &bounded(max)).unwrap())
+            as Arc<dyn Queue>
     };
     the_oldest_go_past_the_cap_and_the_retention(open("a:", 20)).await;
     a_listing_of_ties_reads_each_once(open("b:", 5000)).await;
@@ -102,7 +116,8 @@ async fn postgres_dead_letters_are_bounded_and_replayable() {
         .expect("schema");
     let open = async |prefix: &str, max| {
         let settings = bounded(max);
-        let redis = Arc::new(RedisQueue::open(&redis.url(), prefix, &settings).unwrap());
+        let redis =
+            Arc::new(RedisQueue::open(&redis.url(), prefix, Partitions::ONE, &settings).unwrap());
         Arc::new(
             DeadLettersOnPostgres::open(redis, &pg.url(), DeadLetterBounds::of(&settings)).unwrap(),
         ) as Arc<dyn Queue>

@@ -1,12 +1,14 @@
 //! A final status (SENT, FAILED, DEAD) never moves back: a worker holding a
 //! stale copy of a message (left by a killed worker, then reclaimed) must not
-//! turn SENT into DEFERRED. Only a replay reopens a message. Both backends.
+//! turn SENT into DEFERRED. Only a replay reopens a message. Every backend,
+//! a Redis Cluster too.
 
 use std::sync::Arc;
 use wxpush_delivery::config::QueueSettings;
 use wxpush_delivery::queue::{MemoryQueue, Queue, RedisQueue};
 use wxpush_proto::v1::{DeliveryResult, DeliveryStatus};
-use wxpush_testkit::RedisServer;
+use wxpush_redis::Partitions;
+use wxpush_testkit::{RedisCluster, RedisServer};
 
 fn with(status: DeliveryStatus) -> DeliveryResult {
     DeliveryResult {
@@ -47,6 +49,25 @@ async fn memory_final_status_never_moves_back() {
 #[tokio::test]
 async fn redis_final_status_never_moves_back() {
     let redis = RedisServer::start();
-    let queue = RedisQueue::open(&redis.url(), "t:", &QueueSettings::default()).unwrap();
+    let queue = RedisQueue::open(
+        &redis.url(),
+        "t:",
+        Partitions::ONE,
+        &QueueSettings::default(),
+    )
+    .unwrap();
+    a_final_status_stays(Arc::new(queue)).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_final_status_never_moves_back() {
+    let cluster = RedisCluster::start();
+    let queue = RedisQueue::open(
+        &cluster.url(),
+        "t:",
+        Partitions::new(6).unwrap(),
+        &QueueSettings::default(),
+    )
+    .unwrap();
     a_final_status_stays(Arc::new(queue)).await;
 }

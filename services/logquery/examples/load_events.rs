@@ -64,7 +64,8 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: load_events REDIS_URL PREFIX COUNT USERS");
     };
     let (count, users): (u64, u64) = (count.parse()?, users.parse()?);
-    let key = wxpush_events::stream_key(prefix);
+    // One partition: the benchmark's single Redis.
+    let key = wxpush_events::stream_keys(prefix, wxpush_redis::Partitions::ONE).remove(0);
     let mut conn = redis::Client::open(url.as_str())?
         .get_multiplexed_async_connection()
         .await?;

@@ -120,9 +120,15 @@ pub async fn build_with_source(
         BackendKind::Memory => {
             Arc::new(MemoryLogStore::new(config.max_records, config.retention()))
         }
-        BackendKind::Redis => {
-            Arc::new(RedisLogStore::connect(&b.redis_url, &b.key_prefix, config.retention()).await?)
-        }
+        BackendKind::Redis => Arc::new(
+            RedisLogStore::connect(
+                &b.redis_url,
+                &b.key_prefix,
+                b.stream_partitions,
+                config.retention(),
+            )
+            .await?,
+        ),
         BackendKind::Postgres => {
             let store = PostgresLogStore::open(
                 b.postgres_url().map_err(anyhow::Error::msg)?,
@@ -177,6 +183,7 @@ fn stream_settings(config: &LogQueryConfig) -> StreamSettings {
     StreamSettings {
         redis_url: config.backend.redis_url.clone(),
         key_prefix: config.backend.key_prefix.clone(),
+        partitions: config.backend.stream_partitions,
         group: config.events.group.clone(),
         consumer: config.events.consumer.clone(),
         claim_idle: Duration::from_secs(config.events.claim_idle_secs),

@@ -37,7 +37,7 @@ pub struct Tail {
 /// The Redis channel replicas publish to.
 #[derive(Clone)]
 struct Relay {
-    conn: redis::aio::ConnectionManager,
+    conn: wxpush_redis::Connection,
     channel: String,
 }
 

@@ -36,10 +36,8 @@ async fn sleep_until(t: Instant) {
     tokio::time::sleep_until(t.into()).await;
 }
 
-#[tokio::test]
-async fn three_replicas_fetch_once_per_expiry_and_callers_never_wait() {
+async fn three_replicas_fetch_once_per_expiry_and_callers_never_wait(redis_url: &str) {
     common::logs();
-    let redis = RedisServer::start();
     // Tokens live 6 s; WeChat renews a stable token in its last 3.5 s; the
     // replicas refresh when less than 3 s is left.
     let (sb, admin) = sandbox(TokenRules {
@@ -48,7 +46,7 @@ async fn three_replicas_fetch_once_per_expiry_and_callers_never_wait() {
         ..long_rules()
     })
     .await;
-    let replicas = Replica::several(3, &redis.url(), &sb.api_url()).await;
+    let replicas = Replica::several(3, redis_url, &sb.api_url()).await;
     let first = replicas[0].token().await;
     let t0 = Instant::now();
     wechat_sandbox::install_crypto_provider();
@@ -102,12 +100,12 @@ async fn three_replicas_fetch_once_per_expiry_and_callers_never_wait() {
     assert_not_logged(&secrets);
 }
 
-#[tokio::test]
-async fn a_hundred_invalidations_refresh_once_and_a_stale_report_refreshes_nothing() {
+async fn a_hundred_invalidations_refresh_once_and_a_stale_report_refreshes_nothing(
+    redis_url: &str,
+) {
     common::logs();
-    let redis = RedisServer::start();
     let (sb, admin) = sandbox(long_rules()).await;
-    let replicas = Replica::several(3, &redis.url(), &sb.api_url()).await;
+    let replicas = Replica::several(3, redis_url, &sb.api_url()).await;
     let bad = replicas[1].token().await.access_token;
     for r in &replicas {
         assert_eq!(
@@ -157,17 +155,14 @@ async fn a_hundred_invalidations_refresh_once_and_a_stale_report_refreshes_nothi
     assert_not_logged(&[bad, new, SECRET.into()]);
 }
 
-#[tokio::test]
-async fn the_daily_budget_stops_fetches_before_they_reach_wechat() {
+async fn the_daily_budget_stops_fetches_before_they_reach_wechat(redis_url: &str) {
     common::logs();
-    let redis = RedisServer::start();
     let (sb, admin) = sandbox(long_rules()).await;
     let settings = wxpush_token::RefreshSettings {
         daily_fetch_budget: 3,
         ..fast_settings()
     };
-    let replica =
-        Replica::start(&redis.url(), &sb.api_url(), app(TokenMode::Token), settings).await;
+    let replica = Replica::start(redis_url, &sb.api_url(), app(TokenMode::Token), settings).await;
     let mut client = replica.client.clone();
     let mut token = client
         .get_access_token(get())
@@ -381,3 +376,30 @@ async fn transient_fetch_errors_are_retried_with_backoff() {
     );
     assert_eq!(counters.new_tokens_issued[APP], 1);
 }
+
+/// The replicas' shared cases on one Redis and on a three-master Redis
+/// Cluster (the token, its lock and the fetch counter are single keys).
+macro_rules! on_node_and_cluster {
+    ($($case:ident),* $(,)?) => {
+        mod on_node {
+            $(#[tokio::test]
+            async fn $case() {
+                let redis = wxpush_testkit::RedisServer::start();
+                super::$case(&redis.url()).await;
+            })*
+        }
+        mod on_cluster {
+            $(#[tokio::test]
+            async fn $case() {
+                let cluster = wxpush_testkit::RedisCluster::start();
+                super::$case(&cluster.url()).await;
+            })*
+        }
+    };
+}
+
+on_node_and_cluster!(
+    three_replicas_fetch_once_per_expiry_and_callers_never_wait,
+    a_hundred_invalidations_refresh_once_and_a_stale_report_refreshes_nothing,
+    the_daily_budget_stops_fetches_before_they_reach_wechat,
+);

@@ -150,6 +150,7 @@ async fn each_service_works_with_its_own_user_and_reaches_nothing_else() {
     let store = RedisLogStore::connect(
         &lq,
         PREFIX,
+        wxpush_redis::Partitions::ONE,
         Retention(Duration::from_secs(86_400 * 365 * 100)),
     )
     .await

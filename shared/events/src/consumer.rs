@@ -16,10 +16,9 @@
 //! while pending is acknowledged and skipped.
 
 use redis::Value;
-use redis::aio::ConnectionManager;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
-use wxpush_redis::{OpenError, RedisError, Timeouts};
+use wxpush_redis::{Connection, OpenError, RedisError, Timeouts};
 
 /// Rejected entries kept at most (oldest trimmed).
 const REJECTED_MAX_LEN: u64 = 10_000;
@@ -66,9 +65,9 @@ struct ReadState {
 /// A consumer-group reader of one stream.
 pub struct StreamConsumer {
     /// Acknowledgements, claims, the group: never behind a blocking read.
-    conn: ConnectionManager,
+    conn: Connection,
     /// The blocking `XREADGROUP` only.
-    reader: ConnectionManager,
+    reader: Connection,
     settings: ConsumerSettings,
     state: Mutex<ReadState>,
 }
@@ -246,7 +245,7 @@ impl StreamConsumer {
     /// waiting up to `block`; an id: this consumer's pending ones).
     async fn read_group(
         &self,
-        conn: &ConnectionManager,
+        conn: &Connection,
         max: usize,
         block: Option<Duration>,
         after: &str,

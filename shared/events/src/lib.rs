@@ -13,11 +13,13 @@
 
 pub mod consumer;
 mod memory;
+mod partitioned;
 mod redis_stream;
 
 pub use consumer::{ConsumerSettings, StreamConsumer, StreamEntry};
 pub use memory::{MemoryBus, MemorySource};
-pub use redis_stream::{RedisStreamSink, RedisStreamSource, StreamSettings, stream_key};
+pub use partitioned::PartitionedConsumer;
+pub use redis_stream::{RedisStreamSink, RedisStreamSource, StreamSettings, stream_keys};
 pub use wxpush_proto::v1::DeliveryEvent;
 
 /// Why an event could not be published or read.

@@ -1,27 +1,34 @@
 //! The delivery event stream on Redis Streams.
 //!
-//! - Stream key `{prefix}events`; each entry has one field `d`, the
-//!   prost-encoded [`DeliveryEvent`]. Delivery appends with `XADD ... MAXLEN ~`
-//!   so the stream cannot grow without bound; logquery also trims it by age
-//!   (`XTRIM MINID`) to the log's retention.
-//! - Logquery replicas read through one consumer group with the shared
-//!   [`StreamConsumer`] and acknowledge an entry only after the store applied
-//!   it, so a restart or a dead replica loses nothing.
+//! - The stream is split into partitions (`backend.stream_partitions`, one
+//!   by default) so that it spreads over a Redis Cluster: partition `i` is
+//!   the key `{prefix}events:{e<i>.<salt>}` ([`stream_keys`]), and every
+//!   event of a message goes to the partition of its message id. Each entry
+//!   has one field `d`, the prost-encoded [`DeliveryEvent`]. Delivery
+//!   appends with `XADD ... MAXLEN ~` (the bound shared among the
+//!   partitions) so the stream cannot grow without bound; the Redis log
+//!   store also trims it by age (`XTRIM MINID`) to the log's retention.
+//! - Logquery replicas read every partition through one consumer group
+//!   with the shared [`PartitionedConsumer`] and acknowledge an entry only
+//!   after the store applied it, so a restart or a dead replica loses
+//!   nothing.
 
-use crate::consumer::{ConsumerSettings, StreamConsumer, StreamEntry};
+use crate::consumer::{ConsumerSettings, StreamEntry};
+use crate::partitioned::PartitionedConsumer;
 use crate::{DeliveryEvent, EventError, EventSink, EventSource, Receipt, Received};
 use prost::Message;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
-use wxpush_redis::Timeouts;
+use wxpush_redis::{Connection, Partitions, Timeouts};
 
 /// Where the stream is and how it is consumed.
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
     /// `redis://host:port/db`.
     pub redis_url: String,
-    /// Key prefix (`wxpush:`); the stream is `{prefix}events`.
+    /// Key prefix (`wxpush:`); the stream is `{prefix}events:{...}`.
     pub key_prefix: String,
+    /// How many partitions the stream is split into.
+    pub partitions: Partitions,
     /// Consumer group (all logquery replicas share one).
     pub group: String,
     /// This consumer's name; stable across restarts of the same replica so
@@ -40,6 +47,7 @@ impl Default for StreamSettings {
         Self {
             redis_url: "redis://127.0.0.1:6379/".into(),
             key_prefix: "wxpush:".into(),
+            partitions: Partitions::ONE,
             group: "logquery".into(),
             consumer: "logquery-0".into(),
             max_len: 5_000_000,
@@ -49,9 +57,12 @@ impl Default for StreamSettings {
     }
 }
 
-/// The stream key for a key prefix.
-pub fn stream_key(prefix: &str) -> String {
-    format!("{prefix}events")
+/// The key of each partition of the event stream, in partition order.
+pub fn stream_keys(prefix: &str, partitions: Partitions) -> Vec<String> {
+    partitions
+        .all()
+        .map(|i| format!("{prefix}events:{}", partitions.tag('e', i)))
+        .collect()
 }
 
 /// The payload field of an event entry.
@@ -60,8 +71,10 @@ const FIELD: &str = "d";
 /// Delivery's side: appends events to the stream.
 #[derive(Clone)]
 pub struct RedisStreamSink {
-    conn: ConnectionManager,
-    key: String,
+    conn: Connection,
+    keys: Vec<String>,
+    partitions: Partitions,
+    /// `XADD MAXLEN ~` of each partition.
     max_len: u64,
 }
 
@@ -70,8 +83,9 @@ impl RedisStreamSink {
     pub async fn connect(settings: &StreamSettings) -> Result<Self, EventError> {
         Ok(Self {
             conn: wxpush_redis::connect(&settings.redis_url, Timeouts::Commands)?,
-            key: stream_key(&settings.key_prefix),
-            max_len: settings.max_len,
+            keys: stream_keys(&settings.key_prefix, settings.partitions),
+            partitions: settings.partitions,
+            max_len: (settings.max_len / u64::from(settings.partitions.count())).max(1),
         })
     }
 }
@@ -79,8 +93,9 @@ impl RedisStreamSink {
 #[async_trait::async_trait]
 impl EventSink for RedisStreamSink {
     async fn publish(&self, event: DeliveryEvent) -> Result<(), EventError> {
+        let key = &self.keys[usize::from(self.partitions.of(&event.message_id))];
         redis::cmd("XADD")
-            .arg(&self.key)
+            .arg(key)
             .arg("MAXLEN")
             .arg("~")
             .arg(self.max_len)
@@ -95,16 +110,17 @@ impl EventSink for RedisStreamSink {
 
 /// Logquery's side: one consumer of the group.
 pub struct RedisStreamSource {
-    consumer: StreamConsumer,
+    consumer: PartitionedConsumer,
 }
 
 impl RedisStreamSource {
     /// A consumer of the settings' stream (connects on first read).
     pub async fn connect(settings: &StreamSettings) -> Result<Self, EventError> {
-        let consumer = StreamConsumer::open(
+        let streams = stream_keys(&settings.key_prefix, settings.partitions);
+        let consumer = PartitionedConsumer::open(
             &settings.redis_url,
             ConsumerSettings {
-                stream: stream_key(&settings.key_prefix),
+                stream: String::new(),
                 field: FIELD,
                 group: settings.group.clone(),
                 consumer: settings.consumer.clone(),
@@ -113,13 +129,15 @@ impl RedisStreamSource {
                 claim_every: settings.claim_idle / 2,
                 delete_on_ack: false,
             },
+            streams,
         )?;
         Ok(Self { consumer })
     }
 
-    /// Where undecodable events are kept with their raw bytes.
-    pub fn rejected_key(&self) -> String {
-        self.consumer.rejected_key()
+    /// Where undecodable events are kept with their raw bytes (one key
+    /// per partition).
+    pub fn rejected_keys(&self) -> Vec<String> {
+        self.consumer.rejected_keys()
     }
 }
 

@@ -1,23 +1,80 @@
-//! The Redis Streams event stream against a real redis-server: at-least-once
-//! reading across consumer restarts, claiming from dead consumers, and
-//! recovery after Redis itself restarts.
+//! The Redis Streams event stream against a real redis-server and a real
+//! three-master Redis Cluster (the stream in partitions spread over the
+//! masters): at-least-once reading across consumer restarts, claiming from
+//! dead consumers, and recovery after Redis itself restarts empty.
 
 use std::time::Duration;
 use wxpush_events::{
     DeliveryEvent, EventSink, EventSource, Received, RedisStreamSink, RedisStreamSource,
     StreamSettings,
 };
-use wxpush_testkit::RedisServer;
+use wxpush_redis::Partitions;
+use wxpush_testkit::{RedisCluster, RedisServer};
 
-fn settings(redis: &RedisServer, consumer: &str) -> StreamSettings {
-    StreamSettings {
-        redis_url: redis.url(),
-        key_prefix: "t:".into(),
-        consumer: consumer.into(),
-        claim_idle: Duration::from_millis(200),
-        block: Duration::from_millis(100),
-        ..Default::default()
+/// Where the stream lives in one test.
+enum Target {
+    Node(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Target {
+    fn url(&self) -> String {
+        match self {
+            Target::Node(r) => r.url(),
+            Target::Cluster(c) => c.url(),
+        }
     }
+
+    /// One partition on a node; two per master on the cluster.
+    fn partitions(&self) -> Partitions {
+        match self {
+            Target::Node(_) => Partitions::ONE,
+            Target::Cluster(_) => Partitions::new(6).unwrap(),
+        }
+    }
+
+    /// Every server killed and started again empty.
+    fn restart_empty(&mut self) {
+        match self {
+            Target::Node(r) => r.restart(),
+            Target::Cluster(c) => {
+                for i in 0..wxpush_testkit::redis_cluster::MASTERS {
+                    c.node(i).restart();
+                }
+                c.wait_ok();
+            }
+        }
+    }
+
+    fn settings(&self, consumer: &str) -> StreamSettings {
+        StreamSettings {
+            redis_url: self.url(),
+            key_prefix: "t:".into(),
+            partitions: self.partitions(),
+            consumer: consumer.into(),
+            claim_idle: Duration::from_millis(200),
+            block: Duration::from_millis(100),
+            ..Default::default()
+        }
+    }
+
+    /// The ids read, in order on one partition (a stream keeps order),
+    /// sorted over several (each partition keeps its own).
+    fn ids(&self, batch: &[Received]) -> Vec<String> {
+        let mut ids: Vec<String> = batch.iter().map(|r| r.event.event_id.clone()).collect();
+        if self.partitions() != Partitions::ONE {
+            ids.sort();
+        }
+        ids
+    }
+}
+
+fn node() -> Target {
+    Target::Node(RedisServer::start())
+}
+
+fn cluster() -> Target {
+    Target::Cluster(RedisCluster::start())
 }
 
 fn ev(i: usize) -> DeliveryEvent {
@@ -26,10 +83,6 @@ fn ev(i: usize) -> DeliveryEvent {
         message_id: format!("m{i}"),
         ..Default::default()
     }
-}
-
-fn ids(batch: &[Received]) -> Vec<String> {
-    batch.iter().map(|r| r.event.event_id.clone()).collect()
 }
 
 async fn read_all(src: &RedisStreamSource, n: usize) -> Vec<Received> {
@@ -45,70 +98,66 @@ async fn read_all(src: &RedisStreamSource, n: usize) -> Vec<Received> {
     got
 }
 
-#[tokio::test]
-async fn unacknowledged_events_are_read_again_after_a_restart() {
-    let redis = RedisServer::start();
-    let sink = RedisStreamSink::connect(&settings(&redis, "c1"))
+async fn unacknowledged_events_are_read_again_after_a_restart(redis: Target) {
+    let sink = RedisStreamSink::connect(&redis.settings("c1"))
         .await
         .unwrap();
     for i in 0..5 {
         sink.publish(ev(i)).await.unwrap();
     }
-    let first = RedisStreamSource::connect(&settings(&redis, "c1"))
+    let first = RedisStreamSource::connect(&redis.settings("c1"))
         .await
         .unwrap();
     let got = read_all(&first, 5).await;
-    assert_eq!(ids(&got), ["e0", "e1", "e2", "e3", "e4"]);
-    first
-        .ack(&[got[0].receipt.clone(), got[1].receipt.clone()])
-        .await
-        .unwrap();
+    assert_eq!(redis.ids(&got), ["e0", "e1", "e2", "e3", "e4"]);
+    let first_two: Vec<_> = got
+        .iter()
+        .filter(|r| ["e0", "e1"].contains(&r.event.event_id.as_str()))
+        .map(|r| r.receipt.clone())
+        .collect();
+    first.ack(&first_two).await.unwrap();
     drop(first);
 
     // The same consumer restarted: its pending e2..e4 come back first.
-    let again = RedisStreamSource::connect(&settings(&redis, "c1"))
+    let again = RedisStreamSource::connect(&redis.settings("c1"))
         .await
         .unwrap();
     sink.publish(ev(5)).await.unwrap();
     let got = read_all(&again, 4).await;
-    assert_eq!(ids(&got), ["e2", "e3", "e4", "e5"]);
+    assert_eq!(redis.ids(&got), ["e2", "e3", "e4", "e5"]);
     let receipts: Vec<_> = got.iter().map(|r| r.receipt.clone()).collect();
     again.ack(&receipts).await.unwrap();
     let nothing = tokio::time::timeout(Duration::from_millis(400), again.next_batch(10)).await;
     assert!(nothing.is_err(), "no event is read twice once acknowledged");
 }
 
-#[tokio::test]
-async fn another_consumer_claims_what_a_dead_one_left() {
-    let redis = RedisServer::start();
-    let sink = RedisStreamSink::connect(&settings(&redis, "a"))
+async fn another_consumer_claims_what_a_dead_one_left(redis: Target) {
+    let sink = RedisStreamSink::connect(&redis.settings("a"))
         .await
         .unwrap();
     for i in 0..3 {
         sink.publish(ev(i)).await.unwrap();
     }
-    let dead = RedisStreamSource::connect(&settings(&redis, "a"))
+    let dead = RedisStreamSource::connect(&redis.settings("a"))
         .await
         .unwrap();
     assert_eq!(read_all(&dead, 3).await.len(), 3);
     drop(dead);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let other = RedisStreamSource::connect(&settings(&redis, "b"))
+    let other = RedisStreamSource::connect(&redis.settings("b"))
         .await
         .unwrap();
     let got = read_all(&other, 3).await;
-    assert_eq!(ids(&got), ["e0", "e1", "e2"]);
+    assert_eq!(redis.ids(&got), ["e0", "e1", "e2"]);
 }
 
-#[tokio::test]
-async fn reading_recovers_after_redis_restarts() {
-    let mut redis = RedisServer::start();
-    let s = settings(&redis, "c");
+async fn reading_recovers_after_redis_restarts_empty(mut redis: Target) {
+    let s = redis.settings("c");
     let sink = RedisStreamSink::connect(&s).await.unwrap();
     let src = RedisStreamSource::connect(&s).await.unwrap();
     sink.publish(ev(0)).await.unwrap();
-    assert_eq!(ids(&read_all(&src, 1).await), ["e0"]);
-    redis.restart();
+    assert_eq!(redis.ids(&read_all(&src, 1).await), ["e0"]);
+    redis.restart_empty();
     // Errors while the connection is re-established, then events again.
     let mut got = None;
     for _ in 0..50 {
@@ -127,21 +176,23 @@ async fn reading_recovers_after_redis_restarts() {
         }
     }
     let got = got.expect("reads again after the restart");
-    assert!(ids(&got).contains(&"e1".to_string()), "{:?}", ids(&got));
+    assert!(
+        redis.ids(&got).contains(&"e1".to_string()),
+        "{:?}",
+        redis.ids(&got)
+    );
 }
 
-#[tokio::test]
-async fn an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again() {
-    let redis = RedisServer::start();
-    let s = settings(&redis, "c");
+async fn an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again(redis: Target) {
+    let s = redis.settings("c");
     let sink = RedisStreamSink::connect(&s).await.unwrap();
     let src = RedisStreamSource::connect(&s).await.unwrap();
     // Not a protobuf DeliveryEvent: a truncated varint field.
+    let stream = wxpush_events::stream_keys("t:", redis.partitions()).remove(0);
     let garbage: &[u8] = &[0x0a, 0xff, 0xff];
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg("t:events")
+    let mut conn = wxpush_redis::connect(&redis.url(), wxpush_redis::Timeouts::Commands).unwrap();
+    let _: String = ::redis::cmd("XADD")
+        .arg(&stream)
         .arg("*")
         .arg("d")
         .arg(garbage)
@@ -149,11 +200,11 @@ async fn an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again(
         .await
         .unwrap();
     sink.publish(ev(1)).await.unwrap();
-    assert_eq!(ids(&read_all(&src, 1).await), ["e1"]);
+    assert_eq!(redis.ids(&read_all(&src, 1).await), ["e1"]);
     /// An XRANGE entry: its id and its field-value pairs.
     type Entry = (String, Vec<(String, Vec<u8>)>);
-    let rejected: Vec<Entry> = redis::cmd("XRANGE")
-        .arg(src.rejected_key())
+    let rejected: Vec<Entry> = ::redis::cmd("XRANGE")
+        .arg(&src.rejected_keys()[0])
         .arg("-")
         .arg("+")
         .query_async(&mut conn)
@@ -162,18 +213,46 @@ async fn an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again(
     assert_eq!(rejected.len(), 1);
     let raw = rejected[0].1.iter().find(|(k, _)| k == "raw").unwrap();
     assert_eq!(raw.1, garbage);
-    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
-        .arg("t:events")
-        .arg("logquery")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut pending = 0;
+    for partition in wxpush_events::stream_keys("t:", redis.partitions()) {
+        let entries: Vec<::redis::Value> = ::redis::cmd("XPENDING")
+            .arg(&partition)
+            .arg("logquery")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        pending += entries.len();
+    }
     assert_eq!(
-        pending.len(),
-        1,
+        pending, 1,
         "only e1 is pending, the garbage was acknowledged"
     );
 }
+
+/// Each case on one Redis and on the cluster.
+macro_rules! on_node_and_cluster {
+    ($($case:ident),* $(,)?) => {
+        mod on_node {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::node()).await;
+            })*
+        }
+        mod on_cluster {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::cluster()).await;
+            })*
+        }
+    };
+}
+
+on_node_and_cluster!(
+    unacknowledged_events_are_read_again_after_a_restart,
+    another_consumer_claims_what_a_dead_one_left,
+    reading_recovers_after_redis_restarts_empty,
+    an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again,
+);

@@ -47,7 +47,8 @@ impl Service {
                 "~{p}templates:*",
                 "~{p}wechat_templates:*",
             ],
-            // The event stream: delivery only appends to it.
+            // The event stream (`{p}events:{tag}`, one key per
+            // partition): delivery only appends to it.
             Service::Delivery => &[
                 "~{p}queue",
                 "~{p}queue:*",
@@ -56,7 +57,7 @@ impl Service {
                 "~{p}dlq:*",
                 "~{p}idem:*",
                 "~{p}rate:*",
-                "%W~{p}events",
+                "%W~{p}events:*",
             ],
             Service::Logquery => &["~{p}log:*", "~{p}events", "~{p}events:*", "&{p}log:tail"],
         };

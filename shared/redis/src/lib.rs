@@ -1,7 +1,8 @@
 //! One way to open Redis for every wxpush crate.
 //!
-//! Every store, queue and stream talks to Redis through a
-//! [`ConnectionManager`] opened here, so they all share one behaviour:
+//! Every store, queue and stream talks to Redis through a [`Connection`]
+//! opened here (one node, or a Redis Cluster: [`connection`]), so they all
+//! share one behaviour:
 //!
 //! - **lazy**: nothing is dialled until the first command, so a service
 //!   starts (and `--check-config` runs) without Redis, and serves
@@ -10,17 +11,21 @@
 //!   after its [`Timeouts`] profile, so a stalled Redis turns into an error
 //!   within a caller's deadline, never a hang;
 //! - **self-healing**: a broken connection is replaced on the next command
-//!   (the manager redials with jittered exponential backoff).
+//!   (jittered exponential backoff; on a cluster, slots are learnt again
+//!   after a node moved or failed over).
 //!
 //! Why a crate of its own: before it, seven call sites opened Redis with five
 //! different settings (one with no timeouts at all).
 
 pub mod acl;
+pub mod connection;
+pub mod partition;
 pub mod settings;
 
+pub use connection::{Connection, Endpoint, is_cluster};
+pub use partition::Partitions;
 pub use settings::check_at_start;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 
 pub use redis::{Client, RedisError};
@@ -51,26 +56,28 @@ impl Timeouts {
     }
 }
 
-/// Why Redis could not be opened: the URL is not a Redis URL.
+/// Why Redis could not be opened: the URL names no Redis.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid Redis URL: {0}")]
-pub struct OpenError(#[source] pub RedisError);
-
-/// A client for `url` (`redis://[user:pass@]host:port/db`), checked but not
-/// connected. For Pub/Sub, which needs a connection of its own.
-pub fn client(url: &str) -> Result<Client, OpenError> {
-    Client::open(url).map_err(OpenError)
+pub enum OpenError {
+    #[error("invalid Redis URL: {0}")]
+    Url(#[source] RedisError),
+    #[error("invalid Redis URL: {0}")]
+    Endpoint(#[from] connection::EndpointError),
 }
 
-/// A lazily connecting, reconnecting connection to `url` with the given
-/// command timeouts. Cheap to clone: clones share one multiplexed socket.
-pub fn connect(url: &str, timeouts: Timeouts) -> Result<ConnectionManager, OpenError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(timeouts.response()))
-        .set_number_of_retries(3)
-        .set_max_delay(Duration::from_secs(1));
-    ConnectionManager::new_lazy_with_config(client(url)?, config).map_err(OpenError)
+/// A client for one node of `url` (the node, or a cluster's first seed),
+/// checked but not connected. For Pub/Sub, which needs a connection of its
+/// own; on a cluster a message published on any node reaches them all.
+pub fn client(url: &str) -> Result<Client, OpenError> {
+    Client::open(Endpoint::parse(url)?.any_node()).map_err(OpenError::Url)
+}
+
+/// A lazily connecting, reconnecting connection to `url` (a node or a
+/// cluster) with the given command timeouts. Cheap to clone: clones share
+/// the sockets.
+pub fn connect(url: &str, timeouts: Timeouts) -> Result<Connection, OpenError> {
+    Connection::open(&Endpoint::parse(url)?, CONNECT_TIMEOUT, timeouts.response())
+        .map_err(OpenError::Url)
 }
 
 /// Runs an idempotent command (a read, a `SET` of a value that does not
@@ -80,7 +87,7 @@ pub fn connect(url: &str, timeouts: Timeouts) -> Result<ConnectionManager, OpenE
 /// asked again on the new one. Never for a write whose effect depends on
 /// whether the first try landed (a version check, an increment, an XADD).
 pub async fn idempotent<T: redis::FromRedisValue>(
-    conn: &ConnectionManager,
+    conn: &Connection,
     command: &impl Query,
 ) -> Result<T, RedisError> {
     match command.query_on(conn.clone()).await {
@@ -95,14 +102,14 @@ pub async fn idempotent<T: redis::FromRedisValue>(
 pub trait Query {
     fn query_on<T: redis::FromRedisValue>(
         &self,
-        conn: ConnectionManager,
+        conn: Connection,
     ) -> impl std::future::Future<Output = Result<T, RedisError>> + Send;
 }
 
 impl Query for redis::Cmd {
     async fn query_on<T: redis::FromRedisValue>(
         &self,
-        mut conn: ConnectionManager,
+        mut conn: Connection,
     ) -> Result<T, RedisError> {
         self.query_async(&mut conn).await
     }
@@ -111,7 +118,7 @@ impl Query for redis::Cmd {
 impl Query for redis::Pipeline {
     async fn query_on<T: redis::FromRedisValue>(
         &self,
-        mut conn: ConnectionManager,
+        mut conn: Connection,
     ) -> Result<T, RedisError> {
         self.query_async(&mut conn).await
     }
@@ -125,6 +132,7 @@ mod tests {
     fn a_bad_url_is_refused_without_dialling() {
         assert!(connect("not a url", Timeouts::Commands).is_err());
         assert!(connect("http://127.0.0.1:1/", Timeouts::Commands).is_err());
+        assert!(connect("redis-cluster:///", Timeouts::Commands).is_err());
     }
 
     #[tokio::test]
@@ -132,6 +140,9 @@ mod tests {
         // Port 1 on loopback: nothing listens there, yet opening succeeds.
         let mut conn = connect("redis://127.0.0.1:1/", Timeouts::Commands).expect("lazy");
         let r: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+        assert!(r.is_err(), "{r:?}");
+        let mut cluster = connect("redis-cluster://127.0.0.1:1", Timeouts::Commands).expect("lazy");
+        let r: Result<String, _> = redis::cmd("PING").query_async(&mut cluster).await;
         assert!(r.is_err(), "{r:?}");
     }
 

@@ -14,7 +14,8 @@
 //! by the deployment's ACL) is a warning: services start without Redis and
 //! reconnect by themselves.
 
-use redis::aio::ConnectionManager;
+use crate::Connection;
+use redis::Value;
 
 /// The settings read from Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,25 +32,30 @@ pub struct ServerSettings {
 pub struct Refused(pub String);
 
 impl ServerSettings {
-    /// Reads the settings (`INFO memory` and `INFO persistence`).
-    pub async fn read(conn: &ConnectionManager) -> Result<Self, redis::RedisError> {
-        let memory: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut conn.clone())
-            .await?;
-        let persistence: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query_async(&mut conn.clone())
-            .await?;
+    /// Reads the settings (`INFO memory` and `INFO persistence`); on a
+    /// cluster, of every master, keeping the worst of each.
+    pub async fn read(conn: &Connection) -> Result<Self, redis::RedisError> {
+        let memory = info(conn, "memory").await?;
+        let persistence = info(conn, "persistence").await?;
         let field = |text: &str, name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
+        let policies: Vec<String> = memory
+            .iter()
+            .map(|m| field(m, "maxmemory_policy"))
+            .collect();
         Ok(Self {
-            maxmemory_policy: field(&memory, "maxmemory_policy"),
-            aof_enabled: field(&persistence, "aof_enabled") == "1",
+            maxmemory_policy: policies
+                .iter()
+                .find(|p| *p != "noeviction")
+                .or(policies.first())
+                .cloned()
+                .unwrap_or_default(),
+            aof_enabled: !persistence.is_empty()
+                && persistence.iter().all(|p| field(p, "aof_enabled") == "1"),
         })
     }
 
@@ -66,6 +72,34 @@ impl ServerSettings {
         }
         Ok(warnings)
     }
+}
+
+/// `INFO section` of each node answering: one text from a node, one per
+/// master from a cluster (a map of node to text).
+async fn info(conn: &Connection, section: &str) -> Result<Vec<String>, redis::RedisError> {
+    let reply: Value = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn.clone())
+        .await?;
+    fn texts(v: Value, out: &mut Vec<String>) {
+        match v {
+            Value::BulkString(b) => out.push(String::from_utf8_lossy(&b).into_owned()),
+            Value::VerbatimString { text, .. } | Value::SimpleString(text) => out.push(text),
+            Value::Map(pairs) => pairs.into_iter().for_each(|(_, v)| texts(v, out)),
+            Value::Array(items) => items.into_iter().for_each(|v| texts(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    texts(reply, &mut out);
+    if out.is_empty() {
+        // A node refused (an ACL without INFO) or none answered.
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "INFO answered no text",
+        )));
+    }
+    Ok(out)
 }
 
 /// The start-up check: refuses a Redis that evicts, warns about one that

@@ -149,14 +149,31 @@ impl BackendKind {
 #[serde(default)]
 pub struct BackendSettings {
     pub kind: BackendKind,
-    /// `redis://host:port/db`; used when `kind` is `redis` or `postgres`.
+    /// `redis://host:port/db`, or a Redis Cluster as
+    /// `redis-cluster://host:port[,host:port...]`; used when `kind` is
+    /// `redis` or `postgres` (a cluster holds the hot path only: it needs
+    /// `postgres`).
     pub redis_url: String,
     /// `postgres://user[:password]@host:port/database`; used when `kind`
     /// is `postgres`. A secret: it may hold a password.
     pub postgres_url: Secret,
     /// Prefix of every key this service owns (DESIGN: `wxpush:`), so several
-    /// suites or tests can share one Redis.
+    /// suites or tests can share one Redis. No braces: on a cluster they
+    /// would become every key's hash tag.
+    #[serde(deserialize_with = "key_prefix")]
     pub key_prefix: String,
+    /// Partitions of the queue and of the delivery event stream (1 to
+    /// 1 024). One stream lives on one Redis node, so on a cluster make it
+    /// a multiple of the masters (e.g. 2 per master) to spread them;
+    /// raise it only (a message keeps the partition it was accepted on,
+    /// and workers read partitions `0..n`).
+    pub stream_partitions: wxpush_redis::Partitions,
+}
+
+fn key_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let prefix = <String as serde::Deserialize>::deserialize(d)?;
+    wxpush_redis::partition::check_prefix(&prefix).map_err(serde::de::Error::custom)?;
+    Ok(prefix)
 }
 
 impl BackendSettings {
@@ -177,6 +194,7 @@ impl Default for BackendSettings {
             redis_url: "redis://127.0.0.1:6379/".into(),
             postgres_url: Secret::new(""),
             key_prefix: "wxpush:".into(),
+            stream_partitions: wxpush_redis::Partitions::ONE,
         }
     }
 }

@@ -5,8 +5,10 @@
 
 mod check_config;
 mod postgres;
+pub mod redis_cluster;
 pub use check_config::CheckConfig;
 pub use postgres::PostgresServer;
+pub use redis_cluster::RedisCluster;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -30,6 +32,8 @@ pub struct RedisServer {
     child: Option<Child>,
     /// `None`: no persistence; else the `appendfsync` policy of its AOF.
     fsync: Option<&'static str>,
+    /// A node of a Redis Cluster ([`RedisCluster`]).
+    cluster_node: bool,
 }
 
 impl RedisServer {
@@ -52,7 +56,17 @@ impl RedisServer {
         Self::start_as(Some("everysec"))
     }
 
+    /// A cluster-enabled node not yet in any cluster; durable: with an
+    /// append-only file fsynced on every write.
+    pub(crate) fn start_cluster_node(durable: bool) -> Self {
+        Self::start_with(durable.then_some("always"), true)
+    }
+
     fn start_as(fsync: Option<&'static str>) -> Self {
+        Self::start_with(fsync, false)
+    }
+
+    fn start_with(fsync: Option<&'static str>, cluster_node: bool) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("wxpush-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir for redis");
@@ -61,6 +75,7 @@ impl RedisServer {
             dir,
             child: None,
             fsync,
+            cluster_node,
         };
         server.spawn();
         server
@@ -73,6 +88,18 @@ impl RedisServer {
             .args(match self.fsync {
                 Some(policy) => ["--appendonly", "yes", "--appendfsync", policy],
                 None => ["--appendonly", "no", "--appendfsync", "everysec"],
+            })
+            .args(if self.cluster_node {
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                ][..]
+            } else {
+                &[][..]
             })
             .arg("--dir")
             .arg(&self.dir)

@@ -1,24 +1,31 @@
 //! The queue on Redis, shared by every delivery replica.
 //!
-//! Keys under the configured prefix:
-//! - `{p}queue`: a stream (field `m`: the message as JSON) read by the
-//!   consumer group `delivery` through [`StreamConsumer`]; entries are
-//!   deleted once acknowledged, undecodable ones kept in `{p}queue:rejected`;
-//! - `{p}queue:delayed`: a sorted set of messages by due time (ms);
-//! - `{p}msg:{id}`: a message's live status (a mark byte, `F` final or `L`
+//! Keys under the configured prefix, on one Redis or a Redis Cluster (keys
+//! a script or transaction touches together share a hash tag, see
+//! [`wxpush_redis::partition`]):
+//! - the queue is split into `backend.stream_partitions` partitions, and a
+//!   message lives in the partition of its id. Partition `i` (tag `{qi.s}`)
+//!   is `{p}queue:{qi.s}`, a stream (field `m`: the message as JSON) read by
+//!   the consumer group `delivery` through [`PartitionedConsumer`], entries
+//!   deleted once acknowledged, undecodable ones kept in
+//!   `{p}queue:{qi.s}:rejected`; and `{p}queue:{qi.s}:delayed`, a sorted set
+//!   of messages by due time (ms) that moves into the stream when due;
+//! - `{p}msg:{ID}`: a message's live status (a mark byte, `F` final or `L`
 //!   live, then the protobuf), kept 7 days; a final one is never replaced
-//!   by a live one;
-//! - `{p}msg:{id}:attempt`: the last attempt begun at WeChat, for messages
-//!   whose API has no `client_msg_id` (subscribe), kept 7 days;
-//! - `{p}dlq` (hash id → JSON) and `{p}dlq:index` (sorted set by dead time).
+//!   by a live one (the message id in braces is the hash tag of its keys);
+//! - `{p}msg:{ID}:attempt`: the last attempt begun at WeChat, for messages
+//!   whose API has no `client_msg_id` (subscribe), until the status is
+//!   final: once a message is final only its status stays;
+//! - `{p}dlq:{dlq}` (hash id → JSON) and `{p}dlq:{dlq}:index` (sorted set
+//!   by dead time).
 
 use super::*;
 use crate::config::QueueSettings;
 use ::redis::Value;
-use ::redis::aio::ConnectionManager;
+use futures_util::future::try_join_all;
 use prost::Message;
-use wxpush_events::{ConsumerSettings, StreamConsumer};
-use wxpush_redis::Timeouts;
+use wxpush_events::{ConsumerSettings, PartitionedConsumer};
+use wxpush_redis::{Connection, Partitions, Query, Timeouts};
 
 const GROUP: &str = "delivery";
 
@@ -51,13 +58,15 @@ end
 return #drop
 "#;
 
-/// Stores a status (ARGV: protobuf, mark F final / L live, TTL s) as the
-/// mark followed by the protobuf, unless the stored one is final and this
-/// one is not. Returns 1 when stored.
+/// Stores a status (KEYS: status, attempt; ARGV: protobuf, mark F final /
+/// L live, TTL s) as the mark followed by the protobuf, unless the stored
+/// one is final and this one is not; a final status drops the attempt
+/// note. Returns 1 when stored.
 const SET_STATUS_LUA: &str = r#"
 local kept = redis.call('GET', KEYS[1])
 if kept and string.sub(kept, 1, 1) == 'F' and ARGV[2] == 'L' then return 0 end
 redis.call('SET', KEYS[1], ARGV[2] .. ARGV[1], 'EX', ARGV[3])
+if ARGV[2] == 'F' then redis.call('DEL', KEYS[2]) end
 return 1
 "#;
 
@@ -67,11 +76,19 @@ const DEAD_BATCH: usize = 200;
 /// The payload field of a queue entry.
 const FIELD: &str = "m";
 
+/// The keys of one partition of the queue.
+struct PartitionKeys {
+    stream: String,
+    delayed: String,
+}
+
 /// The shared queue.
 pub struct RedisQueue {
-    conn: ConnectionManager,
-    /// This process's reader of the stream (group `delivery`).
-    consumer: StreamConsumer,
+    conn: Connection,
+    /// This process's reader of every partition (group `delivery`).
+    consumer: PartitionedConsumer,
+    partitions: Partitions,
+    keys: Vec<PartitionKeys>,
     prefix: String,
     promote: ::redis::Script,
     bury: ::redis::Script,
@@ -80,13 +97,29 @@ pub struct RedisQueue {
 }
 
 impl RedisQueue {
-    /// The queue under `prefix` on `url`, read by this process as one
-    /// consumer of the `delivery` group; connects on first use.
-    pub fn open(url: &str, prefix: &str, settings: &QueueSettings) -> Result<Self, QueueError> {
-        let consumer = StreamConsumer::open(
+    /// The queue under `prefix` on `url` in `partitions`, read by this
+    /// process as one consumer of the `delivery` group; connects on first
+    /// use.
+    pub fn open(
+        url: &str,
+        prefix: &str,
+        partitions: Partitions,
+        settings: &QueueSettings,
+    ) -> Result<Self, QueueError> {
+        let keys: Vec<PartitionKeys> = partitions
+            .all()
+            .map(|i| {
+                let stream = format!("{prefix}queue:{}", partitions.tag('q', i));
+                PartitionKeys {
+                    delayed: format!("{stream}:delayed"),
+                    stream,
+                }
+            })
+            .collect();
+        let consumer = PartitionedConsumer::open(
             url,
             ConsumerSettings {
-                stream: format!("{prefix}queue"),
+                stream: String::new(),
                 field: FIELD,
                 group: GROUP.into(),
                 // Unique per process: two live workers never share a name.
@@ -96,10 +129,13 @@ impl RedisQueue {
                 claim_every: Duration::from_millis(settings.reclaim_every_ms),
                 delete_on_ack: true,
             },
+            keys.iter().map(|k| k.stream.clone()).collect(),
         )?;
         Ok(Self {
             conn: wxpush_redis::connect(url, Timeouts::Commands)?,
             consumer,
+            partitions,
+            keys,
             prefix: prefix.to_string(),
             promote: ::redis::Script::new(PROMOTE_LUA),
             bury: ::redis::Script::new(BURY_LUA),
@@ -108,24 +144,18 @@ impl RedisQueue {
         })
     }
 
-    fn stream(&self) -> String {
-        format!("{}queue", self.prefix)
-    }
-    fn delayed(&self) -> String {
-        format!("{}queue:delayed", self.prefix)
-    }
     fn status_key(&self, id: &str) -> String {
-        format!("{}msg:{id}", self.prefix)
+        format!("{}msg:{{{id}}}", self.prefix)
     }
     /// The last attempt begun at WeChat (subscribe messages).
     fn attempt_key(&self, id: &str) -> String {
-        format!("{}msg:{id}:attempt", self.prefix)
+        format!("{}msg:{{{id}}}:attempt", self.prefix)
     }
     fn dlq(&self) -> String {
-        format!("{}dlq", self.prefix)
+        format!("{}dlq:{{dlq}}", self.prefix)
     }
     fn dlq_index(&self) -> String {
-        format!("{}dlq:index", self.prefix)
+        format!("{}dlq:{{dlq}}:index", self.prefix)
     }
 }
 
@@ -144,39 +174,52 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T, Queu
 #[async_trait::async_trait]
 impl Queue for RedisQueue {
     async fn push(&self, messages: &[QueuedMessage], not_before_ms: i64) -> Result<(), QueueError> {
-        let mut pipe = ::redis::pipe();
+        // One pipeline per partition: a cluster runs a pipeline on one node.
+        let mut pipes: Vec<Option<::redis::Pipeline>> = self.keys.iter().map(|_| None).collect();
         let delayed = not_before_ms > now_ms();
         for m in messages {
             let json =
                 serde_json::to_string(m).map_err(|e| QueueError::corrupt(&m.message_id, e))?;
+            let p = usize::from(self.partitions.of(&m.message_id));
+            let keys = &self.keys[p];
+            let pipe = pipes[p].get_or_insert_with(::redis::pipe);
             if delayed {
                 pipe.cmd("ZADD")
-                    .arg(self.delayed())
+                    .arg(&keys.delayed)
                     .arg(not_before_ms)
                     .arg(json)
                     .ignore();
             } else {
                 pipe.cmd("XADD")
-                    .arg(self.stream())
+                    .arg(&keys.stream)
                     .arg("*")
-                    .arg("m")
+                    .arg(FIELD)
                     .arg(json)
                     .ignore();
             }
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        try_join_all(
+            pipes
+                .iter()
+                .flatten()
+                .map(|pipe| pipe.query_on::<()>(self.conn.clone())),
+        )
+        .await?;
         Ok(())
     }
 
     async fn promote_due(&self, now_ms: i64) -> Result<usize, QueueError> {
-        Ok(self
-            .promote
-            .key(self.delayed())
-            .key(self.stream())
-            .arg(now_ms)
-            .arg(500)
-            .invoke_async::<usize>(&mut self.conn.clone())
-            .await?)
+        let moved = try_join_all(self.keys.iter().map(|keys| async move {
+            self.promote
+                .key(&keys.delayed)
+                .key(&keys.stream)
+                .arg(now_ms)
+                .arg(500)
+                .invoke_async::<usize>(&mut self.conn.clone())
+                .await
+        }))
+        .await?;
+        Ok(moved.into_iter().sum())
     }
 
     async fn next_batch(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
@@ -199,38 +242,48 @@ impl Queue for RedisQueue {
     }
 
     async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError> {
-        let (ready, delayed, dead, first): (u64, u64, u64, Value) = ::redis::pipe()
-            .cmd("XLEN")
-            .arg(self.stream())
-            .cmd("ZCARD")
-            .arg(self.delayed())
-            .cmd("HLEN")
-            .arg(self.dlq())
-            .cmd("XRANGE")
-            .arg(self.stream())
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        // XRANGE: [[id, fields]]; the id starts with its ms timestamp.
-        let oldest_ms = match &first {
-            Value::Array(entries) => entries.first().and_then(|e| match e {
-                Value::Array(parts) => parts.first().and_then(text),
-                _ => None,
-            }),
-            _ => None,
-        }
-        .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<i64>().ok()));
-        Ok(Depth {
-            ready,
-            delayed,
-            oldest_age: oldest_ms.map_or(Duration::ZERO, |t| {
-                Duration::from_millis((now_ms - t).max(0) as u64)
-            }),
+        let dead = ::redis::cmd("HLEN").arg(self.dlq()).clone();
+        let partitions = try_join_all(self.keys.iter().map(|keys| {
+            let pipe = ::redis::pipe()
+                .cmd("XLEN")
+                .arg(&keys.stream)
+                .cmd("ZCARD")
+                .arg(&keys.delayed)
+                .cmd("XRANGE")
+                .arg(&keys.stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .clone();
+            let conn = self.conn.clone();
+            async move { pipe.query_on::<(u64, u64, Value)>(conn).await }
+        }));
+        let (partitions, dead): (Vec<(u64, u64, Value)>, u64) =
+            futures_util::try_join!(partitions, dead.query_on(self.conn.clone()))?;
+        let mut depth = Depth {
             dead,
-        })
+            ..Depth::default()
+        };
+        for (ready, delayed, first) in partitions {
+            depth.ready += ready;
+            depth.delayed += delayed;
+            // XRANGE: [[id, fields]]; the id starts with its ms timestamp.
+            let oldest_ms = match &first {
+                Value::Array(entries) => entries.first().and_then(|e| match e {
+                    Value::Array(parts) => parts.first().and_then(text),
+                    _ => None,
+                }),
+                _ => None,
+            }
+            .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<i64>().ok()));
+            if let Some(t) = oldest_ms {
+                depth.oldest_age = depth
+                    .oldest_age
+                    .max(Duration::from_millis((now_ms - t).max(0) as u64));
+            }
+        }
+        Ok(depth)
     }
 
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
@@ -238,6 +291,7 @@ impl Queue for RedisQueue {
         let stored: u8 = self
             .set_status
             .key(self.status_key(&result.message_id))
+            .key(self.attempt_key(&result.message_id))
             .arg(result.encode_to_vec())
             .arg(mark)
             .arg(STATUS_TTL_SECS)

@@ -19,6 +19,12 @@ use wxpush_proto::v1::{
 };
 use wxpush_testkit::{PostgresServer, RedisServer};
 
+/// The event stream on Redis is read in two partitions: the store suites
+/// read a partitioned stream as production on a cluster does.
+fn partitions() -> wxpush_redis::Partitions {
+    wxpush_redis::Partitions::new(2).unwrap()
+}
+
 pub const RETENTION: Retention = Retention(Duration::from_secs(7 * 24 * 3600));
 
 /// One acceptance body (an `async fn(Kind)`) as two tests: on memory and
@@ -85,9 +91,10 @@ impl Backend {
             }
             Kind::Redis => {
                 let redis = RedisServer::start();
-                let store = RedisLogStore::connect(&redis.url(), "wxpush:", retention)
-                    .await
-                    .expect("redis store");
+                let store =
+                    RedisLogStore::connect(&redis.url(), "wxpush:", partitions(), retention)
+                        .await
+                        .expect("redis store");
                 let sink = RedisStreamSink::connect(&Self::stream(&redis))
                     .await
                     .expect("redis sink");
@@ -124,6 +131,7 @@ impl Backend {
         StreamSettings {
             redis_url: redis.url(),
             key_prefix: "wxpush:".into(),
+            partitions: partitions(),
             consumer: "logquery-test".into(),
             block: Duration::from_millis(100),
             ..Default::default()

@@ -16,11 +16,11 @@
 
 use super::{StoredWechatTemplates, TemplateStore, version_error};
 use crate::error::TemplateError;
-use ::redis::aio::ConnectionManager;
 use ::redis::{Script, cmd};
 use async_trait::async_trait;
 use prost::Message;
 use wxpush_proto::v1::{Template, WechatTemplate};
+use wxpush_redis::Connection;
 use wxpush_redis::idempotent;
 
 /// Stores the template if the stored version is the expected one; moves the
@@ -53,17 +53,24 @@ return {1, cur}
 /// Templates in Redis; cheap to clone (one multiplexed, reconnecting connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     prefix: String,
     put: std::sync::Arc<Script>,
     delete: std::sync::Arc<Script>,
 }
 
 impl RedisStore {
-    /// A store on `url` (`redis://host:port/db`), connecting on first use;
-    /// keys start with `prefix`.
+    /// A store on the node at `url` (`redis://host:port/db`), connecting on
+    /// first use; keys start with `prefix`. Its scripts span many keys, so
+    /// a Redis Cluster is refused: there templates belong in PostgreSQL.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, TemplateError> {
-        let conn = wxpush_redis::connect(url, wxpush_redis::Timeouts::Commands).map_err(|e| e.0)?;
+        if wxpush_redis::is_cluster(url) {
+            return Err(TemplateError::Backend(
+                "templates cannot live on a Redis Cluster (their scripts span many keys): set backend.kind: postgres".into(),
+            ));
+        }
+        let conn = wxpush_redis::connect(url, wxpush_redis::Timeouts::Commands)
+            .map_err(|e| TemplateError::Backend(e.to_string()))?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),

@@ -8,8 +8,8 @@
 //!   expiring after two days.
 
 use super::{StoreError, StoredToken, TokenStore};
-use redis::aio::ConnectionManager;
 use std::time::Duration;
+use wxpush_redis::Connection;
 
 const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
@@ -17,7 +17,7 @@ const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return red
 /// degrades to serving the in-process copy instead of hanging callers.
 #[derive(Clone)]
 pub struct RedisTokenStore {
-    conn: ConnectionManager,
+    conn: Connection,
     prefix: String,
     unlock: redis::Script,
 }

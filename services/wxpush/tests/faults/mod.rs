@@ -267,6 +267,17 @@ pub async fn send_async_through_a_redis_crash(
     openid: &'static str,
     messages: usize,
 ) -> Stream {
+    send_async_through(t, openid, messages, |t| t.redis.restart()).await
+}
+
+/// `messages` SendAsync calls to `openid` from 4 callers; `crash` runs once
+/// a third of them are acknowledged.
+pub async fn send_async_through(
+    t: &mut Topology,
+    openid: &'static str,
+    messages: usize,
+    crash: impl FnOnce(&mut Topology),
+) -> Stream {
     type Acks = std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>>;
     let d = DeliveryServiceClient::new(t.channel("delivery").await);
     let acked = Acks::default();
@@ -294,7 +305,7 @@ pub async fn send_async_through_a_redis_crash(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let crashed = Instant::now();
-    t.redis.restart();
+    crash(t);
     for c in callers {
         c.await.unwrap();
     }

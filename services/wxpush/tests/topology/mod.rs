@@ -3,13 +3,19 @@
 //! The production topology for the hostile-input suite: a private Redis,
 //! the WeChat sandbox, and the four services as separate processes
 //! (`wxpush serve ...`) on the redis backend, on free loopback ports; with
-//! [`Topology::start_on_postgres`], the log in a private PostgreSQL.
+//! [`Topology::start_on_postgres`], the log in a private PostgreSQL; with
+//! [`Topology::start_on_cluster`], also the hot path on a private
+//! three-master Redis Cluster.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tonic::transport::Channel;
 use wechat_sandbox::Sandbox;
-use wxpush_testkit::{PostgresServer, RedisServer, free_port};
+use wxpush_testkit::{PostgresServer, RedisCluster, RedisServer, free_port};
+
+/// Partitions of the queue and the event stream on the test cluster: two
+/// per master.
+pub const CLUSTER_PARTITIONS: u16 = 6;
 
 /// One service process and its ports, and how to start it again.
 pub struct Process {
@@ -53,6 +59,8 @@ pub struct Topology {
     pub processes: Vec<Process>,
     /// Where logquery keeps the log, when not in Redis.
     pub postgres: Option<PostgresServer>,
+    /// The hot path's Redis Cluster, when on one (`redis` then stays idle).
+    pub cluster: Option<RedisCluster>,
     dir: std::path::PathBuf,
 }
 
@@ -64,21 +72,50 @@ impl Topology {
     /// On a given Redis, with extra settings (`WXPUSH_DELIVERY__...`) for
     /// the processes.
     pub async fn start_with(redis: RedisServer, extra: &[(&str, &str)]) -> Self {
-        Self::start_full(redis, extra, None).await
+        Self::start_full(redis, extra, None, None).await
     }
 
     /// With a private PostgreSQL (`backend.kind: postgres` for template,
     /// delivery and logquery: the log and the templates there, the hot path
     /// still on Redis).
     pub async fn start_on_postgres() -> Self {
-        Self::start_full(RedisServer::start(), &[], Some(PostgresServer::start())).await
+        Self::start_full(
+            RedisServer::start(),
+            &[],
+            Some(PostgresServer::start()),
+            None,
+        )
+        .await
+    }
+
+    /// The production topology at scale: PostgreSQL as with
+    /// [`Self::start_on_postgres`], the hot path on `cluster` with the
+    /// queue and the event stream in [`CLUSTER_PARTITIONS`] partitions.
+    pub async fn start_on_cluster(cluster: RedisCluster) -> Self {
+        let partitions = CLUSTER_PARTITIONS.to_string();
+        let extra = [
+            (
+                "WXPUSH_DELIVERY__BACKEND__STREAM_PARTITIONS",
+                partitions.as_str(),
+            ),
+            (
+                "WXPUSH_LOGQUERY__BACKEND__STREAM_PARTITIONS",
+                partitions.as_str(),
+            ),
+        ];
+        let postgres = Some(PostgresServer::start());
+        Self::start_full(RedisServer::start(), &extra, postgres, Some(cluster)).await
     }
 
     async fn start_full(
         redis: RedisServer,
         extra: &[(&str, &str)],
         postgres: Option<PostgresServer>,
+        cluster: Option<RedisCluster>,
     ) -> Self {
+        let redis_url = cluster
+            .as_ref()
+            .map_or_else(|| redis.url(), RedisCluster::url);
         let any = "127.0.0.1:0".parse().unwrap();
         let sandbox_config = wechat_sandbox::demo_config();
         let sandbox = Sandbox::start(sandbox_config.clone(), any, any)
@@ -109,7 +146,7 @@ impl Topology {
                 (format!("{prefix}__LISTEN"), format!("127.0.0.1:{grpc}")),
                 (format!("{prefix}__ADMIN_LISTEN"), "127.0.0.1:0".to_string()),
                 (format!("{prefix}__BACKEND__KIND"), "redis".into()),
-                (format!("{prefix}__BACKEND__REDIS_URL"), redis.url()),
+                (format!("{prefix}__BACKEND__REDIS_URL"), redis_url.clone()),
             ]
         };
         let mut token = common("WXPUSH_TOKEN", ports[0]);
@@ -123,7 +160,12 @@ impl Topology {
             sandbox.api_url(),
         ));
         let mut delivery = common("WXPUSH_DELIVERY", ports[2]);
-        delivery.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        delivery.extend(
+            extra
+                .iter()
+                .filter(|(k, _)| !k.starts_with("WXPUSH_LOGQUERY__"))
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         delivery.push(("WXPUSH_DELIVERY__TOKEN_ENDPOINT".into(), url(0)));
         delivery.push(("WXPUSH_DELIVERY__TEMPLATE_ENDPOINT".into(), url(1)));
         delivery.push((
@@ -131,6 +173,12 @@ impl Topology {
             sandbox.api_url(),
         ));
         let mut logquery = common("WXPUSH_LOGQUERY", ports[3]);
+        logquery.extend(
+            extra
+                .iter()
+                .filter(|(k, _)| k.starts_with("WXPUSH_LOGQUERY__"))
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         if let Some(pg) = &postgres {
             for (prefix, env) in [
                 ("WXPUSH_TEMPLATE", &mut template),
@@ -157,6 +205,7 @@ impl Topology {
             sandbox,
             processes,
             postgres,
+            cluster,
             dir,
         };
         for p in &topology.processes {

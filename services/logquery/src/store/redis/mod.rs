@@ -15,9 +15,9 @@ use crate::metrics::{LogQueryMetrics, Removal};
 use crate::record::StoredRecord;
 use crate::stats::StatsQuery;
 use keys::{Combo, Keys};
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use wxpush_proto::v1::{DeliveryEvent, LogRecord, StatsSeries};
+use wxpush_redis::Connection;
 
 /// Commits one record if it is still what the writer read, with every
 /// index (KEYS: record, new combo, old combo, openid zset, trace bucket,
@@ -71,9 +71,10 @@ return 0
 /// Records in Redis; cheap to clone.
 #[derive(Clone)]
 pub struct RedisLogStore {
-    conn: ConnectionManager,
+    conn: Connection,
     keys: Keys,
-    stream_key: String,
+    /// The event stream's partitions, trimmed to the retention.
+    stream_keys: Vec<String>,
     retention: Retention,
     /// Whether the scripts are known to be in Redis's script cache: loaded
     /// once, not before every batch (a `SCRIPT LOAD` per batch was most of
@@ -89,18 +90,26 @@ struct Write {
 }
 
 impl RedisLogStore {
-    /// A store on `redis_url`, connecting on first use; `key_prefix` is
-    /// the service's prefix (`wxpush:`).
+    /// A store on the node at `redis_url`, connecting on first use;
+    /// `key_prefix` is the service's prefix (`wxpush:`), `partitions` the
+    /// event stream's. Its scripts span many keys, so a Redis Cluster is
+    /// refused: there the log belongs in PostgreSQL.
     pub async fn connect(
         redis_url: &str,
         key_prefix: &str,
+        partitions: wxpush_redis::Partitions,
         retention: Retention,
     ) -> Result<Self, StoreError> {
+        if wxpush_redis::is_cluster(redis_url) {
+            return Err(StoreError::Backend(
+                "the log cannot live on a Redis Cluster (its scripts span many keys): set backend.kind: postgres".into(),
+            ));
+        }
         Ok(Self {
             conn: wxpush_redis::connect(redis_url, wxpush_redis::Timeouts::Bulk)
-                .map_err(|e| e.0)?,
+                .map_err(|e| StoreError::Backend(e.to_string()))?,
             keys: Keys::new(key_prefix),
-            stream_key: wxpush_events::stream_key(key_prefix),
+            stream_keys: wxpush_events::stream_keys(key_prefix, partitions),
             retention,
             scripts_loaded: Default::default(),
         })
@@ -328,14 +337,16 @@ impl LogStore for RedisLogStore {
                 .arg(name)
                 .ignore();
         }
-        pipe.cmd("XTRIM")
-            .arg(&self.stream_key)
-            .arg("MINID")
-            .arg("~")
-            // A stream id is never negative (a retention longer than the
-            // time since 1970 keeps everything).
-            .arg((cutoff / 1_000).max(0))
-            .ignore();
+        for stream in &self.stream_keys {
+            pipe.cmd("XTRIM")
+                .arg(stream)
+                .arg("MINID")
+                .arg("~")
+                // A stream id is never negative (a retention longer than
+                // the time since 1970 keeps everything).
+                .arg((cutoff / 1_000).max(0))
+                .ignore();
+        }
         if let Err(e) = pipe.exec_async(&mut conn).await {
             self.forget_scripts();
             return Err(e.into());
