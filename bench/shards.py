@@ -48,26 +48,44 @@ class Nodes:
 
     def __init__(self, count, cluster):
         self.dir = tempfile.mkdtemp(prefix="wxpush-shards-")
-        self.ports = [free_port() for _ in range(count)]
+        self.cluster = cluster
+        self.ports = []
+        while len(self.ports) < count:
+            port = free_port()
+            if port not in self.ports:
+                self.ports.append(port)
         self.procs = []
+        try:
+            self.start(cluster)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start(self, cluster):
         for port in self.ports:
             args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", self.dir, "--dbfilename", f"{port}.rdb"]
+                    "--appendonly", "no", "--dir", self.dir, "--dbfilename", f"{port}.rdb",
+                    "--logfile", f"{self.dir}/{port}.log"]
             if cluster:
                 args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
             self.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
         for port in self.ports:
             wait_tcp(port, "redis-server")
-        if cluster:
+        if cluster and len(self.ports) == 1:
+            # redis-cli --cluster create wants three masters: one takes every slot itself.
+            redis_cli(self.ports[0], "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        elif cluster:
             subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
                             "--cluster-replicas", "0", "--cluster-yes"], check=True, stdout=subprocess.DEVNULL)
-            deadline = time.time() + 20
-            while not all("cluster_state:ok" in redis_cli(p, "CLUSTER", "INFO") for p in self.ports):
-                if time.time() > deadline:
-                    sys.exit("the cluster never reached cluster_state:ok")
-                time.sleep(0.1)
         self.url = (f"redis-cluster://{','.join(f'127.0.0.1:{p}' for p in self.ports)}" if cluster
                     else f"redis://127.0.0.1:{self.ports[0]}/")
+
+    def wait_ok(self):
+        deadline = time.time() + 20
+        while self.cluster and not all("cluster_state:ok" in redis_cli(p, "CLUSTER", "INFO") for p in self.ports):
+            if time.time() > deadline:
+                sys.exit("the cluster never reached cluster_state:ok")
+            time.sleep(0.1)
 
     def stop(self):
         for p in self.procs:
@@ -78,6 +96,7 @@ class Nodes:
 def run(name, count, cluster, partitions, messages, readers):
     nodes = Nodes(count, cluster)
     try:
+        nodes.wait_ok()
         before = [cpu_seconds(p) for p in nodes.ports]
         out = subprocess.run([str(EXAMPLE), nodes.url, str(partitions), str(messages), str(readers)],
                              capture_output=True, text=True, check=True).stdout

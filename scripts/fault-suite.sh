@@ -13,7 +13,7 @@ soak=1
 [ "${1:-}" = "--soak" ] && soak=10
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-WXPUSH_SOAK=$soak cargo test --locked -p wxpush --test redis_faults --test service_faults --test delivery_policy --test postgres_log \
+WXPUSH_SOAK=$soak cargo test --locked -p wxpush --test redis_faults --test service_faults --test delivery_policy --test postgres_log --test redis_cluster \
   -- faultsuite_ --nocapture --test-threads 1 2>&1 | tee "$out" | grep -E '^test |test result' || true
 if grep -q "test result: FAILED\|^error" "$out"; then
   grep -A30 "panicked\|^error" "$out" | head -80

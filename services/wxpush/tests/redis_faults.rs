@@ -188,26 +188,8 @@ async fn faultsuite_redis_killed_with_appendfsync_always_loses_no_acknowledged_m
     )
     .await;
     let stream = send_async_through_a_redis_crash(&mut t, OPENID, messages).await;
-    let accepted = stream.ids();
-    let got = await_received(&t, OPENID, &accepted, Duration::from_secs(60)).await;
-    let lost: Vec<_> = accepted
-        .iter()
-        .filter(|id| !got.contains_key(*id))
-        .collect();
-    let duplicated = got.values().filter(|n| **n > 1).count();
-    println!(
-        "fault table | Redis kill -9, appendfsync always, {messages} SendAsync | accepted {} | refused {} | delivered {} | resends absorbed by client_msg_id {} | duplicated {duplicated} | lost {}",
-        accepted.len(),
-        stream.refused,
-        accepted.len() - lost.len(),
-        resends_absorbed(&t).await,
-        lost.len()
-    );
-    assert!(
-        lost.is_empty(),
-        "acknowledged and never delivered: {lost:?}"
-    );
-    assert_eq!(duplicated, 0, "a user got a message twice");
+    let what = format!("Redis kill -9, appendfsync always, {messages} SendAsync");
+    assert_acknowledged_delivered_once(&t, OPENID, &stream, &what).await;
     assert_all_alive(&mut t);
 }
 

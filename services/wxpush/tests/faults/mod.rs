@@ -317,6 +317,37 @@ pub async fn send_async_through(
     }
 }
 
+/// Waits until WeChat received every message `stream` acknowledged (up to
+/// 60 s), prints the fault table's row for `what`, and asserts that none
+/// was lost and none reached the user twice.
+pub async fn assert_acknowledged_delivered_once(
+    t: &Topology,
+    openid: &str,
+    stream: &Stream,
+    what: &str,
+) {
+    let accepted = stream.ids();
+    let got = await_received(t, openid, &accepted, Duration::from_secs(60)).await;
+    let lost: Vec<_> = accepted
+        .iter()
+        .filter(|id| !got.contains_key(*id))
+        .collect();
+    let duplicated = got.values().filter(|n| **n > 1).count();
+    println!(
+        "fault table | {what} | accepted {} | refused {} | delivered {} | resends absorbed by client_msg_id {} | duplicated {duplicated} | lost {}",
+        accepted.len(),
+        stream.refused,
+        accepted.len() - lost.len(),
+        resends_absorbed(t).await,
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged and never delivered: {lost:?}"
+    );
+    assert_eq!(duplicated, 0, "a user got a message twice");
+}
+
 /// Sent messages' log records, once each: how many are there and SENT, and
 /// how many have an attempt more than once.
 pub async fn logged(logs: &mut LogQueryServiceClient<Channel>, ids: &[String]) -> (usize, usize) {
