@@ -18,7 +18,9 @@
   pods, scheduling values on every pod spec of both tracks, ServiceMonitors
   selecting their Service and scraping its admin port, the PostgreSQL URL
   only from a Secret (and only with backend.kind postgres) and the migrate
-  hook Job (scripts/chart_checks/: one module per topic);
+  hook Job, a Redis Cluster only with PostgreSQL and the same stream
+  partitions in delivery and logquery (scripts/chart_checks/: one module
+  per topic);
 - the services' own binaries accept every rendered config
   (`--check-config`), and refuse a misspelt setting; the wxpush CLI accepts
   the migrate Job's command line;
@@ -64,6 +66,8 @@ from chart_checks.helm_tests import helm_tests  # noqa: E402
 from chart_checks.monitoring import service_monitors  # noqa: E402
 from chart_checks.network_policy import network_policies  # noqa: E402
 from chart_checks.postgres import migrate_jobs, postgres  # noqa: E402
+from chart_checks.redis_cluster import (  # noqa: E402
+    VARIANTS as CLUSTER_VARIANTS, binaries_refuse_redis_kind, cluster_refusals, redis_cluster, stand_in_url)
 from chart_checks.scheduling import KEYS as SCHEDULING_KEYS, scheduling  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -268,8 +272,9 @@ def cross_references(docs, values):
                     check(p in extra or (m and m.group(1) in accounts), f"principal {p} is a rendered service account")
 
 
-def binaries_accept(docs, values_name):
-    """Each rendered config, as the Deployment passes it (file + env)."""
+def binaries_accept(docs, values_name, redis_url):
+    """Each rendered config, as the Deployment passes it (file + env, the
+    Redis URL a stand-in of the values' kind: a node or a cluster)."""
     env_names = {
         (d["metadata"]["labels"]["app.kubernetes.io/component"], e["name"])
         for d in by_kind(docs, "Deployment") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -299,7 +304,7 @@ def binaries_accept(docs, values_name):
             # need the chart's ports free on this machine.
             env[f"{prefix}__LISTEN"] = "127.0.0.1:0"
             env[f"{prefix}__ADMIN_LISTEN"] = "127.0.0.1:0"
-            env[f"{prefix}__BACKEND__REDIS_URL"] = "redis://127.0.0.1:6379/"
+            env[f"{prefix}__BACKEND__REDIS_URL"] = redis_url
             if (component, f"{prefix}__BACKEND__POSTGRES_URL") in env_names:
                 # The Secret's URL, a stand-in: checked (parsed), not dialled.
                 env[f"{prefix}__BACKEND__POSTGRES_URL"] = PG_STAND_IN
@@ -419,12 +424,15 @@ def main():
         seen |= {"postgres"} if used else set()
         seen |= {"migrate Job"} if job else set()
         seen |= operations(docs, values)
-        binaries_accept(docs, values_file.name)
+        binaries_accept(docs, values_file.name, stand_in_url(values))
+        if redis_cluster(docs, values):
+            seen.add("Redis Cluster")
+        binaries_refuse_redis_kind(docs, values, BIN_DIR)
         migrate_runs(docs)
         redis_users(docs, values)
         print(f"check-chart: {values_file.name}: {len(docs)} objects valid and consistent")
-    check(seen >= {*SCHEDULING_KEYS, "ServiceMonitor", "canary pins", "postgres", "migrate Job"},
-          f"the ci values files render scheduling, ServiceMonitors, a canary, postgres and its migrate Job: {seen}")
+    check(seen >= {*SCHEDULING_KEYS, "ServiceMonitor", "canary pins", "postgres", "migrate Job", "Redis Cluster"},
+          f"the ci values files render scheduling, ServiceMonitors, a canary, postgres, its migrate Job and a Redis Cluster: {seen}")
     check(seen >= {"HorizontalPodAutoscaler", "NetworkPolicy", "helm test", "PrometheusRule"},
           f"the ci values files render HPAs, NetworkPolicies, helm test Pods and the PrometheusRule: {seen}")
     default = CHART / "ci" / "default-values.yaml"
@@ -460,6 +468,7 @@ def main():
     refused(default, ["networkPolicy.egress.redis.port=0"], "port")
     refused(default, ["tests.templateKey=Not A Key"], "templateKey")
     refused(default, ["alerts.enabled=yes"], "enabled")
+    cluster_refusals(refused, default)
     for sets, values in [
         (["canary.enabled=true", "canary.weight=0"], {"canary": {"enabled": True, "weight": 0}}),
         (["canary.enabled=true", "canary.weight=100"], {"canary": {"enabled": True, "weight": 100}}),
@@ -491,6 +500,7 @@ def main():
          {"logquery": {"config": {"backend": {"kind": "postgres"}}},
           "postgres": {"existingSecret": "wxpush-postgres", "existingSecretKey": "log-url",
                        "migrateJob": {"enabled": True}}}),
+        *CLUSTER_VARIANTS,
     ]:
         docs = render(default, *sets)
         validate_schemas(docs)
@@ -501,6 +511,9 @@ def main():
         postgres(docs, values, COMPONENTS)
         operations(docs, values)
         migrate_runs(docs)
+        if redis_cluster(docs, values):
+            binaries_accept(docs, f"--set {' '.join(sets)}", stand_in_url(values))
+        redis_users(docs, values)
     no_redis.unlink()
     def checksums(docs):
         return {

@@ -1,8 +1,8 @@
 """What scripts/check-chart.py checks on rendered objects, beyond schemas:
 the counter and helpers every check shares, and (in this package's modules)
 the checks of one topic each: canary pinning, scheduling, ServiceMonitors,
-the PostgreSQL backend, autoscaling, NetworkPolicies, helm test hooks, the
-PrometheusRule."""
+the PostgreSQL backend, a Redis Cluster and the stream partitions,
+autoscaling, NetworkPolicies, helm test hooks, the PrometheusRule."""
 
 import sys
 

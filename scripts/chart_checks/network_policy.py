@@ -5,7 +5,9 @@ that component's pods (both tracks). Ingress: the gRPC port (the Service's
 target) from the release's own pods, for the token service only template,
 delivery and the helm test pods, never logquery nor token itself, plus the
 configured peers; the admin port from networkPolicy.metricsFrom only.
-Egress: DNS (UDP and TCP), Redis, PostgreSQL exactly where the service
+Egress: DNS (UDP and TCP), Redis (one rule: every port of
+networkPolicy.egress.redis and of the nodes a literal redis-cluster:// URL
+names, to its peers), PostgreSQL exactly where the service
 keeps data there, the OTLP collector on the port of otel.endpoint, the pods
 and gRPC port of every endpoint in the service's rendered config (and the
 caller's pods allowed in by the callee's policy), WeChat on the port of the
@@ -18,6 +20,7 @@ import yaml
 
 from . import by_kind, check, component, labels_match
 from .postgres import COMPONENTS as POSTGRES_COMPONENTS, kind_of
+from .redis_cluster import redis_ports
 
 
 def url_port(url, default_by_scheme):
@@ -71,7 +74,12 @@ def network_policies(docs, values):
             for p in rule["ports"]:
                 egress.setdefault((p["port"], p["protocol"]), []).append(rule)
         want = {(port, proto) for port in np["egress"]["dns"]["ports"] for proto in ("UDP", "TCP")}
-        want.add((np["egress"]["redis"]["port"], "TCP"))
+        redis = redis_ports(values)
+        want |= {(port, "TCP") for port in redis}
+        rules = [r for r in spec["egress"] if any(p["port"] in redis for p in r["ports"])]
+        check(len(rules) == 1 and {p["port"] for p in rules[0]["ports"]} == redis
+              and rules[0].get("to", []) == np["egress"]["redis"]["to"],
+              f"{name}: one egress rule to Redis's peers on every Redis port {sorted(redis)}: {rules}")
         if c in POSTGRES_COMPONENTS and kind_of(values, c) == "postgres":
             want.add((np["egress"]["postgres"]["port"], "TCP"))
         if values["otel"]["endpoint"]:

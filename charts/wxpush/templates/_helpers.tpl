@@ -107,6 +107,61 @@ constraint without a labelSelector selects the component's pods of the track. */
 {{- if not (or .Values.redis.url .Values.redis.existingSecret .Values.redis.perServiceSecret) -}}
 {{- fail "redis.url or redis.existingSecret is required (or redis.perServiceSecret): every wxpush service keeps its hot path in Redis in a cluster, with backend.kind postgres too" -}}
 {{- end -}}
+{{- include "wxpush.requireRedisCluster" . -}}
+{{- end -}}
+
+{{/* Fails when redis.cluster and the rest disagree: a literal redis.url of
+the other scheme; a cluster without backend.kind postgres (the Redis stores
+of template and logquery use multi-key scripts, refused by a cluster);
+delivery and logquery on different backend.stream_partitions. */}}
+{{- define "wxpush.requireRedisCluster" -}}
+{{- $scheme := hasPrefix "redis-cluster://" .Values.redis.url -}}
+{{- if and .Values.redis.cluster .Values.redis.url (not $scheme) -}}
+{{- fail "redis.cluster is true but redis.url is not a redis-cluster:// URL: name the cluster as redis-cluster://host:port[,host:port...]" -}}
+{{- end -}}
+{{- if and (not .Values.redis.cluster) $scheme -}}
+{{- fail "redis.url is a redis-cluster:// URL but redis.cluster is false: set redis.cluster true (with backend.kind postgres) for a Redis Cluster" -}}
+{{- end -}}
+{{- if .Values.redis.cluster -}}
+{{- if ne .Values.backend.kind "postgres" -}}
+{{- fail (printf "redis.cluster needs backend.kind postgres, not %s: on a Redis Cluster the log, templates and dead letters live in PostgreSQL (the Redis stores of template and logquery use multi-key scripts a cluster refuses)" .Values.backend.kind) -}}
+{{- end -}}
+{{- range $component := list "template" "logquery" -}}
+{{- $kind := include "wxpush.backendKind" (dict "root" $ "component" $component) -}}
+{{- if ne $kind "postgres" -}}
+{{- fail (printf "redis.cluster needs backend.kind postgres, but %s.config.backend.kind is %s: its Redis store uses multi-key scripts a cluster refuses" $component $kind) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $partitions := dict -}}
+{{- range $component := list "delivery" "logquery" -}}
+{{- $backend := (fromYaml (include "wxpush.config" (dict "root" $ "component" $component))).backend -}}
+{{- $_ := set $partitions $component (toString $backend.stream_partitions) -}}
+{{- end -}}
+{{- if ne $partitions.delivery $partitions.logquery -}}
+{{- fail (printf "delivery and logquery need the same backend.stream_partitions (delivery %s, logquery %s): logquery reads the event stream partitions delivery writes; set redis.streamPartitions, not <service>.config.backend.stream_partitions" $partitions.delivery $partitions.logquery) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The ports Redis answers on, for the NetworkPolicies' egress, one each:
+networkPolicy.egress.redis.port and extraPorts, and the port of every node
+a literal redis-cluster:// url names (6379 where it names none). */}}
+{{- define "wxpush.redisPorts" -}}
+{{- $redis := .Values.networkPolicy.egress.redis -}}
+{{- $ports := list (toString $redis.port) -}}
+{{- range $redis.extraPorts -}}
+{{- $ports = append $ports (toString .) -}}
+{{- end -}}
+{{- if hasPrefix "redis-cluster://" .Values.redis.url -}}
+{{- $hosts := regexReplaceAll "^redis-cluster://([^@]*@)?" .Values.redis.url "" | trimSuffix "/" -}}
+{{- range splitList "," $hosts -}}
+{{- $host := trim . -}}
+{{- if $host -}}
+{{- $ports = append $ports ((regexFind ":[0-9]+$" $host | trimPrefix ":") | default "6379") -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $ports | uniq | join " " -}}
 {{- end -}}
 
 {{/* A component's backend.kind as its config file has it (dict "root" $
@@ -145,7 +200,8 @@ chart sets, with `<component>.config` over it. */}}
 {{- $config := dict
       "listen" (printf "0.0.0.0:%v" $c.grpcPort)
       "admin_listen" (printf "0.0.0.0:%v" $c.adminPort)
-      "backend" (dict "kind" $.Values.backend.kind "key_prefix" $.Values.redis.keyPrefix) }}
+      "backend" (dict "kind" $.Values.backend.kind "key_prefix" $.Values.redis.keyPrefix
+                      "stream_partitions" (int $.Values.redis.streamPartitions)) }}
 {{- if ne $component "logquery" }}
 {{- $_ := set $config "wechat" (dict "base_url" $.Values.wechat.baseUrl) }}
 {{- end }}
@@ -183,7 +239,7 @@ dangerous or admin commands. The same rules as `wxpush redis-acl` prints
 {{- $patterns := dict
       "token" (list "~%stoken:*")
       "template" (list "~%stemplate:*" "~%stemplates:*" "~%swechat_templates:*")
-      "delivery" (list "~%squeue" "~%squeue:*" "~%smsg:*" "~%sdlq" "~%sdlq:*" "~%sidem:*" "~%srate:*" "%%W~%sevents")
+      "delivery" (list "~%squeue" "~%squeue:*" "~%smsg:*" "~%sdlq" "~%sdlq:*" "~%sidem:*" "~%srate:*" "%%W~%sevents:*")
       "logquery" (list "~%slog:*" "~%sevents" "~%sevents:*" "&%slog:tail") -}}
 {{- $rules := list "on" "resetkeys" "resetchannels" -}}
 {{- range index $patterns .component -}}
