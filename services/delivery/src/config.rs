@@ -103,9 +103,26 @@ pub struct QueueSettings {
     pub dead_letter_retention_secs: u64,
     /// Most dead letters kept; past it the oldest are dropped.
     pub max_dead_letters: u64,
+    /// How long a message's status stays in the queue's backend for
+    /// `GetMessage` (at least an hour). The hot path's largest cost in
+    /// Redis memory at volume (README, sizing); the log keeps the record
+    /// for its own retention.
+    #[serde(deserialize_with = "status_ttl")]
+    pub status_ttl_secs: u64,
     /// What a worker does with a subscribe message whose last attempt may
     /// or may not have reached WeChat (its worker died during the call).
     pub on_uncertain: UncertainSettings,
+}
+
+fn status_ttl<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let secs = u64::deserialize(d)?;
+    if secs < crate::queue::MIN_STATUS_TTL_SECS {
+        return Err(serde::de::Error::custom(format!(
+            "must be at least {} (an hour), not {secs}",
+            crate::queue::MIN_STATUS_TTL_SECS
+        )));
+    }
+    Ok(secs)
 }
 
 /// A subscribe message has no `client_msg_id`: WeChat cannot absorb a
@@ -147,6 +164,7 @@ impl Default for QueueSettings {
             workers: true,
             dead_letter_retention_secs: 30 * 86_400,
             max_dead_letters: 100_000,
+            status_ttl_secs: crate::queue::STATUS_TTL_SECS,
             on_uncertain: UncertainSettings::default(),
         }
     }

@@ -28,6 +28,7 @@ pub struct MemoryQueue {
     claim_idle: Duration,
     poll: Duration,
     dead_bounds: DeadLetterBounds,
+    status_ttl: Duration,
 }
 
 impl MemoryQueue {
@@ -46,6 +47,7 @@ impl MemoryQueue {
             claim_idle: Duration::from_millis(settings.claim_idle_ms),
             poll: Duration::from_millis(settings.poll_ms.max(1)),
             dead_bounds: DeadLetterBounds::of(settings),
+            status_ttl: Duration::from_secs(settings.status_ttl_secs),
         }
     }
 
@@ -162,7 +164,7 @@ impl Queue for MemoryQueue {
             s.status.insert(
                 result.message_id.clone(),
                 result.clone(),
-                Duration::from_secs(STATUS_TTL_SECS),
+                self.status_ttl,
             );
             true
         }))
@@ -173,7 +175,7 @@ impl Queue for MemoryQueue {
             s.status.insert(
                 result.message_id.clone(),
                 result.clone(),
-                Duration::from_secs(STATUS_TTL_SECS),
+                self.status_ttl,
             )
         });
         Ok(())
@@ -184,7 +186,7 @@ impl Queue for MemoryQueue {
             s.begun.insert(
                 message_id.to_string(),
                 n,
-                Duration::from_secs(STATUS_TTL_SECS),
+                self.status_ttl,
             )
         });
         Ok(())

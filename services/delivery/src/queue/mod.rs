@@ -285,8 +285,13 @@ pub fn is_final(status: i32) -> bool {
     )
 }
 
-/// How long a message's live status is kept (both backends).
+/// How long a message's live status is kept by default
+/// (`queue.status_ttl_secs`).
 pub const STATUS_TTL_SECS: u64 = 7 * 86_400;
+
+/// The shortest `queue.status_ttl_secs`: a status must outlive the steps
+/// of a message still being worked on.
+pub const MIN_STATUS_TTL_SECS: u64 = 3_600;
 
 pub(crate) fn ms_to_time(ms: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)

@@ -94,6 +94,7 @@ pub struct RedisQueue {
     bury: ::redis::Script,
     set_status: ::redis::Script,
     dead_bounds: DeadLetterBounds,
+    status_ttl_secs: u64,
 }
 
 impl RedisQueue {
@@ -141,6 +142,7 @@ impl RedisQueue {
             bury: ::redis::Script::new(BURY_LUA),
             set_status: ::redis::Script::new(SET_STATUS_LUA),
             dead_bounds: DeadLetterBounds::of(settings),
+            status_ttl_secs: settings.status_ttl_secs,
         })
     }
 
@@ -294,7 +296,7 @@ impl Queue for RedisQueue {
             .key(self.attempt_key(&result.message_id))
             .arg(result.encode_to_vec())
             .arg(mark)
-            .arg(STATUS_TTL_SECS)
+            .arg(self.status_ttl_secs)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(stored == 1)
@@ -307,7 +309,7 @@ impl Queue for RedisQueue {
             .arg(self.status_key(&result.message_id))
             .arg(value)
             .arg("EX")
-            .arg(STATUS_TTL_SECS)
+            .arg(self.status_ttl_secs)
             .exec_async(&mut self.conn.clone())
             .await?;
         Ok(())
@@ -318,7 +320,7 @@ impl Queue for RedisQueue {
             .arg(self.attempt_key(message_id))
             .arg(n)
             .arg("EX")
-            .arg(STATUS_TTL_SECS)
+            .arg(self.status_ttl_secs)
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
