@@ -45,22 +45,30 @@ fn cluster_settings_and_the_status_ttl_are_checked_without_dialling() {
         &[
             ("BACKEND__KIND", "postgres"),
             ("BACKEND__POSTGRES_URL", "postgres://u@127.0.0.1:1/db"),
-            ("BACKEND__REDIS_URL", "redis-cluster://127.0.0.1:1,127.0.0.1:2"),
+            (
+                "BACKEND__REDIS_URL",
+                "redis-cluster://127.0.0.1:1,127.0.0.1:2",
+            ),
             ("BACKEND__STREAM_PARTITIONS", "6"),
         ],
     );
     assert!(ok, "{out}");
     for (key, value, named) in [
-        ("BACKEND__STREAM_PARTITIONS", "0", "backend.stream_partitions"),
-        ("BACKEND__STREAM_PARTITIONS", "1025", "backend.stream_partitions"),
+        (
+            "BACKEND__STREAM_PARTITIONS",
+            "0",
+            "backend.stream_partitions",
+        ),
+        (
+            "BACKEND__STREAM_PARTITIONS",
+            "1025",
+            "backend.stream_partitions",
+        ),
         ("BACKEND__KEY_PREFIX", "wx{push}:", "backend.key_prefix"),
         ("QUEUE__STATUS_TTL_SECS", "59", "queue.status_ttl_secs"),
         ("BACKEND__REDIS_URL", "redis-cluster://h:1/3", "Redis URL"),
     ] {
-        let (ok, out) = DELIVERY.run(
-            None,
-            &[("BACKEND__KIND", "redis"), (key, value)],
-        );
+        let (ok, out) = DELIVERY.run(None, &[("BACKEND__KIND", "redis"), (key, value)]);
         assert!(!ok && out.contains(named), "{key}={value}: {out}");
     }
 }

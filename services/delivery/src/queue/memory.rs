@@ -161,34 +161,22 @@ impl Queue for MemoryQueue {
             if kept.is_some_and(|k| is_final(k.status)) && !is_final(result.status) {
                 return false;
             }
-            s.status.insert(
-                result.message_id.clone(),
-                result.clone(),
-                self.status_ttl,
-            );
+            s.status
+                .insert(result.message_id.clone(), result.clone(), self.status_ttl);
             true
         }))
     }
 
     async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError> {
         self.with(|s| {
-            s.status.insert(
-                result.message_id.clone(),
-                result.clone(),
-                self.status_ttl,
-            )
+            s.status
+                .insert(result.message_id.clone(), result.clone(), self.status_ttl)
         });
         Ok(())
     }
 
     async fn begin_attempt(&self, message_id: &str, n: u32) -> Result<(), QueueError> {
-        self.with(|s| {
-            s.begun.insert(
-                message_id.to_string(),
-                n,
-                self.status_ttl,
-            )
-        });
+        self.with(|s| s.begun.insert(message_id.to_string(), n, self.status_ttl));
         Ok(())
     }
 

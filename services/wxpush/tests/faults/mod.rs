@@ -348,6 +348,23 @@ pub async fn assert_acknowledged_delivered_once(
     assert_eq!(duplicated, 0, "a user got a message twice");
 }
 
+/// The stored template `key` (the test fails if it is not there).
+pub async fn template(
+    templates: &mut wxpush_proto::v1::template_service_client::TemplateServiceClient<Channel>,
+    key: &str,
+) -> Template {
+    templates
+        .get_template(GetTemplateRequest {
+            key: key.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("template {key}: {e}"))
+        .into_inner()
+        .template
+        .unwrap()
+}
+
 /// Sent messages' log records, once each: how many are there and SENT, and
 /// how many have an attempt more than once.
 pub async fn logged(logs: &mut LogQueryServiceClient<Channel>, ids: &[String]) -> (usize, usize) {
