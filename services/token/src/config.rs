@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use wxpush_server::config::{BackendSettings, Secret};
+use wxpush_server::config::{BackendSettings, Secret, SecretSource};
 use wxpush_wechat::ClientSettings;
 
 /// Which WeChat token API to use for an app.
@@ -49,50 +49,22 @@ pub struct AppSpec {
     pub token_mode: TokenMode,
 }
 
-/// Where an app's secret comes from.
-#[derive(Debug)]
-pub enum SecretSource<'a> {
-    Inline(&'a Secret),
-    Env(&'a str),
-    File(&'a std::path::Path),
-}
-
 impl AppSpec {
     /// The one source of the secret, without reading it (`--check-config`).
     pub fn secret_source(&self) -> Result<SecretSource<'_>, String> {
-        match (&self.secret, &self.secret_env, &self.secret_file) {
-            (Some(s), None, None) => Ok(SecretSource::Inline(s)),
-            (None, Some(var), None) => Ok(SecretSource::Env(var)),
-            (None, None, Some(path)) => Ok(SecretSource::File(path)),
-            (None, None, None) => Err(format!(
-                "app {}: set one of secret_env, secret_file or secret",
-                self.app_id
-            )),
-            _ => Err(format!(
-                "app {}: set only one of secret_env, secret_file or secret",
-                self.app_id
-            )),
-        }
+        SecretSource::one_of(
+            &format!("app {}", self.app_id),
+            "secret",
+            self.secret.as_ref(),
+            self.secret_env.as_deref(),
+            self.secret_file.as_deref(),
+        )
     }
 
     /// Reads the secret from its source. The error names the source, never
     /// the value.
     pub fn resolve_secret(&self) -> Result<Secret, String> {
-        match self.secret_source()? {
-            SecretSource::Inline(s) => Ok(s.clone()),
-            SecretSource::Env(var) => std::env::var(var)
-                .map(|v| Secret::new(v.trim()))
-                .map_err(|_| format!("app {}: environment variable {var} is not set", self.app_id)),
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map(|v| Secret::new(v.trim()))
-                .map_err(|e| {
-                    format!(
-                        "app {}: cannot read secret file {}: {e}",
-                        self.app_id,
-                        path.display()
-                    )
-                }),
-        }
+        self.secret_source()?.read(&format!("app {}", self.app_id))
     }
 }
 

@@ -257,6 +257,54 @@ impl Secret {
     }
 }
 
+/// Where a credential comes from: exactly one of inline (`wxpush dev`), an
+/// environment variable, or a file (a mounted Kubernetes Secret). One home
+/// for every credential a config names (app secrets, callback tokens and
+/// keys).
+#[derive(Debug)]
+pub enum SecretSource<'a> {
+    Inline(&'a Secret),
+    Env(&'a str),
+    File(&'a std::path::Path),
+}
+
+impl<'a> SecretSource<'a> {
+    /// The one source set among `name`, `name_env` and `name_file` of
+    /// `owner` (`app wx1`), without reading it (`--check-config`).
+    pub fn one_of(
+        owner: &str,
+        name: &str,
+        inline: Option<&'a Secret>,
+        env: Option<&'a str>,
+        file: Option<&'a std::path::Path>,
+    ) -> Result<Self, String> {
+        match (inline, env, file) {
+            (Some(s), None, None) => Ok(Self::Inline(s)),
+            (None, Some(var), None) => Ok(Self::Env(var)),
+            (None, None, Some(path)) => Ok(Self::File(path)),
+            (None, None, None) => Err(format!(
+                "{owner}: set one of {name}_env, {name}_file or {name}"
+            )),
+            _ => Err(format!(
+                "{owner}: set only one of {name}_env, {name}_file or {name}"
+            )),
+        }
+    }
+
+    /// Reads it (trimmed). The error names the source, never the value.
+    pub fn read(&self, owner: &str) -> Result<Secret, String> {
+        match self {
+            Self::Inline(s) => Ok((*s).clone()),
+            Self::Env(var) => std::env::var(var)
+                .map(|v| Secret::new(v.trim()))
+                .map_err(|_| format!("{owner}: environment variable {var} is not set")),
+            Self::File(path) => std::fs::read_to_string(path)
+                .map(|v| Secret::new(v.trim()))
+                .map_err(|e| format!("{owner}: cannot read secret file {}: {e}", path.display())),
+        }
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("REDACTED")

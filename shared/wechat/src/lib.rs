@@ -3,12 +3,16 @@
 //! redaction so an access token never reaches a log line, a span or an
 //! error; every call is a traced client span and counted (`observe`).
 //!
+//! [`push`] reads what WeChat pushes back to an app's callback URL:
+//! signatures, safe-mode encryption, receipts and subscription events.
+//!
 //! The base URL is configuration: real WeChat, the sandbox, or any other
 //! imitation work unchanged.
 
 mod client;
 mod errcode;
 mod observe;
+pub mod push;
 mod redact;
 mod types;
 

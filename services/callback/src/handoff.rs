@@ -1,0 +1,148 @@
+//! Where a verified push goes before WeChat is answered: the callback
+//! service acknowledges a push only once it is durably handed on, and
+//! processes nothing itself.
+//!
+//! On Redis, the stream `{prefix}callbacks:{callbacks}` (one entry per
+//! push, field `p`: the [`HandedOn`] record as JSON), read by the services
+//! a push is for (the log for receipts, delivery for consent). WeChat
+//! sends a push again when it did not get `success` in time, so a push is
+//! handed on once: its id (the sha1 of the app and the opened body) is
+//! remembered for a day, atomically with the append.
+
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use wxpush_redis::Connection;
+use wxpush_wechat::push::Push;
+
+/// How long a push's id is remembered against WeChat's repeats.
+pub const SEEN_FOR_SECS: u64 = 86_400;
+/// Entries the stream keeps at most (`XADD MAXLEN ~`).
+pub const STREAM_MAX_LEN: u64 = 1_000_000;
+/// Pushes the memory backend keeps (the newest).
+pub const MEMORY_KEEPS: usize = 10_000;
+
+/// A push as handed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandedOn {
+    /// The same for WeChat's repeats of one push.
+    pub event_id: String,
+    pub app_id: String,
+    pub push: Push,
+    /// When the callback service received it (ms).
+    pub received_at_ms: i64,
+}
+
+impl HandedOn {
+    /// The record of `push`, opened from `body`, for `app_id`.
+    pub fn new(app_id: &str, body: &[u8], push: Push, received_at_ms: i64) -> Self {
+        let mut hash = Sha1::new();
+        hash.update(app_id.as_bytes());
+        hash.update([0]);
+        hash.update(body);
+        Self {
+            event_id: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+            app_id: app_id.to_string(),
+            push,
+            received_at_ms,
+        }
+    }
+}
+
+/// Why a push could not be handed on (WeChat is answered 503 and retries).
+#[derive(Debug, thiserror::Error)]
+#[error("handing the push on failed: {0}")]
+pub struct HandoffError(String);
+
+/// Where pushes go.
+#[async_trait::async_trait]
+pub trait PushSink: Send + Sync {
+    /// Hands `record` on durably; `false` when it was handed on before (a
+    /// repeat).
+    async fn hand_on(&self, record: &HandedOn) -> Result<bool, HandoffError>;
+}
+
+/// This process only (`wxpush dev`, tests): the newest pushes, each once.
+#[derive(Default)]
+pub struct MemorySink {
+    kept: Mutex<VecDeque<HandedOn>>,
+}
+
+impl MemorySink {
+    /// What was handed on, oldest first.
+    pub fn records(&self) -> Vec<HandedOn> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl PushSink for MemorySink {
+    async fn hand_on(&self, record: &HandedOn) -> Result<bool, HandoffError> {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.iter().any(|r| r.event_id == record.event_id) {
+            return Ok(false);
+        }
+        if kept.len() == MEMORY_KEEPS {
+            kept.pop_front();
+        }
+        kept.push_back(record.clone());
+        Ok(true)
+    }
+}
+
+/// Appends unless seen (KEYS: seen key, stream; ARGV: record, TTL s,
+/// max length). Returns 1 when appended.
+const HAND_ON_LUA: &str = r#"
+if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'p', ARGV[1])
+return 1
+"#;
+
+/// The stream on Redis (a node or a cluster: its keys share a hash tag).
+pub struct RedisSink {
+    conn: Connection,
+    prefix: String,
+    script: redis::Script,
+}
+
+impl RedisSink {
+    pub fn open(url: &str, prefix: &str) -> Result<Self, wxpush_redis::OpenError> {
+        Ok(Self {
+            conn: wxpush_redis::connect(url, wxpush_redis::Timeouts::Commands)?,
+            prefix: prefix.to_string(),
+            script: redis::Script::new(HAND_ON_LUA),
+        })
+    }
+
+    /// The stream's key.
+    pub fn stream_key(prefix: &str) -> String {
+        format!("{prefix}callbacks:{{callbacks}}")
+    }
+}
+
+#[async_trait::async_trait]
+impl PushSink for RedisSink {
+    async fn hand_on(&self, record: &HandedOn) -> Result<bool, HandoffError> {
+        let json = serde_json::to_string(record).map_err(|e| HandoffError(e.to_string()))?;
+        let appended: i64 = self
+            .script
+            .key(format!(
+                "{}callbacks:{{callbacks}}:seen:{}",
+                self.prefix, record.event_id
+            ))
+            .key(Self::stream_key(&self.prefix))
+            .arg(json)
+            .arg(SEEN_FOR_SECS)
+            .arg(STREAM_MAX_LEN)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| HandoffError(e.to_string()))?;
+        Ok(appended == 1)
+    }
+}
