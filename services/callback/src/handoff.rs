@@ -3,18 +3,18 @@
 //! processes nothing itself.
 //!
 //! On Redis, the stream `{prefix}callbacks:{callbacks}` (one entry per
-//! push, field `p`: the [`HandedOn`] record as JSON), read by the services
-//! a push is for (the log for receipts, delivery for consent). WeChat
+//! push, field `p`: the [`HandedOn`] record as JSON,
+//! [`wxpush_events::callbacks`]), read by the services a push is for (the
+//! log for receipts, delivery for consent). WeChat
 //! sends a push again when it did not get `success` in time, so a push is
 //! handed on once: its id (the sha1 of the app and the opened body) is
 //! remembered for a day, atomically with the append.
 
-use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
 use std::sync::Mutex;
+pub use wxpush_events::callbacks::HandedOn;
+use wxpush_events::callbacks::stream_key;
 use wxpush_redis::Connection;
-use wxpush_wechat::push::Push;
 
 /// How long a push's id is remembered against WeChat's repeats.
 pub const SEEN_FOR_SECS: u64 = 86_400;
@@ -22,33 +22,6 @@ pub const SEEN_FOR_SECS: u64 = 86_400;
 pub const STREAM_MAX_LEN: u64 = 1_000_000;
 /// Pushes the memory backend keeps (the newest).
 pub const MEMORY_KEEPS: usize = 10_000;
-
-/// A push as handed on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HandedOn {
-    /// The same for WeChat's repeats of one push.
-    pub event_id: String,
-    pub app_id: String,
-    pub push: Push,
-    /// When the callback service received it (ms).
-    pub received_at_ms: i64,
-}
-
-impl HandedOn {
-    /// The record of `push`, opened from `body`, for `app_id`.
-    pub fn new(app_id: &str, body: &[u8], push: Push, received_at_ms: i64) -> Self {
-        let mut hash = Sha1::new();
-        hash.update(app_id.as_bytes());
-        hash.update([0]);
-        hash.update(body);
-        Self {
-            event_id: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-            app_id: app_id.to_string(),
-            push,
-            received_at_ms,
-        }
-    }
-}
 
 /// Why a push could not be handed on (WeChat is answered 503 and retries).
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +95,7 @@ impl RedisSink {
 
     /// The stream's key.
     pub fn stream_key(prefix: &str) -> String {
-        format!("{prefix}callbacks:{{callbacks}}")
+        stream_key(prefix)
     }
 }
 
@@ -136,7 +109,7 @@ impl PushSink for RedisSink {
                 "{}callbacks:{{callbacks}}:seen:{}",
                 self.prefix, record.event_id
             ))
-            .key(Self::stream_key(&self.prefix))
+            .key(stream_key(&self.prefix))
             .arg(json)
             .arg(SEEN_FOR_SECS)
             .arg(STREAM_MAX_LEN)

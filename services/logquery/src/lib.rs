@@ -7,6 +7,8 @@
 //! - [`stats`]: checking `GetStats` and counting per bucket and group.
 //! - [`store`]: the [`LogStore`] trait, memory, Redis and PostgreSQL backends.
 //! - [`ingest`]: the task that reads the delivery event stream.
+//! - [`receipts`]: WeChat's receipts (from the callback stream) as the
+//!   final statuses DELIVERED, BLOCKED, UNDELIVERED.
 //! - [`metrics`]: ingestion lag and records dropped, for the admin port.
 //! - [`tail`]: the live tail behind `TailLogs`, shared by replicas via Redis.
 //! - [`service`]: the `wxpush.v1.LogQueryService` gRPC API.
@@ -18,6 +20,7 @@ pub mod error;
 pub mod filter;
 pub mod ingest;
 pub mod metrics;
+pub mod receipts;
 pub mod record;
 pub mod service;
 pub mod stats;
@@ -158,6 +161,18 @@ pub async fn build_with_source(
         .metrics(|r| metrics::LogQueryMetrics::global().register(r));
     if let Some(relay) = relay {
         component = component.task(move |_| relay);
+    }
+    if b.kind.uses_redis() {
+        // WeChat's receipts, handed on by the callback service.
+        let receipts = wxpush_events::callbacks::CallbackSource::open(
+            &b.redis_url,
+            &b.key_prefix,
+            &config.events.group,
+            &config.events.consumer,
+            Duration::from_secs(config.events.claim_idle_secs),
+        )?;
+        let store = store.clone();
+        component = component.task(move |drain| receipts::run(receipts, store, drain.wait()));
     }
     let closing = tail.clone();
     component = component.task(move |drain| async move {

@@ -80,11 +80,17 @@ impl StoredRecord {
             r.history.insert(at, attempt);
         }
         // The newest event decides the current state; attempts arrive in
-        // order from one sender, but a replay may bring an old one late.
-        let newest = r.updated_at.is_none_or(|u| {
-            e.occurred_at
-                .is_some_and(|o| (o.seconds, o.nanos) >= (u.seconds, u.nanos))
-        });
+        // order from one sender, but a replay may bring an old one late. A
+        // receipt is WeChat's last word: nothing but another receipt moves
+        // the status after it (its time has whole seconds only, so a SENT
+        // of the same second may look newer).
+        let at = |t: Option<wxpush_proto::Timestamp>| t.map(|t| (t.seconds, t.nanos));
+        let newest = match (is_receipt(r.status), is_receipt(e.status)) {
+            (true, true) => at(e.occurred_at) > at(r.updated_at),
+            (true, false) => false,
+            (false, true) => true,
+            (false, false) => r.updated_at.is_none() || at(e.occurred_at) >= at(r.updated_at),
+        };
         if newest {
             r.status = e.status;
             r.updated_at = e.occurred_at;
@@ -104,6 +110,16 @@ impl StoredRecord {
         r.attempts = r.history.iter().map(|a| a.attempt).max().unwrap_or(0);
         true
     }
+}
+
+/// Whether `status` comes from WeChat's receipt (DELIVERED, BLOCKED,
+/// UNDELIVERED): final, after SENT.
+pub fn is_receipt(status: i32) -> bool {
+    use DeliveryStatus::*;
+    matches!(
+        DeliveryStatus::try_from(status),
+        Ok(Delivered | Blocked | Undelivered)
+    )
 }
 
 #[cfg(test)]

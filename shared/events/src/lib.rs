@@ -11,6 +11,7 @@
 //! but never acknowledged. Consumers must therefore be idempotent (logquery
 //! folds by `event_id`).
 
+pub mod callbacks;
 pub mod consumer;
 mod memory;
 mod partitioned;

@@ -17,8 +17,15 @@
 use crate::consumer::{ConsumerSettings, StreamConsumer, StreamEntry};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 use wxpush_redis::{OpenError, RedisError};
+
+/// A read taking this much longer than its `block` is given up and its
+/// partition's connections opened afresh: a connection to a node that was
+/// stalled and then restarted can stay wedged, and a partition whose read
+/// never ends would never be read again.
+const READ_GRACE: Duration = Duration::from_secs(5);
 
 type ReadResult = (usize, Result<Vec<StreamEntry>, RedisError>);
 
@@ -29,9 +36,15 @@ struct Reads {
     done: mpsc::UnboundedReceiver<ReadResult>,
 }
 
+/// Each partition's reader, replaced after a read that hung.
+struct Readers {
+    partitions: Vec<std::sync::Mutex<Arc<StreamConsumer>>>,
+    url: String,
+}
+
 /// A consumer-group reader of every partition of a stream.
 pub struct PartitionedConsumer {
-    partitions: Vec<Arc<StreamConsumer>>,
+    readers: Arc<Readers>,
     reads: Mutex<Reads>,
     report: mpsc::UnboundedSender<ReadResult>,
 }
@@ -54,7 +67,7 @@ impl PartitionedConsumer {
                         ..settings.clone()
                     },
                 )
-                .map(Arc::new)
+                .map(|c| std::sync::Mutex::new(Arc::new(c)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (report, done) = mpsc::unbounded_channel();
@@ -64,27 +77,62 @@ impl PartitionedConsumer {
                 in_flight: vec![false; partitions.len()],
                 done,
             }),
-            partitions,
+            readers: Arc::new(Readers {
+                partitions,
+                url: url.to_string(),
+            }),
             report,
         })
     }
+}
 
+impl Readers {
+    /// Partition `p`'s reader now.
+    fn partition(&self, p: usize) -> Arc<StreamConsumer> {
+        self.partitions[p]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// One read of partition `p`, bounded; a hung one replaces the
+    /// partition's reader (same group and name: nothing pending is lost).
+    async fn read(&self, p: usize, share: usize) -> Result<Vec<StreamEntry>, RedisError> {
+        let consumer = self.partition(p);
+        let bound = consumer.settings().block + READ_GRACE;
+        match tokio::time::timeout(bound, consumer.next_batch(share)).await {
+            Ok(read) => read,
+            Err(_) => {
+                tracing::warn!(stream = %consumer.settings().stream, "a stream read hung; reconnecting that partition");
+                if let Ok(fresh) = StreamConsumer::open(&self.url, consumer.settings().clone()) {
+                    *self.partitions[p].lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                }
+                Err(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "a stream read hung past its block",
+                )))
+            }
+        }
+    }
+}
+
+impl PartitionedConsumer {
     /// Up to `max` entries from any partition; empty when a read found
     /// nothing within its `block`.
     pub async fn next_batch(&self, max: usize) -> Result<Vec<StreamEntry>, RedisError> {
         let max = max.max(1);
         let mut reads = self.reads.lock().await;
         if reads.ready.is_empty() {
-            let share = max.div_ceil(self.partitions.len());
-            for (p, consumer) in self.partitions.iter().enumerate() {
+            let share = max.div_ceil(self.readers.partitions.len());
+            for p in 0..self.readers.partitions.len() {
                 if std::mem::replace(&mut reads.in_flight[p], true) {
                     continue;
                 }
-                let (consumer, report) = (consumer.clone(), self.report.clone());
+                let (readers, report) = (self.readers.clone(), self.report.clone());
                 tokio::spawn(async move {
                     // The receiver lives as long as `self`; after that
                     // nobody waits for the entries (they stay pending).
-                    let _ = report.send((p, consumer.next_batch(share).await));
+                    let _ = report.send((p, readers.read(p, share).await));
                 });
             }
             // Cancel-safe: a result not received here is received next time.
@@ -117,17 +165,19 @@ impl PartitionedConsumer {
 
     /// Marks entries (ids as handed out) as done.
     pub async fn ack(&self, ids: &[String]) -> Result<(), RedisError> {
-        let mut by_partition: Vec<Vec<String>> = vec![Vec::new(); self.partitions.len()];
+        let mut by_partition: Vec<Vec<String>> = vec![Vec::new(); self.readers.partitions.len()];
         for id in ids {
             let (p, id) = self.split(id)?;
             by_partition[p].push(id.to_string());
         }
-        let acks = self
-            .partitions
+        let acks = by_partition
             .iter()
-            .zip(&by_partition)
+            .enumerate()
             .filter(|(_, ids)| !ids.is_empty())
-            .map(|(c, ids)| c.ack(ids));
+            .map(|(p, ids)| {
+                let consumer = self.readers.partition(p);
+                async move { consumer.ack(ids).await }
+            });
         for done in futures_util::future::join_all(acks).await {
             done?;
         }
@@ -142,19 +192,21 @@ impl PartitionedConsumer {
             id: id.to_string(),
             payload: entry.payload.clone(),
         };
-        self.partitions[p].reject(&inner, why).await
+        self.readers.partition(p).reject(&inner, why).await
     }
 
     /// Where each partition keeps rejected entries.
     pub fn rejected_keys(&self) -> Vec<String> {
-        self.partitions.iter().map(|c| c.rejected_key()).collect()
+        (0..self.readers.partitions.len())
+            .map(|p| self.readers.partition(p).rejected_key())
+            .collect()
     }
 
     /// The partition and stream id of a handed-out id.
     fn split<'a>(&self, id: &'a str) -> Result<(usize, &'a str), RedisError> {
         id.split_once('/')
             .and_then(|(p, id)| Some((p.parse::<usize>().ok()?, id)))
-            .filter(|(p, _)| *p < self.partitions.len())
+            .filter(|(p, _)| *p < self.readers.partitions.len())
             .ok_or_else(|| {
                 RedisError::from((
                     redis::ErrorKind::Client,

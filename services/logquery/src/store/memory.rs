@@ -34,7 +34,15 @@ fn record_keys(r: &LogRecord) -> Vec<IndexKey> {
             keys.push((tag, v.clone()));
         }
     }
+    if !r.wechat_msgid.is_empty() {
+        keys.push((b'w', wechat_key(&r.app_id, &r.wechat_msgid)));
+    }
     keys
+}
+
+/// The index key of a WeChat msgid (receipts name the message by it).
+fn wechat_key(app_id: &str, wechat_msgid: &str) -> String {
+    format!("{}:{app_id}/{wechat_msgid}", app_id.len())
 }
 
 /// The index sets a filter's records are all in.
@@ -209,6 +217,21 @@ impl LogStore for MemoryLogStore {
             records.push(stored.record.clone());
         }
         Ok(Page::new(records, more))
+    }
+
+    async fn by_wechat_msgid(
+        &self,
+        app_id: &str,
+        wechat_msgid: &str,
+    ) -> Result<Option<LogRecord>, StoreError> {
+        let inner = self.inner.read().await;
+        let found = inner
+            .index
+            .get(&(b'w', wechat_key(app_id, wechat_msgid)))
+            .and_then(|set| set.iter().next_back())
+            .and_then(|key| inner.records.get(&key.1))
+            .map(|s| s.record.clone());
+        Ok(found)
     }
 
     async fn get(&self, message_id: &str) -> Result<Option<LogRecord>, StoreError> {

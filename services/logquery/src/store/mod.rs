@@ -58,6 +58,18 @@ pub trait LogStore: Send + Sync {
     /// One message's record with its whole attempt history.
     async fn get(&self, message_id: &str) -> Result<Option<LogRecord>, StoreError>;
 
+    /// The record of the message WeChat accepted as `wechat_msgid` for
+    /// `app_id` (WeChat's receipts name a message so). `None` also on a
+    /// backend that keeps no such index (Redis: receipts need the memory
+    /// or the postgres log).
+    async fn by_wechat_msgid(
+        &self,
+        _app_id: &str,
+        _wechat_msgid: &str,
+    ) -> Result<Option<LogRecord>, StoreError> {
+        Ok(None)
+    }
+
     /// Counts per bucket and group.
     async fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsSeries>, StoreError>;
 

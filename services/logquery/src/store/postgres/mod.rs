@@ -34,11 +34,18 @@ use wxpush_proto::v1::{DeliveryEvent, LogRecord, StatsGroupBy, StatsSeries};
 /// The log's schema history.
 pub const MIGRATIONS: Migrations = Migrations {
     component: "logquery",
-    steps: &[Migration {
-        version: 1,
-        name: "log records and attempts, partitioned by day",
-        sql: include_str!("../../../migrations/0001_log.sql"),
-    }],
+    steps: &[
+        Migration {
+            version: 1,
+            name: "log records and attempts, partitioned by day",
+            sql: include_str!("../../../migrations/0001_log.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "records by WeChat msgid, receipt statuses",
+            sql: include_str!("../../../migrations/0002_receipts.sql"),
+        },
+    ],
 };
 
 /// Connections one logquery replica keeps.
@@ -237,6 +244,29 @@ impl LogStore for PostgresLogStore {
             let stmt = client.prepare_cached(&sql).await?;
             let row = client
                 .query_opt(&stmt, &[&message_id, &Micros(self.floor())])
+                .await?;
+            Ok(match row {
+                Some(row) => Some(rows::stored_record(&row)?.record),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    async fn by_wechat_msgid(
+        &self,
+        app_id: &str,
+        wechat_msgid: &str,
+    ) -> Result<Option<LogRecord>, StoreError> {
+        bounded(async {
+            let client = self.pool.get().await?;
+            let sql = format!(
+                "{SELECT_RECORDS} WHERE r.app_id = $1 AND r.wechat_msgid = $2 AND r.wechat_msgid <> '' \
+                 AND r.accepted_at >= $3 ORDER BY r.accepted_at DESC LIMIT 1"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            let row = client
+                .query_opt(&stmt, &[&app_id, &wechat_msgid, &Micros(self.floor())])
                 .await?;
             Ok(match row {
                 Some(row) => Some(rows::stored_record(&row)?.record),

@@ -1,0 +1,136 @@
+//! WeChat's receipts into the log: a `TEMPLATESENDJOBFINISH` push (read
+//! from the callback stream) gives the record of the message WeChat
+//! accepted as its msgid the final status DELIVERED, BLOCKED or
+//! UNDELIVERED, at the receipt's time.
+//!
+//! A receipt is a delivery event like any other ([`receipt_event`]), folded
+//! by the same code, so a repeated receipt changes nothing (its event id is
+//! the push's) and a late SENT never moves the status back
+//! ([`crate::record`]). A receipt can arrive before the SENT record it
+//! names: it is left unacknowledged in the stream and read again (when the
+//! reader is idle, and after a restart) until the record is there, for at
+//! most [`WAIT_FOR_RECORD`]; then it is dropped and counted.
+
+use crate::error::StoreError;
+use crate::store::LogStore;
+use std::sync::Arc;
+use std::time::Duration;
+use wxpush_events::callbacks::{CallbackSource, HandedOn};
+use wxpush_proto::v1::{DeliveryEvent, DeliveryStatus, LogRecord};
+use wxpush_wechat::push::{PushEvent, ReceiptOutcome};
+
+/// How long a receipt waits for the record it names.
+pub const WAIT_FOR_RECORD: Duration = Duration::from_secs(86_400);
+
+/// What became of one push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    /// Folded into its record (or already was: a repeat).
+    Applied,
+    /// Its record is not (yet) in the log.
+    NoRecord,
+    /// Not a receipt: nothing for the log.
+    NotAReceipt,
+}
+
+/// The status a receipt outcome gives.
+pub fn status_of(outcome: ReceiptOutcome) -> DeliveryStatus {
+    match outcome {
+        ReceiptOutcome::Delivered => DeliveryStatus::Delivered,
+        ReceiptOutcome::Blocked => DeliveryStatus::Blocked,
+        ReceiptOutcome::Undelivered => DeliveryStatus::Undelivered,
+    }
+}
+
+/// The receipt as an event of `record`'s message.
+pub fn receipt_event(
+    pushed: &HandedOn,
+    outcome: ReceiptOutcome,
+    record: &LogRecord,
+) -> DeliveryEvent {
+    // WeChat's CreateTime is whole seconds; the time it was received when
+    // absent.
+    let at_ms = match pushed.push.create_time {
+        0 => pushed.received_at_ms,
+        secs => secs * 1_000,
+    };
+    DeliveryEvent {
+        event_id: format!("receipt/{}", pushed.event_id),
+        message_id: record.message_id.clone(),
+        trace_id: record.trace_id.clone(),
+        app_id: record.app_id.clone(),
+        openid: record.openid.clone(),
+        template_key: record.template_key.clone(),
+        template_id: record.template_id.clone(),
+        kind: record.kind,
+        attempt: 0,
+        status: status_of(outcome) as i32,
+        accepted_at: record.accepted_at,
+        occurred_at: Some(wxpush_proto::timestamp_from_micros(at_ms * 1_000)),
+        ..Default::default()
+    }
+}
+
+/// Folds one push into the log when it is a receipt whose record is there.
+pub async fn apply(store: &dyn LogStore, pushed: &HandedOn) -> Result<Receipt, StoreError> {
+    let PushEvent::TemplateReceipt { msg_id, outcome } = &pushed.push.event else {
+        return Ok(Receipt::NotAReceipt);
+    };
+    let Some(record) = store.by_wechat_msgid(&pushed.app_id, msg_id).await? else {
+        return Ok(Receipt::NoRecord);
+    };
+    store
+        .apply(&[receipt_event(pushed, *outcome, &record)])
+        .await?;
+    Ok(Receipt::Applied)
+}
+
+/// Reads the callback stream until `stop`: receipts folded in, other
+/// pushes acknowledged, a receipt without its record left for later.
+pub async fn run(
+    source: CallbackSource,
+    store: Arc<dyn LogStore>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let batch = tokio::select! {
+            batch = source.next_batch(100) => batch,
+            () = &mut stop => return,
+        };
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the callback stream failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut done = Vec::new();
+        for read in batch {
+            match apply(store.as_ref(), &read.record).await {
+                Ok(Receipt::Applied | Receipt::NotAReceipt) => done.push(read.entry),
+                Ok(Receipt::NoRecord) if waited_too_long(&read.record) => {
+                    tracing::warn!(app_id = %read.record.app_id, "a receipt named no message in the log within a day; dropped");
+                    done.push(read.entry);
+                }
+                Ok(Receipt::NoRecord) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "a receipt could not be applied; it will be read again")
+                }
+            }
+        }
+        if let Err(e) = source.ack(&done).await {
+            tracing::warn!(error = %e, "acknowledging receipts failed; they will be applied again (no change)");
+        }
+        if done.is_empty() {
+            // Only receipts waiting for their records: do not spin on them.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn waited_too_long(pushed: &HandedOn) -> bool {
+    let now_ms = crate::store::now_micros() / 1_000;
+    now_ms - pushed.received_at_ms > WAIT_FOR_RECORD.as_millis() as i64
+}
