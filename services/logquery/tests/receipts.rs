@@ -151,3 +151,55 @@ async fn redis_receipts_find_no_record_yet() {
     let r = receipts::apply(b.store.as_ref(), &receipt("wx_a", "9001", "success", now)).await;
     assert_eq!(r.unwrap(), Receipt::NoRecord);
 }
+
+/// The reading task on a real Redis: a receipt appended to the callback
+/// stream before its record is held, and gives the record its status once
+/// the record is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_stream_reader_applies_a_receipt_that_came_first() {
+    let redis = wxpush_testkit::RedisServer::start();
+    let store = std::sync::Arc::new(wxpush_logquery::MemoryLogStore::new(
+        1_000,
+        common::RETENTION,
+    ));
+    let now = wxpush_logquery::store::now_micros() / 1_000_000;
+    let pushed = receipt("wx_a", "7001", "failed:user block", now);
+    let mut conn = wxpush_redis::connect(&redis.url(), wxpush_redis::Timeouts::Commands).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(wxpush_events::callbacks::stream_key("wxpush:"))
+        .arg("*")
+        .arg(wxpush_events::callbacks::FIELD)
+        .arg(serde_json::to_string(&pushed).unwrap())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let source = wxpush_events::callbacks::CallbackSource::open(
+        &redis.url(),
+        "wxpush:",
+        "logquery",
+        "logquery-test",
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(receipts::run(source, store.clone(), async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    use wxpush_logquery::LogStore;
+    store
+        .apply(&[sent("m9", "wx_a", "7001", now)])
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = store.get("m9").await.unwrap().unwrap().status;
+        if status == DeliveryStatus::Blocked as i32 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "still {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    task.await.unwrap();
+}
