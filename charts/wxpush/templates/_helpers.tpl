@@ -239,8 +239,8 @@ dangerous or admin commands. The same rules as `wxpush redis-acl` prints
 {{- $patterns := dict
       "token" (list "~%stoken:*")
       "template" (list "~%stemplate:*" "~%stemplates:*" "~%swechat_templates:*")
-      "delivery" (list "~%squeue" "~%squeue:*" "~%smsg:*" "~%sdlq" "~%sdlq:*" "~%sidem:*" "~%srate:*" "%%W~%sevents:*")
-      "logquery" (list "~%slog:*" "~%sevents" "~%sevents:*" "&%slog:tail") -}}
+      "delivery" (list "~%squeue" "~%squeue:*" "~%smsg:*" "~%sdlq" "~%sdlq:*" "~%sidem:*" "~%srate:*" "%%W~%sevents:*" "~%sevents:partitions")
+      "logquery" (list "~%slog:*" "~%sevents" "~%sevents:*" "~%scallbacks:*" "&%slog:tail") -}}
 {{- $rules := list "on" "resetkeys" "resetchannels" -}}
 {{- range index $patterns .component -}}
 {{- $rules = append $rules (printf . $p) -}}

@@ -85,6 +85,11 @@ impl CallbackApp {
             self.token_file.as_deref(),
         )?
         .read(&owner)?;
+        // WeChat's Token is 3 to 32 letters and digits; an empty one (an
+        // empty variable or file) would let anyone sign.
+        if token.expose().len() < 3 {
+            return Err(format!("{owner}.token: empty or shorter than 3 characters"));
+        }
         let aes = match (&self.aes_key, &self.aes_key_env, &self.aes_key_file) {
             (None, None, None) => None,
             _ => {

@@ -5,7 +5,9 @@
 //! app's `Token`, `timestamp`, `nonce`) checked before the body is read
 //! past its size limit or parsed at all; in safe mode the `Encrypt`
 //! value's `msg_signature` is checked before it is decrypted, and the
-//! appid inside must be the app's. A push is answered `success` only after
+//! appid inside must be the app's; an app with an `EncodingAESKey` takes
+//! safe (or compatible) mode only, since a plaintext body is not signed.
+//! A push is answered `success` only after
 //! it was handed on ([`crate::handoff`]), within [`ANSWER_WITHIN`]; WeChat
 //! sends it again otherwise. Every refusal is counted by reason; none is
 //! logged with a token, a key or the body.
@@ -127,10 +129,20 @@ async fn receive(
 /// The push's message: the body itself in plaintext mode, or its
 /// `Encrypt` value opened in safe mode (`encrypt_type=aes`).
 fn open(keys: &AppKeys, app_id: &str, q: &Signed, body: &Bytes) -> Result<Vec<u8>, Outcome> {
+    let Some(aes) = keys.aes.as_ref() else {
+        // A plaintext app: the URL's signature is all WeChat gives.
+        return if q.encrypt_type.is_empty() {
+            Ok(body.to_vec())
+        } else {
+            Err(Outcome::Undecryptable)
+        };
+    };
+    // An app with a key takes only what is signed with the body (safe and
+    // compatible modes): a plaintext body is not covered by the URL's
+    // signature, so one leaked URL could carry any body.
     if q.encrypt_type != "aes" {
-        return Ok(body.to_vec());
+        return Err(Outcome::BadSignature);
     }
-    let aes = keys.aes.as_ref().ok_or(Outcome::Undecryptable)?;
     let encrypt = Push::encrypted(body).map_err(|_| Outcome::Unreadable)?;
     let parts = [
         keys.token.expose(),

@@ -51,15 +51,23 @@ struct Wechat {
 }
 
 impl Wechat {
-    /// The endpoint for `wx_cb_demo` (plaintext and safe mode) on a free port.
+    /// The endpoint for `wx_cb_demo` (safe mode) and `wx_cb_plain`
+    /// (plaintext, no key) on a free port.
     async fn start() -> Self {
         let sink = Arc::new(MemorySink::default());
         let keys = AppKeys {
             token: Secret::new(TOKEN),
             aes: Some(AesKey::from_encoding_aes_key(KEY).unwrap()),
         };
+        let plain = AppKeys {
+            token: Secret::new(TOKEN),
+            aes: None,
+        };
         let endpoint = Arc::new(Endpoint {
-            apps: HashMap::from([("wx_cb_demo".to_string(), keys)]),
+            apps: HashMap::from([
+                ("wx_cb_demo".to_string(), keys),
+                ("wx_cb_plain".to_string(), plain),
+            ]),
             sink: sink.clone(),
             max_body_bytes: wxpush_callback::config::MAX_BODY_BYTES,
         });
@@ -122,7 +130,8 @@ impl Wechat {
 }
 
 fn count(outcome: Outcome) -> u64 {
-    CallbackMetrics::global().get("wx_cb_demo", outcome)
+    let m = CallbackMetrics::global();
+    m.get("wx_cb_demo", outcome) + m.get("wx_cb_plain", outcome)
 }
 
 #[tokio::test]
@@ -156,7 +165,7 @@ async fn a_plaintext_receipt_is_handed_on_once_however_often_wechat_sends_it() {
     for _ in 0..3 {
         let answer = w
             .push(
-                "wx_cb_demo",
+                "wx_cb_plain",
                 TOKEN,
                 &receipt("2001", "failed:user block"),
                 None,
@@ -254,7 +263,7 @@ async fn forged_tampered_foreign_and_oversized_pushes_are_refused_and_counted() 
 
     let huge = "x".repeat(10 * 1024 * 1024);
     assert_eq!(w.push("wx_cb_demo", TOKEN, &huge, None).await.0, 413);
-    assert_eq!(w.push("wx_cb_demo", TOKEN, "not xml", None).await.0, 400);
+    assert_eq!(w.push("wx_cb_plain", TOKEN, "not xml", None).await.0, 400);
 
     assert!(w.sink.records().is_empty(), "nothing refused was handed on");
     let grew: Vec<&str> = Outcome::ALL
@@ -296,4 +305,16 @@ async fn the_redis_hand_off_keeps_each_push_once_on_a_node_and_a_cluster() {
     hands_on_once(&node.url()).await;
     let cluster = wxpush_testkit::RedisCluster::start();
     hands_on_once(&cluster.url()).await;
+}
+
+#[tokio::test]
+async fn an_app_with_a_key_takes_no_unsigned_plaintext_body() {
+    let w = Wechat::start().await;
+    // A valid URL signature (as a leaked URL would carry) with a plaintext
+    // body: refused, since nothing signs the body.
+    let answer = w
+        .push("wx_cb_demo", TOKEN, &receipt("6001", "success"), None)
+        .await;
+    assert_eq!(answer, (403, "bad_signature".into()));
+    assert!(w.sink.records().is_empty());
 }

@@ -112,6 +112,7 @@ pub async fn build_with_events(
     let sender = intake.sender().clone();
     let component = Component::new("wxpush-delivery")
         .checks_redis(&config.backend)
+        .checks_stream_layout(&config.backend, &["queue", "events"])
         .grpc(DeliveryGrpc::new(intake).into_server())
         .metrics(move |r| {
             breakers.register(r);

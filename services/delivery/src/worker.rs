@@ -127,7 +127,8 @@ impl Worker {
                 }
             }
             Err(e) => {
-                tracing::warn!(entry = %id, error = %e, "queue step not stored; the message will be seen again")
+                tracing::warn!(entry = %id, error = %e, "queue step not stored; the message will be seen again");
+                self.ledger.queue.release(&id);
             }
         }
     }

@@ -150,7 +150,9 @@ pub async fn build_with_source(
     } else {
         (Tail::default(), None, None)
     };
-    let mut component = Component::new("wxpush-logquery").checks_redis(&config.backend);
+    let mut component = Component::new("wxpush-logquery")
+        .checks_redis(&config.backend)
+        .checks_stream_layout(&config.backend, &["events"]);
     if let Some(store) = prepare {
         // The schema before anything is served or ingested; replicas
         // starting together take turns (an advisory lock).
@@ -162,8 +164,9 @@ pub async fn build_with_source(
     if let Some(relay) = relay {
         component = component.task(move |_| relay);
     }
-    if b.kind.uses_redis() {
-        // WeChat's receipts, handed on by the callback service.
+    if b.kind == BackendKind::Postgres {
+        // WeChat's receipts, handed on by the callback service (the Redis
+        // log keeps no msgid index to find their records by).
         let receipts = wxpush_events::callbacks::CallbackSource::open(
             &b.redis_url,
             &b.key_prefix,

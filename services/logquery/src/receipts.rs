@@ -9,7 +9,7 @@
 //! ([`crate::record`]). A receipt can arrive before the SENT record it
 //! names: it is left unacknowledged in the stream and read again (when the
 //! reader is idle, and after a restart) until the record is there, for at
-//! most [`WAIT_FOR_RECORD`]; then it is dropped and counted.
+//! most [`WAIT_FOR_RECORD`]; then it is dropped (logged).
 
 use crate::error::StoreError;
 use crate::store::LogStore;
@@ -19,8 +19,10 @@ use wxpush_events::callbacks::{CallbackSource, HandedOn};
 use wxpush_proto::v1::{DeliveryEvent, DeliveryStatus, LogRecord};
 use wxpush_wechat::push::{PushEvent, ReceiptOutcome};
 
-/// How long a receipt waits for the record it names.
-pub const WAIT_FOR_RECORD: Duration = Duration::from_secs(86_400);
+/// How long a receipt waits for the record it names: the SENT event
+/// reaches the log within seconds; a receipt for a message wxpush never
+/// sent (another sender on the same app) must not sit in the stream long.
+pub const WAIT_FOR_RECORD: Duration = Duration::from_secs(600);
 
 /// What became of one push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,20 +108,23 @@ pub async fn run(
                 continue;
             }
         };
-        let mut done = Vec::new();
+        let (mut done, mut waiting): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         for read in batch {
             match apply(store.as_ref(), &read.record).await {
                 Ok(Receipt::Applied | Receipt::NotAReceipt) => done.push(read.entry),
                 Ok(Receipt::NoRecord) if waited_too_long(&read.record) => {
-                    tracing::warn!(app_id = %read.record.app_id, "a receipt named no message in the log within a day; dropped");
+                    tracing::warn!(app_id = %read.record.app_id, "a receipt named no message in the log within 10 minutes; dropped");
                     done.push(read.entry);
                 }
-                Ok(Receipt::NoRecord) => {}
+                Ok(Receipt::NoRecord) => waiting.push(read.entry),
                 Err(e) => {
-                    tracing::warn!(error = %e, "a receipt could not be applied; it will be read again")
+                    tracing::warn!(error = %e, "a receipt could not be applied; it will be read again");
+                    waiting.push(read.entry);
                 }
             }
         }
+        // Left pending: read again when the reader is next idle.
+        source.release(&waiting);
         if let Err(e) = source.ack(&done).await {
             tracing::warn!(error = %e, "acknowledging receipts failed; they will be applied again (no change)");
         }

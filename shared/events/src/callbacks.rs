@@ -108,6 +108,11 @@ impl CallbackSource {
         self.consumer.ack(entries).await
     }
 
+    /// Not done with these yet: read them again later (they stay pending).
+    pub fn release(&self, entries: &[String]) {
+        self.consumer.release(entries);
+    }
+
     async fn reject(&self, entry: &StreamEntry, why: &str) -> Result<(), redis::RedisError> {
         self.consumer.reject(entry, why).await
     }

@@ -70,6 +70,10 @@ pub struct StreamConsumer {
     reader: Connection,
     settings: ConsumerSettings,
     state: Mutex<ReadState>,
+    /// Entries handed out by this process and not yet acknowledged: a
+    /// re-read of the own backlog (at start, and whenever idle) skips them,
+    /// so an entry still being worked on is never handed out twice.
+    handed_out: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl StreamConsumer {
@@ -85,6 +89,7 @@ impl StreamConsumer {
             )?,
             settings,
             state: Mutex::new(ReadState::default()),
+            handed_out: Default::default(),
         })
     }
 
@@ -117,10 +122,26 @@ impl StreamConsumer {
             let ids: Vec<String> = gone.into_iter().map(|e| e.0).collect();
             self.ack(&ids).await?;
         }
-        Ok(entries
+        let entries: Vec<StreamEntry> = entries
             .into_iter()
             .filter_map(|(id, payload)| payload.map(|payload| StreamEntry { id, payload }))
-            .collect())
+            .collect();
+        self.handed().extend(entries.iter().map(|e| e.id.clone()));
+        Ok(entries)
+    }
+
+    /// Entries handed out that were not processed and are left pending on
+    /// purpose (e.g. a receipt waiting for its record): the next re-read of
+    /// the own backlog hands them out again.
+    pub fn release(&self, ids: &[String]) {
+        let mut handed = self.handed();
+        for id in ids {
+            handed.remove(id);
+        }
+    }
+
+    fn handed(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.handed_out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Marks entries as done: they are not handed out again.
@@ -138,7 +159,12 @@ impl StreamConsumer {
         if s.delete_on_ack {
             pipe.cmd("XDEL").arg(&s.stream).arg(ids).ignore();
         }
-        pipe.exec_async(&mut self.conn.clone()).await
+        pipe.exec_async(&mut self.conn.clone()).await?;
+        let mut handed = self.handed();
+        for id in ids {
+            handed.remove(id);
+        }
+        Ok(())
     }
 
     /// An entry that can never be processed (undecodable): its raw bytes
@@ -198,6 +224,14 @@ impl StreamConsumer {
         if let Some(after) = state.backlog_after.clone() {
             let entries = self.read_group(&self.conn, max, None, &after).await?;
             state.backlog_after = entries.last().map(|e| e.0.clone());
+            // Those still being worked on here are not handed out again.
+            let entries: Vec<Raw> = {
+                let handed = self.handed();
+                entries
+                    .into_iter()
+                    .filter(|e| !handed.contains(&e.0))
+                    .collect()
+            };
             if !entries.is_empty() {
                 tracing::info!(stream = %s.stream, count = entries.len(), "re-reading own unacknowledged entries");
                 return Ok(entries);

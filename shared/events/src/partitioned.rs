@@ -27,6 +27,9 @@ use wxpush_redis::{OpenError, RedisError};
 /// never ends would never be read again.
 const READ_GRACE: Duration = Duration::from_secs(5);
 
+/// A partition whose read failed (its node down) is read again after this.
+const ERROR_PAUSE: Duration = Duration::from_millis(500);
+
 type ReadResult = (usize, Result<Vec<StreamEntry>, RedisError>);
 
 struct Reads {
@@ -101,7 +104,13 @@ impl Readers {
         let consumer = self.partition(p);
         let bound = consumer.settings().block + READ_GRACE;
         match tokio::time::timeout(bound, consumer.next_batch(share)).await {
-            Ok(read) => read,
+            Ok(Ok(entries)) => Ok(entries),
+            Ok(Err(e)) => {
+                // This partition waits before it is read again; the others
+                // go on meanwhile.
+                tokio::time::sleep(ERROR_PAUSE).await;
+                Err(e)
+            }
             Err(_) => {
                 tracing::warn!(stream = %consumer.settings().stream, "a stream read hung; reconnecting that partition");
                 if let Ok(fresh) = StreamConsumer::open(&self.url, consumer.settings().clone()) {
@@ -139,6 +148,7 @@ impl PartitionedConsumer {
             let Some((p, read)) = reads.done.recv().await else {
                 unreachable!("`self` holds a sender");
             };
+            // Cancel-safe from here: no await until the entries are handed out.
             reads.in_flight[p] = false;
             reads.ready.extend(read?.into_iter().map(|e| (p, e)));
             // Reads that finished meanwhile.
@@ -182,6 +192,16 @@ impl PartitionedConsumer {
             done?;
         }
         Ok(())
+    }
+
+    /// Entries (ids as handed out) not processed after all: handed out
+    /// again on their partition's next idle re-read of its backlog.
+    pub fn release(&self, ids: &[String]) {
+        for id in ids {
+            if let Ok((p, id)) = self.split(id) {
+                self.readers.partition(p).release(&[id.to_string()]);
+            }
+        }
     }
 
     /// Keeps an entry that can never be processed in its partition's

@@ -232,6 +232,36 @@ async fn an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again(
     );
 }
 
+async fn entries_in_progress_are_not_handed_out_again(redis: Target) {
+    let sink = RedisStreamSink::connect(&redis.settings("w"))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        sink.publish(ev(i)).await.unwrap();
+    }
+    let src = RedisStreamSource::connect(&redis.settings("w"))
+        .await
+        .unwrap();
+    assert_eq!(read_all(&src, 3).await.len(), 3);
+    // Not acknowledged (still being worked on): idle reads re-read the own
+    // backlog, and must skip them.
+    let again = tokio::time::timeout(Duration::from_millis(1500), src.next_batch(10)).await;
+    assert!(
+        again.is_err(),
+        "handed out twice: {:?}",
+        again.map(|b| b.map(|b| b.map(|b| redis.ids(&b))))
+    );
+    drop(src);
+    // A restarted consumer of the same name does get them back.
+    let restarted = RedisStreamSource::connect(&redis.settings("w"))
+        .await
+        .unwrap();
+    assert_eq!(
+        redis.ids(&read_all(&restarted, 3).await),
+        ["e0", "e1", "e2"]
+    );
+}
+
 /// Each case on one Redis and on the cluster.
 macro_rules! on_node_and_cluster {
     ($($case:ident),* $(,)?) => {
@@ -255,4 +285,5 @@ on_node_and_cluster!(
     another_consumer_claims_what_a_dead_one_left,
     reading_recovers_after_redis_restarts_empty,
     an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again,
+    entries_in_progress_are_not_handed_out_again,
 );

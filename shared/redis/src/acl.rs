@@ -58,8 +58,17 @@ impl Service {
                 "~{p}idem:*",
                 "~{p}rate:*",
                 "%W~{p}events:*",
+                // The event stream's partition count, checked at start.
+                "~{p}events:partitions",
             ],
-            Service::Logquery => &["~{p}log:*", "~{p}events", "~{p}events:*", "&{p}log:tail"],
+            // WeChat's receipts come on the callback stream.
+            Service::Logquery => &[
+                "~{p}log:*",
+                "~{p}events",
+                "~{p}events:*",
+                "~{p}callbacks:*",
+                "&{p}log:tail",
+            ],
         };
         list.iter().map(|s| s.replace("{p}", p)).collect()
     }

@@ -98,6 +98,56 @@ impl<'de> serde::Deserialize<'de> for Partitions {
     }
 }
 
+/// A stream's partition count in Redis differs from the configured one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "{key} records {stored} partitions but backend.stream_partitions is {configured}: partition keys depend on the count, so entries in the old partitions would never be read; keep {stored}, or drain the queue and the event stream, delete {key} and start again (README, Redis Cluster)"
+)]
+pub struct LayoutMismatch {
+    pub key: String,
+    pub stored: u16,
+    pub configured: u16,
+}
+
+/// Records `partitions` under `key` when nothing is recorded, and refuses
+/// a different count (checked at start by every service that writes or
+/// reads the stream). A Redis that cannot be asked is a warning: services
+/// start without Redis.
+pub async fn check_layout(
+    url: &str,
+    key: &str,
+    partitions: Partitions,
+) -> Result<(), LayoutMismatch> {
+    let Ok(conn) = crate::connect(url, crate::Timeouts::Commands) else {
+        return Ok(());
+    };
+    let recorded: Result<Option<u16>, _> = async {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(partitions.count())
+            .arg("NX")
+            .query_async(&mut conn.clone())
+            .await?;
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn.clone())
+            .await
+    }
+    .await;
+    match recorded {
+        Ok(Some(stored)) if stored != partitions.count() => Err(LayoutMismatch {
+            key: key.to_string(),
+            stored,
+            configured: partitions.count(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "could not check the stream's partition count at start-up");
+            Ok(())
+        }
+    }
+}
+
 /// Refuses a key prefix holding `{` or `}`: it would become the hash tag
 /// of every key and put all of them in one slot.
 pub fn check_prefix(prefix: &str) -> Result<(), String> {

@@ -109,6 +109,31 @@ impl Component {
         })
     }
 
+    /// On the Redis backend, the start-up check that each of `streams`
+    /// (`queue`, `events`) has the partition count it was created with
+    /// (`{prefix}{stream}:partitions`): a changed count would strand the
+    /// entries of the old partitions.
+    pub fn checks_stream_layout(
+        self,
+        backend: &crate::config::BackendSettings,
+        streams: &[&str],
+    ) -> Self {
+        if !backend.kind.uses_redis() {
+            return self;
+        }
+        let (url, partitions) = (backend.redis_url.clone(), backend.stream_partitions);
+        let keys: Vec<String> = streams
+            .iter()
+            .map(|s| format!("{}{s}:partitions", backend.key_prefix))
+            .collect();
+        self.on_start(async move {
+            for key in keys {
+                wxpush_redis::partition::check_layout(&url, &key, partitions).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// A background task, started when the process serves; it must return
     /// soon after its [`Shutdown`] fires (finishing what it holds).
     pub fn task<F, Fut>(mut self, task: F) -> Self

@@ -228,6 +228,10 @@ pub trait Queue: Send + Sync {
     async fn next_batch(&self, max: usize) -> Result<Vec<Delivery>, QueueError>;
     /// Done with a pulled message.
     async fn ack(&self, id: &str) -> Result<(), QueueError>;
+    /// Not done with a pulled message (its step could not be stored): hand
+    /// it out again soon rather than after the claim timeout. A backend
+    /// that re-delivers by itself needs nothing.
+    fn release(&self, _id: &str) {}
     async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError>;
 
     /// Stores a message's live status, unless the stored one is final

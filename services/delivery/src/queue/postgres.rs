@@ -88,6 +88,9 @@ impl Queue for DeadLettersOnPostgres {
     async fn ack(&self, id: &str) -> Result<(), QueueError> {
         self.inner.ack(id).await
     }
+    fn release(&self, id: &str) {
+        self.inner.release(id)
+    }
     async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError> {
         bounded(async {
             let mut depth = self.inner.depth(now_ms).await?;

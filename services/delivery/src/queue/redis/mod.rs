@@ -219,6 +219,10 @@ impl Queue for RedisQueue {
         Ok(out)
     }
 
+    fn release(&self, id: &str) {
+        self.consumer.release(&[id.to_string()]);
+    }
+
     async fn ack(&self, id: &str) -> Result<(), QueueError> {
         Ok(self.consumer.ack(&[id.to_string()]).await?)
     }
