@@ -164,9 +164,9 @@ pub struct BackendSettings {
     pub key_prefix: String,
     /// Partitions of the queue and of the delivery event stream (1 to
     /// 1 024). One stream lives on one Redis node, so on a cluster make it
-    /// a multiple of the masters (e.g. 2 per master) to spread them;
-    /// raise it only (a message keeps the partition it was accepted on,
-    /// and workers read partitions `0..n`).
+    /// a multiple of the masters (e.g. 2 per master) to spread them.
+    /// Fixed once chosen: the partition keys depend on it, so it is
+    /// recorded in Redis and another count refused at start.
     pub stream_partitions: wxpush_redis::Partitions,
 }
 
