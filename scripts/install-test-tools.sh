@@ -15,9 +15,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "installing redis-server (Debian)"
-  apt_install redis-server
+# redis-cli (redis-tools) builds the private Redis Cluster of the tests.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  echo "installing redis-server and redis-tools (Debian)"
+  apt_install redis-server redis-tools
+  hash -r
+  { command -v redis-cli || [ -x /usr/bin/redis-cli ]; } >/dev/null 2>&1 \
+    || { echo "redis-tools installed, but no redis-cli" >&2; exit 1; }
 fi
 
 # Prometheus scrapes `wxpush dev` in scripts/check-dashboards.py; the package
@@ -26,7 +30,9 @@ fi
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   echo "installing prometheus (Debian)"
   apt_install prometheus
-  command -v promtool >/dev/null 2>&1 || { echo "prometheus installed, but no promtool" >&2; exit 1; }
+  hash -r
+  { command -v promtool || [ -x /usr/bin/promtool ]; } >/dev/null 2>&1 \
+    || { echo "prometheus installed, but no promtool" >&2; exit 1; }
 fi
 
 # PostgreSQL's server binaries (/usr/lib/postgresql/*/bin): tests, e.g.
