@@ -92,11 +92,6 @@ impl RedisSink {
             script: redis::Script::new(HAND_ON_LUA),
         })
     }
-
-    /// The stream's key.
-    pub fn stream_key(prefix: &str) -> String {
-        stream_key(prefix)
-    }
 }
 
 #[async_trait::async_trait]

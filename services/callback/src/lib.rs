@@ -77,10 +77,7 @@ pub fn build_with_sink(
             let Some(listener) = bound.lock().unwrap_or_else(|p| p.into_inner()).take() else {
                 return;
             };
-            let served = axum::serve(listener, endpoint.router())
-                .with_graceful_shutdown(async move { drain.wait().await })
-                .await;
-            if let Err(e) = served {
+            if let Err(e) = serve(endpoint, listener, drain.wait()).await {
                 tracing::error!(error = %e, "the WeChat callback endpoint stopped");
             }
         }))

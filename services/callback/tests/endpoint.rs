@@ -292,7 +292,7 @@ async fn hands_on_once(url: &str) {
     assert!(!sink.hand_on(&record).await.unwrap(), "a repeat");
     let mut conn = wxpush_redis::connect(url, wxpush_redis::Timeouts::Commands).unwrap();
     let len: u64 = redis::cmd("XLEN")
-        .arg(RedisSink::stream_key("t:"))
+        .arg(wxpush_events::callbacks::stream_key("t:"))
         .query_async(&mut conn)
         .await
         .unwrap();
