@@ -203,13 +203,22 @@ async fn an_undecodable_entry_is_kept_aside_with_its_bytes_and_never_read_again(
     assert_eq!(redis.ids(&read_all(&src, 1).await), ["e1"]);
     /// An XRANGE entry: its id and its field-value pairs.
     type Entry = (String, Vec<(String, Vec<u8>)>);
-    let rejected: Vec<Entry> = ::redis::cmd("XRANGE")
-        .arg(&src.rejected_keys()[0])
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // Partitions are read concurrently: the garbage's partition may be read
+    // after e1's; keep reading until it is set aside (5 s at most).
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let rejected: Vec<Entry> = loop {
+        let rejected: Vec<Entry> = ::redis::cmd("XRANGE")
+            .arg(&src.rejected_keys()[0])
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !rejected.is_empty() || std::time::Instant::now() > until {
+            break rejected;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), src.next_batch(10)).await;
+    };
     assert_eq!(rejected.len(), 1);
     let raw = rejected[0].1.iter().find(|(k, _)| k == "raw").unwrap();
     assert_eq!(raw.1, garbage);
