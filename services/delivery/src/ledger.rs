@@ -14,6 +14,12 @@ use std::sync::Arc;
 use wxpush_events::EventSink;
 use wxpush_proto::v1::DeliveryResult;
 
+/// A delivery event's publish tries, each with the pause after it fails:
+/// one more try covers a dropped connection being redialled, and no more,
+/// so a Redis outage costs a sync caller little of its deadline.
+const PUBLISH_RETRIES: [std::time::Duration; 2] =
+    [std::time::Duration::from_millis(100), std::time::Duration::ZERO];
+
 /// The stores a message's record lives in; cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
@@ -36,12 +42,24 @@ impl Ledger {
         &self.metrics
     }
 
-    /// Publishes the step's delivery event. A failure is logged, not
-    /// returned: the attempt happened whether or not its event was stored.
+    /// Publishes the step's delivery event, trying again after a failure
+    /// (a publish that timed out may have landed: the log folds a repeated
+    /// event once). A last failure is logged, not returned: the attempt
+    /// happened whether or not its event was stored.
     pub async fn emit(&self, ctx: &MessageCtx, step: &Step) {
         log_step(ctx, step);
-        if let Err(e) = self.events.publish(ctx.event(step)).await {
-            tracing::error!(message_id = %ctx.message_id, error = %e, "delivery event not published");
+        let event = ctx.event(step);
+        for (n, pause) in PUBLISH_RETRIES.iter().enumerate() {
+            match self.events.publish(event.clone()).await {
+                Ok(()) => return,
+                Err(e) if n + 1 < PUBLISH_RETRIES.len() => {
+                    tracing::warn!(message_id = %ctx.message_id, error = %e, "delivery event not published; trying again");
+                    tokio::time::sleep(*pause).await;
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %ctx.message_id, error = %e, "delivery event not published");
+                }
+            }
         }
     }
 

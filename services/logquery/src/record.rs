@@ -83,13 +83,16 @@ impl StoredRecord {
         // order from one sender, but a replay may bring an old one late. A
         // receipt is WeChat's last word: nothing but another receipt moves
         // the status after it (its time has whole seconds only, so a SENT
-        // of the same second may look newer).
+        // of the same second may look newer). SENT is WeChat's acceptance:
+        // a copy of the message a crashed worker left queued may still be
+        // held back (DEFERRED) or fail after another copy was sent, and
+        // that never takes the status back.
         let at = |t: Option<wxpush_proto::Timestamp>| t.map(|t| (t.seconds, t.nanos));
-        let newest = match (is_receipt(r.status), is_receipt(e.status)) {
-            (true, true) => at(e.occurred_at) > at(r.updated_at),
-            (true, false) => false,
-            (false, true) => true,
-            (false, false) => r.updated_at.is_none() || at(e.occurred_at) >= at(r.updated_at),
+        let newest = match (rank(r.status), rank(e.status)) {
+            (Rank::Receipt, Rank::Receipt) => at(e.occurred_at) > at(r.updated_at),
+            (Rank::Receipt, _) | (Rank::Sent, Rank::Live) => false,
+            (_, Rank::Receipt) | (Rank::Live, Rank::Sent) => true,
+            _ => r.updated_at.is_none() || at(e.occurred_at) >= at(r.updated_at),
         };
         if newest {
             r.status = e.status;
@@ -120,6 +123,28 @@ pub fn is_receipt(status: i32) -> bool {
         DeliveryStatus::try_from(status),
         Ok(Delivered | Blocked | Undelivered)
     )
+}
+
+/// How far a status has come: only a later rank, or the same one newer,
+/// replaces it (SENT by another SENT; a receipt by a newer receipt).
+#[derive(PartialEq)]
+enum Rank {
+    /// Accepted, queued, retrying, held, failed, dead-lettered, replayed.
+    Live,
+    /// WeChat took the message.
+    Sent,
+    /// WeChat's receipt for it.
+    Receipt,
+}
+
+fn rank(status: i32) -> Rank {
+    if is_receipt(status) {
+        Rank::Receipt
+    } else if status == DeliveryStatus::Sent as i32 {
+        Rank::Sent
+    } else {
+        Rank::Live
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +191,34 @@ mod tests {
         let back = StoredRecord::decode(&r.encode()).unwrap();
         assert_eq!(back.record, r.record);
         assert_eq!(back.event_ids, r.event_ids);
+    }
+
+    #[test]
+    fn a_copy_held_or_failed_after_another_was_sent_leaves_it_sent() {
+        // Two copies of one message (a crashed worker's entry and its
+        // re-queued one): the first is sent, the second meets an open
+        // breaker a moment later, then fails.
+        let sent = ev(1, DeliveryStatus::Sent, 0, 10);
+        let mut held = ev(1, DeliveryStatus::Deferred, 0, 11);
+        held.event_id = "m1/held".into();
+        let mut failed = ev(2, DeliveryStatus::Failed, 40001, 12);
+        failed.event_id = "m1/failed".into();
+        let mut r = StoredRecord::new(&sent);
+        assert!(r.apply(&sent));
+        assert!(r.apply(&held));
+        assert!(r.apply(&failed));
+        assert_eq!(r.record.status, DeliveryStatus::Sent as i32);
+        assert_eq!(r.record.errcode, 0);
+        // The other order too: SENT wins over a newer live status.
+        let mut r = StoredRecord::new(&held);
+        assert!(r.apply(&held));
+        assert!(r.apply(&sent));
+        assert_eq!(r.record.status, DeliveryStatus::Sent as i32);
+        // A receipt still moves it, and nothing live moves the receipt.
+        let mut receipt = ev(0, DeliveryStatus::Delivered, 0, 13);
+        receipt.event_id = "receipt/m1".into();
+        assert!(r.apply(&receipt));
+        assert!(r.apply(&failed));
+        assert_eq!(r.record.status, DeliveryStatus::Delivered as i32);
     }
 }
