@@ -10,10 +10,8 @@
 //! handed on once: its id (the sha1 of the app and the opened body) is
 //! remembered for a day, atomically with the append.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-pub use wxpush_events::callbacks::HandedOn;
 use wxpush_events::callbacks::stream_key;
+pub use wxpush_events::callbacks::{HandedOn, MemoryPushes};
 use wxpush_redis::Connection;
 
 /// How long a push's id is remembered against WeChat's repeats.
@@ -36,36 +34,12 @@ pub trait PushSink: Send + Sync {
     async fn hand_on(&self, record: &HandedOn) -> Result<bool, HandoffError>;
 }
 
-/// This process only (`wxpush dev`, tests): the newest pushes, each once.
-#[derive(Default)]
-pub struct MemorySink {
-    kept: Mutex<VecDeque<HandedOn>>,
-}
-
-impl MemorySink {
-    /// What was handed on, oldest first.
-    pub fn records(&self) -> Vec<HandedOn> {
-        self.kept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-}
-
+/// This process only (`wxpush dev`, tests): the newest pushes, each once,
+/// read by the log and delivery in the same process.
 #[async_trait::async_trait]
-impl PushSink for MemorySink {
+impl PushSink for MemoryPushes {
     async fn hand_on(&self, record: &HandedOn) -> Result<bool, HandoffError> {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.iter().any(|r| r.event_id == record.event_id) {
-            return Ok(false);
-        }
-        if kept.len() == MEMORY_KEEPS {
-            kept.pop_front();
-        }
-        kept.push_back(record.clone());
-        Ok(true)
+        Ok(MemoryPushes::hand_on(self, record))
     }
 }
 

@@ -24,7 +24,7 @@ pub mod metrics;
 pub use config::CallbackConfig;
 
 use endpoint::Endpoint;
-use handoff::{MemorySink, PushSink, RedisSink};
+use handoff::{MemoryPushes, PushSink, RedisSink};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use wxpush_server::component::Component;
@@ -39,15 +39,42 @@ pub async fn build(config: CallbackConfig) -> anyhow::Result<Component> {
             &config.backend.key_prefix,
         )?)
     } else {
-        Arc::new(MemorySink::default())
+        MemoryPushes::new(handoff::MEMORY_KEEPS)
     };
     build_with_sink(config, sink)
 }
 
-/// [`build`] handing pushes to `sink`.
+/// [`build`] handing pushes to `sink`; the public listener is bound when
+/// the component starts (a taken port fails the start).
 pub fn build_with_sink(
     config: CallbackConfig,
     sink: Arc<dyn PushSink>,
+) -> anyhow::Result<Component> {
+    let bound: Arc<Mutex<Option<TcpListener>>> = Arc::default();
+    let (bind_into, public) = (bound.clone(), config.public_listen);
+    Ok(component(&config, sink, bound)?.on_start(async move {
+        let listener = TcpListener::bind(public).await?;
+        tracing::info!(addr = %listener.local_addr()?, "WeChat callback endpoint listening");
+        *bind_into.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+        Ok(())
+    }))
+}
+
+/// [`build_with_sink`] serving on a listener bound already (`wxpush dev`
+/// binds it first, to tell the sandbox where to push).
+pub fn build_on(
+    config: CallbackConfig,
+    sink: Arc<dyn PushSink>,
+    listener: TcpListener,
+) -> anyhow::Result<Component> {
+    component(&config, sink, Arc::new(Mutex::new(Some(listener))))
+}
+
+/// The component serving the endpoint on what `bound` holds once started.
+fn component(
+    config: &CallbackConfig,
+    sink: Arc<dyn PushSink>,
+    bound: Arc<Mutex<Option<TcpListener>>>,
 ) -> anyhow::Result<Component> {
     let mut apps = std::collections::HashMap::new();
     for app in &config.apps {
@@ -61,18 +88,9 @@ pub fn build_with_sink(
         sink,
         max_body_bytes: config.max_body_bytes,
     });
-    // Bound at start (so a taken port fails the start), served as a task.
-    let bound: Arc<Mutex<Option<TcpListener>>> = Arc::default();
-    let (bind_into, public) = (bound.clone(), config.public_listen);
     Ok(Component::new("wxpush-callback")
         .checks_redis(&config.backend)
         .metrics(|r| metrics::CallbackMetrics::global().register(r))
-        .on_start(async move {
-            let listener = TcpListener::bind(public).await?;
-            tracing::info!(addr = %listener.local_addr()?, "WeChat callback endpoint listening");
-            *bind_into.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
-            Ok(())
-        })
         .task(move |drain| async move {
             let Some(listener) = bound.lock().unwrap_or_else(|p| p.into_inner()).take() else {
                 return;

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use wxpush_callback::config::AppKeys;
 use wxpush_callback::endpoint::Endpoint;
-use wxpush_callback::handoff::{HandedOn, MemorySink, PushSink, RedisSink};
+use wxpush_callback::handoff::{HandedOn, MEMORY_KEEPS, MemoryPushes, PushSink, RedisSink};
 use wxpush_callback::metrics::{CallbackMetrics, Outcome};
 use wxpush_server::config::Secret;
 use wxpush_wechat::push::crypto::{AesKey, signature};
@@ -46,7 +46,7 @@ fn python(command: &str, app_id: &str, input: &[u8]) -> (bool, Vec<u8>) {
 
 struct Wechat {
     base: String,
-    sink: Arc<MemorySink>,
+    sink: Arc<MemoryPushes>,
     http: reqwest::Client,
 }
 
@@ -54,7 +54,7 @@ impl Wechat {
     /// The endpoint for `wx_cb_demo` (safe mode) and `wx_cb_plain`
     /// (plaintext, no key) on a free port.
     async fn start() -> Self {
-        let sink = Arc::new(MemorySink::default());
+        let sink = MemoryPushes::new(MEMORY_KEEPS);
         let keys = AppKeys {
             token: Secret::new(TOKEN),
             aes: Some(AesKey::from_encoding_aes_key(KEY).unwrap()),

@@ -17,8 +17,10 @@ use wxpush_proto::v1::DeliveryResult;
 /// A delivery event's publish tries, each with the pause after it fails:
 /// one more try covers a dropped connection being redialled, and no more,
 /// so a Redis outage costs a sync caller little of its deadline.
-const PUBLISH_RETRIES: [std::time::Duration; 2] =
-    [std::time::Duration::from_millis(100), std::time::Duration::ZERO];
+const PUBLISH_RETRIES: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(100),
+    std::time::Duration::ZERO,
+];
 
 /// The stores a message's record lives in; cheap to clone.
 #[derive(Clone)]

@@ -34,6 +34,7 @@ pub use tail::Tail;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use wxpush_events::callbacks::{CallbackSource, PushSource};
 use wxpush_events::{EventSource, RedisStreamSource, StreamSettings};
 use wxpush_server::component::Component;
 use wxpush_server::config::{BackendKind, BackendSettings};
@@ -108,14 +109,23 @@ wxpush_server::listen_on_fields!(LogQueryConfig);
 /// Redis event stream it ingests (with the Redis backend), the live tail,
 /// retention, and the gRPC API.
 pub async fn build(config: LogQueryConfig) -> anyhow::Result<Component> {
-    build_with_source(config, None).await
+    build_with_sources(config, InProcess::default()).await
 }
 
-/// [`build`] ingesting from `source` (`wxpush dev`'s in-process bus)
-/// instead of what the backend implies.
-pub async fn build_with_source(
+/// Streams of the same process (`wxpush dev`'s in-process bus and
+/// callbacks), read instead of what the backend implies.
+#[derive(Default)]
+pub struct InProcess {
+    /// Delivery's events.
+    pub events: Option<Arc<dyn EventSource>>,
+    /// WeChat's pushes, from the callback service.
+    pub pushes: Option<Arc<dyn PushSource>>,
+}
+
+/// [`build`] reading the streams of `in_process` where given.
+pub async fn build_with_sources(
     config: LogQueryConfig,
-    source: Option<Arc<dyn EventSource>>,
+    in_process: InProcess,
 ) -> anyhow::Result<Component> {
     let b = &config.backend;
     let mut prepare = None;
@@ -164,18 +174,22 @@ pub async fn build_with_source(
     if let Some(relay) = relay {
         component = component.task(move |_| relay);
     }
-    if b.kind == BackendKind::Postgres {
-        // WeChat's receipts, handed on by the callback service (the Redis
-        // log keeps no msgid index to find their records by).
-        let receipts = wxpush_events::callbacks::CallbackSource::open(
+    // WeChat's receipts, handed on by the callback service (the Redis log
+    // keeps no msgid index to find their records by).
+    let pushes: Option<Arc<dyn PushSource>> = match in_process.pushes {
+        Some(pushes) => Some(pushes),
+        None if b.kind == BackendKind::Postgres => Some(Arc::new(CallbackSource::open(
             &b.redis_url,
             &b.key_prefix,
             &config.events.group,
             &config.events.consumer,
             Duration::from_secs(config.events.claim_idle_secs),
-        )?;
-        let store = store.clone();
-        component = component.task(move |drain| receipts::run(receipts, store, drain.wait()));
+        )?)),
+        None => None,
+    };
+    if let Some(pushes) = pushes {
+        let (store, tail) = (store.clone(), tail.clone());
+        component = component.task(move |drain| receipts::run(pushes, store, tail, drain.wait()));
     }
     let closing = tail.clone();
     component = component.task(move |drain| async move {
@@ -183,7 +197,7 @@ pub async fn build_with_source(
         drain.wait().await;
         closing.close();
     });
-    match source.or(stream) {
+    match in_process.events.or(stream) {
         Some(source) => {
             let (store, tail) = (store.clone(), tail.clone());
             component = component.task(move |drain| ingest::run(source, store, tail, drain.wait()));

@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
@@ -37,10 +38,31 @@ impl Removal {
     }
 }
 
+/// A receipt's labels: the template key is configuration (bounded), the
+/// openid never a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReceiptLabels {
+    app_id: String,
+    template_key: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabel {
+    app_id: String,
+}
+
+/// Seconds from SENT to WeChat's receipt: 0.1 s to about 2 h.
+fn receipt_delay_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 3.0, 10))
+}
+
 /// The metric families.
 pub struct LogQueryMetrics {
     lag: Gauge<f64, AtomicU64>,
     removed: Family<ReasonLabel, Counter>,
+    receipts: Family<ReceiptLabels, Counter>,
+    receipt_delay: Family<AppLabel, Histogram, fn() -> Histogram>,
 }
 
 impl LogQueryMetrics {
@@ -51,6 +73,8 @@ impl LogQueryMetrics {
             let m = LogQueryMetrics {
                 lag: Gauge::default(),
                 removed: Family::default(),
+                receipts: Family::default(),
+                receipt_delay: Family::new_with_constructor(receipt_delay_histogram),
             };
             // Both series exist from the start (0 until something goes).
             for r in [Removal::MaxRecords, Removal::Retention] {
@@ -72,6 +96,57 @@ impl LogQueryMetrics {
             "Log records dropped, by reason: max_records (memory backend full) or retention",
             self.removed.clone(),
         );
+        r.register(
+            "wxpush_logquery_receipts",
+            "WeChat receipts applied to log records, by app, template key and final status (delivered, blocked, undelivered)",
+            self.receipts.clone(),
+        );
+        r.register(
+            "wxpush_logquery_receipt_delay_seconds",
+            "Seconds from a message's SENT to WeChat's receipt for it",
+            self.receipt_delay.clone(),
+        );
+    }
+
+    /// A receipt gave `record` its final `status`, `delay` seconds after
+    /// it was SENT (when known).
+    pub fn receipt(
+        &self,
+        record: &wxpush_proto::v1::LogRecord,
+        status: wxpush_proto::v1::DeliveryStatus,
+        delay: Option<f64>,
+    ) {
+        use wxpush_proto::v1::DeliveryStatus::*;
+        let status = match status {
+            Delivered => "delivered",
+            Blocked => "blocked",
+            _ => "undelivered",
+        };
+        self.receipts
+            .get_or_create(&ReceiptLabels {
+                app_id: record.app_id.clone(),
+                template_key: record.template_key.clone(),
+                status,
+            })
+            .inc();
+        if let Some(delay) = delay {
+            self.receipt_delay
+                .get_or_create(&AppLabel {
+                    app_id: record.app_id.clone(),
+                })
+                .observe(delay);
+        }
+    }
+
+    /// Receipts applied so far for `app_id` with `status` (tests).
+    pub fn receipts_so_far(&self, app_id: &str, template_key: &str, status: &'static str) -> u64 {
+        self.receipts
+            .get_or_create(&ReceiptLabels {
+                app_id: app_id.into(),
+                template_key: template_key.into(),
+                status,
+            })
+            .get()
     }
 
     /// Ingestion applied a batch whose newest event is this old.

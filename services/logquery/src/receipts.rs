@@ -1,7 +1,9 @@
 //! WeChat's receipts into the log: a `TEMPLATESENDJOBFINISH` push (read
 //! from the callback stream) gives the record of the message WeChat
 //! accepted as its msgid the final status DELIVERED, BLOCKED or
-//! UNDELIVERED, at the receipt's time.
+//! UNDELIVERED, at the receipt's time; a Mini Program's
+//! `subscribe_msg_sent_event` does the same for subscribe messages
+//! (DELIVERED or UNDELIVERED).
 //!
 //! A receipt is a delivery event like any other ([`receipt_event`]), folded
 //! by the same code, so a repeated receipt changes nothing (its event id is
@@ -12,10 +14,12 @@
 //! most [`WAIT_FOR_RECORD`]; then it is dropped (logged).
 
 use crate::error::StoreError;
+use crate::metrics::LogQueryMetrics;
 use crate::store::LogStore;
+use crate::tail::Tail;
 use std::sync::Arc;
 use std::time::Duration;
-use wxpush_events::callbacks::{CallbackSource, HandedOn};
+use wxpush_events::callbacks::{HandedOn, PushSource};
 use wxpush_proto::v1::{DeliveryEvent, DeliveryStatus, LogRecord};
 use wxpush_wechat::push::{PushEvent, ReceiptOutcome};
 
@@ -73,25 +77,77 @@ pub fn receipt_event(
     }
 }
 
-/// Folds one push into the log when it is a receipt whose record is there.
-pub async fn apply(store: &dyn LogStore, pushed: &HandedOn) -> Result<Receipt, StoreError> {
-    let PushEvent::TemplateReceipt { msg_id, outcome } = &pushed.push.event else {
+/// The receipts a push carries: a template message's `TEMPLATESENDJOBFINISH`,
+/// or each item of a subscribe message's `subscribe_msg_sent_event` (error
+/// code 0: delivered).
+pub fn receipts_of(pushed: &HandedOn) -> Vec<(&str, ReceiptOutcome)> {
+    match &pushed.push.event {
+        PushEvent::TemplateReceipt { msg_id, outcome } => vec![(msg_id.as_str(), *outcome)],
+        PushEvent::SubscribeSent { items } => items
+            .iter()
+            .filter(|i| !i.msg_id.is_empty())
+            .map(|i| {
+                let outcome = if i.error_code == 0 {
+                    ReceiptOutcome::Delivered
+                } else {
+                    ReceiptOutcome::Undelivered
+                };
+                (i.msg_id.as_str(), outcome)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Folds one push into the log when it carries receipts whose records are
+/// there (all of them, or it waits: applying one again changes nothing);
+/// a record it changed goes to the live tail, and a receipt applied for the
+/// first time is counted (by status, and its delay after SENT).
+pub async fn apply(
+    store: &dyn LogStore,
+    tail: &Tail,
+    pushed: &HandedOn,
+) -> Result<Receipt, StoreError> {
+    let receipts = receipts_of(pushed);
+    if receipts.is_empty() {
         return Ok(Receipt::NotAReceipt);
-    };
-    let Some(record) = store.by_wechat_msgid(&pushed.app_id, msg_id).await? else {
-        return Ok(Receipt::NoRecord);
-    };
-    store
-        .apply(&[receipt_event(pushed, *outcome, &record)])
-        .await?;
+    }
+    let mut found = Vec::with_capacity(receipts.len());
+    for (msg_id, outcome) in receipts {
+        match store.by_wechat_msgid(&pushed.app_id, msg_id).await? {
+            Some(record) => found.push((record, outcome)),
+            None => return Ok(Receipt::NoRecord),
+        }
+    }
+    let several = found.len() > 1;
+    for (n, (record, outcome)) in found.into_iter().enumerate() {
+        let mut event = receipt_event(pushed, outcome, &record);
+        if several {
+            event.event_id = format!("{}/{n}", event.event_id);
+        }
+        let changed = store.apply(std::slice::from_ref(&event)).await?;
+        if changed.is_empty() {
+            continue;
+        }
+        let micros = |t: Option<wxpush_proto::Timestamp>| {
+            t.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
+        };
+        let delay = match (micros(record.sent_at), micros(event.occurred_at)) {
+            (Some(sent), Some(at)) => Some((at - sent).max(0) as f64 / 1e6),
+            _ => None,
+        };
+        LogQueryMetrics::global().receipt(&record, status_of(outcome), delay);
+        tail.publish(changed).await;
+    }
     Ok(Receipt::Applied)
 }
 
 /// Reads the callback stream until `stop`: receipts folded in, other
 /// pushes acknowledged, a receipt without its record left for later.
 pub async fn run(
-    source: CallbackSource,
+    source: Arc<dyn PushSource>,
     store: Arc<dyn LogStore>,
+    tail: Tail,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -110,7 +166,7 @@ pub async fn run(
         };
         let (mut done, mut waiting): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         for read in batch {
-            match apply(store.as_ref(), &read.record).await {
+            match apply(store.as_ref(), &tail, &read.record).await {
                 Ok(Receipt::Applied | Receipt::NotAReceipt) => done.push(read.entry),
                 Ok(Receipt::NoRecord) if waited_too_long(&read.record) => {
                     tracing::warn!(app_id = %read.record.app_id, "a receipt named no message in the log within 10 minutes; dropped");

@@ -8,6 +8,7 @@ mod common;
 
 use common::{Backend, Kind};
 use wxpush_events::callbacks::HandedOn;
+use wxpush_logquery::Tail;
 use wxpush_logquery::receipts::{self, Receipt};
 use wxpush_proto::v1::{DeliveryEvent, DeliveryStatus};
 use wxpush_wechat::push::Push;
@@ -60,7 +61,9 @@ async fn receipts_give_the_final_status(kind: Kind) {
     // Before its SENT record: waits.
     let early = receipt("wx_a", "9001", "success", now);
     assert_eq!(
-        receipts::apply(store, &early).await.unwrap(),
+        receipts::apply(store, &Tail::default(), &early)
+            .await
+            .unwrap(),
         Receipt::NoRecord
     );
     store
@@ -68,14 +71,18 @@ async fn receipts_give_the_final_status(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(
-        receipts::apply(store, &early).await.unwrap(),
+        receipts::apply(store, &Tail::default(), &early)
+            .await
+            .unwrap(),
         Receipt::Applied
     );
     assert_eq!(status(&b, "m1").await, DeliveryStatus::Delivered as i32);
 
     // Repeated, and the SENT replayed late: DELIVERED stays.
     assert_eq!(
-        receipts::apply(store, &early).await.unwrap(),
+        receipts::apply(store, &Tail::default(), &early)
+            .await
+            .unwrap(),
         Receipt::Applied
     );
     store
@@ -100,11 +107,16 @@ async fn receipts_give_the_final_status(kind: Kind) {
         ])
         .await
         .unwrap();
-    receipts::apply(store, &receipt("wx_a", "9002", "failed:user block", now))
-        .await
-        .unwrap();
     receipts::apply(
         store,
+        &Tail::default(),
+        &receipt("wx_a", "9002", "failed:user block", now),
+    )
+    .await
+    .unwrap();
+    receipts::apply(
+        store,
+        &Tail::default(),
         &receipt("wx_b", "9001", "failed: system failed", now),
     )
     .await
@@ -122,7 +134,9 @@ async fn receipts_give_the_final_status(kind: Kind) {
         1,
     );
     assert_eq!(
-        receipts::apply(store, &other).await.unwrap(),
+        receipts::apply(store, &Tail::default(), &other)
+            .await
+            .unwrap(),
         Receipt::NotAReceipt
     );
 }
@@ -148,7 +162,12 @@ async fn redis_receipts_find_no_record_yet() {
         .apply(&[sent("m1", "wx_a", "9001", now)])
         .await
         .unwrap();
-    let r = receipts::apply(b.store.as_ref(), &receipt("wx_a", "9001", "success", now)).await;
+    let r = receipts::apply(
+        b.store.as_ref(),
+        &Tail::default(),
+        &receipt("wx_a", "9001", "success", now),
+    )
+    .await;
     assert_eq!(r.unwrap(), Receipt::NoRecord);
 }
 
@@ -182,9 +201,14 @@ async fn the_callback_stream_reader_applies_a_receipt_that_came_first() {
     )
     .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(receipts::run(source, store.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(receipts::run(
+        std::sync::Arc::new(source),
+        store.clone(),
+        Tail::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     use wxpush_logquery::LogStore;
     store

@@ -118,6 +118,50 @@ impl AdminClient {
             .await
     }
 
+    /// Every push made to the apps' callback URLs, oldest first.
+    pub async fn pushes(&self) -> anyhow::Result<Vec<crate::PushRecord>> {
+        self.get(self.parsed("/admin/pushes")?, "/admin/pushes")
+            .await
+    }
+
+    /// Makes push `id`'s request again, as WeChat does when it was not
+    /// answered `success` in time; the new push's record.
+    pub async fn repeat_push(&self, id: u64) -> anyhow::Result<crate::PushRecord> {
+        let resp = Self::checked(
+            self.http
+                .post(self.url("/admin/pushes/repeat"))
+                .json(&json!({ "id": id }))
+                .send()
+                .await,
+            "/admin/pushes/repeat",
+        )
+        .await?;
+        resp.json()
+            .await
+            .context("admin /admin/pushes/repeat: bad JSON")
+    }
+
+    /// A user answers a subscription pop-up (or changes the setting): the
+    /// sandbox's consents change and the push is made; its record (`None`
+    /// when the app has no callback URL).
+    pub async fn answer_subscription(
+        &self,
+        answer: &crate::Answer,
+    ) -> anyhow::Result<Option<crate::PushRecord>> {
+        let resp = Self::checked(
+            self.http
+                .post(self.url("/admin/subscriptions"))
+                .json(answer)
+                .send()
+                .await,
+            "/admin/subscriptions",
+        )
+        .await?;
+        resp.json()
+            .await
+            .context("admin /admin/subscriptions: bad JSON")
+    }
+
     /// Clears messages, counters, faults, tokens and the clock offset; keeps the config.
     pub async fn reset(&self) -> anyhow::Result<()> {
         self.post("/admin/reset", json!({})).await

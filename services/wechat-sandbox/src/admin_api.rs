@@ -1,5 +1,5 @@
-//! The admin HTTP API (its own listener): faults, recorded messages, counters, clock, tokens
-//! and reset, so tests and tools can steer and inspect the sandbox over HTTP.
+//! The admin HTTP API (its own listener): faults, recorded messages, counters, clock, tokens,
+//! pushes made, subscription answers and reset, so tests and tools can steer and inspect the sandbox over HTTP.
 
 use std::sync::Arc;
 
@@ -30,6 +30,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/clock/advance", post(advance_clock))
         .route("/admin/tokens", get(tokens))
         .route("/admin/reset", post(reset))
+        .route("/admin/pushes", get(pushes))
+        .route("/admin/pushes/repeat", post(repeat_push))
+        .route("/admin/subscriptions", post(subscription))
         .with_state(state)
 }
 
@@ -108,4 +111,45 @@ async fn reset(State(state): Shared) -> Response {
     state.reset();
     tracing::info!("sandbox reset");
     set_mode(&state, Mode::Serving).await
+}
+
+async fn pushes(State(state): Shared) -> Response {
+    let records: Vec<_> = state
+        .lock()
+        .pushes
+        .iter()
+        .map(|k| k.record.clone())
+        .collect();
+    Json(records).into_response()
+}
+
+#[derive(Deserialize)]
+struct Repeat {
+    id: u64,
+}
+
+/// The same request as push `id` once more (WeChat's retry).
+async fn repeat_push(State(state): Shared, body: Bytes) -> Response {
+    let id = match parse::<Repeat>(&body) {
+        Ok(r) => r.id,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    match crate::pusher::repeat(&state, id).await {
+        Some(record) => Json(record).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no push {id} kept")),
+    }
+}
+
+/// A user's answer to a subscription pop-up (or a later change): the
+/// consents change and the app's callback URL gets the event; answered
+/// with the push's record once it was sent (`null` without a callback).
+async fn subscription(State(state): Shared, body: Bytes) -> Response {
+    let answer: crate::pusher::Answer = match parse(&body) {
+        Ok(a) => a,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    match crate::pusher::answer(&state, answer).await {
+        Ok(record) => Json(record).into_response(),
+        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+    }
 }

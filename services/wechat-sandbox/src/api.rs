@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::config::{AppConfig, AppKind};
 use crate::errcode::WxError;
 use crate::messages::SendApi;
+use crate::pusher;
 use crate::state::AppState;
 use crate::tokens::{IssuedToken, authenticate};
 
@@ -136,22 +137,41 @@ fn authorized<'a>(
 }
 
 fn send(
-    state: &AppState,
+    state: &Arc<AppState>,
     api: SendApi,
     q: &HashMap<String, String>,
     body: &[u8],
 ) -> Result<Response, WxError> {
     let app = authorized(state, q)?;
     let now = state.clock.now_ms();
-    let mut inner = state.lock();
-    let (msgid, recorded) =
-        inner
-            .messages
-            .send(api, app, body, now, state.config.dedup_window_secs)?;
-    if recorded {
-        inner.counters.messages_sent += 1;
-    }
+    let (msgid, recorded) = {
+        let mut inner = state.lock();
+        let (msgid, recorded) =
+            inner
+                .messages
+                .send(api, app, body, now, state.config.dedup_window_secs)?;
+        if recorded {
+            inner.counters.messages_sent += 1;
+        }
+        (msgid, recorded)
+    };
     tracing::debug!(appid = %app.appid, msgid, recorded, "message accepted");
+    if recorded && app.callback.is_some() {
+        // WeChat's receipt follows a message it took, once (a repeat of a
+        // client_msg_id is answered with the first msgid, not sent again).
+        let body: Value = serde_json::from_slice(body).unwrap_or_default();
+        let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        pusher::after_send(
+            state,
+            pusher::Sent {
+                api,
+                appid: app.appid.clone(),
+                openid: field("touser").to_string(),
+                template_id: field("template_id").to_string(),
+                msgid,
+            },
+        );
+    }
     Ok(Json(json!({"errcode": 0, "errmsg": "ok", "msgid": msgid})).into_response())
 }
 

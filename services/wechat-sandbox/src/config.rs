@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::push::{CallbackConfig, UserReceipt};
+
 /// The whole world the sandbox imitates: apps, token rules and the dedup window.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -94,6 +96,11 @@ impl SandboxConfig {
                     app.appid
                 )));
             }
+            if let Some(callback) = &app.callback {
+                callback
+                    .validate(&app.appid, app.kind == AppKind::MiniProgram)
+                    .map_err(ConfigError::Invalid)?;
+            }
         }
         Ok(())
     }
@@ -129,6 +136,8 @@ pub struct AppConfig {
     pub templates: Vec<TemplateConfig>,
     /// The users (openids) known to the app.
     pub users: Vec<UserConfig>,
+    /// Where WeChat pushes receipts and subscription events (none: no pushes).
+    pub callback: Option<CallbackConfig>,
 }
 
 impl AppConfig {
@@ -182,6 +191,8 @@ pub struct UserConfig {
     pub follows: bool,
     /// Mini program: one-time consents left per template_id (none left → 43101).
     pub subscriptions: HashMap<String, u32>,
+    /// What a message to this user ends as, in its receipt.
+    pub receipt: UserReceipt,
 }
 
 impl Default for UserConfig {
@@ -190,6 +201,7 @@ impl Default for UserConfig {
             openid: String::new(),
             follows: true,
             subscriptions: HashMap::new(),
+            receipt: UserReceipt::Success,
         }
     }
 }
@@ -230,12 +242,17 @@ pub fn demo_config() -> SandboxConfig {
     let user = |openid: &str, follows: bool| UserConfig {
         openid: openid.into(),
         follows,
-        subscriptions: HashMap::new(),
+        ..UserConfig::default()
+    };
+    let ends_as = |openid: &str, receipt: UserReceipt| UserConfig {
+        openid: openid.into(),
+        receipt,
+        ..UserConfig::default()
     };
     let subscriber = |openid: &str, n: u32| UserConfig {
         openid: openid.into(),
-        follows: true,
         subscriptions: HashMap::from([("MP_ORDER_STATUS_p8Qx".to_string(), n)]),
+        ..UserConfig::default()
     };
     SandboxConfig {
         apps: vec![
@@ -254,7 +271,12 @@ pub fn demo_config() -> SandboxConfig {
                     user("o_demo_follower", true),
                     user("o_demo_follower2", true),
                     user("o_demo_unfollowed", false),
+                    // Follows, but has refused the account's messages: WeChat
+                    // accepts a send, and its receipt says "user block".
+                    ends_as("o_demo_blocker", UserReceipt::UserBlock),
+                    ends_as("o_demo_unreachable", UserReceipt::SystemFailed),
                 ],
+                callback: None,
             },
             AppConfig {
                 appid: "wx_demo_mp".into(),
@@ -271,6 +293,7 @@ pub fn demo_config() -> SandboxConfig {
                     subscriber("o_demo_subscriber", 100_000),
                     subscriber("o_demo_no_consent", 0),
                 ],
+                callback: None,
             },
         ],
         ..SandboxConfig::default()

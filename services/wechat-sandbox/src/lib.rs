@@ -1,5 +1,6 @@
 //! A faithful local imitation of the WeChat server API (tokens, template and subscribe
-//! messages, template lists), with an admin API for faults, clock and inspection.
+//! messages, template lists, pushes to an app's callback URL), with an admin API for
+//! faults, clock, subscription answers and inspection.
 //!
 //! wxpush's tests, `wxpush dev` and benchmarks point their WeChat base URL at
 //! [`Sandbox::api_url`]; code written for the real API works unchanged.
@@ -13,6 +14,8 @@ pub mod errcode;
 pub mod faults;
 mod listener;
 pub mod messages;
+pub mod push;
+pub mod pusher;
 pub mod rules;
 mod state;
 pub mod tokens;
@@ -26,6 +29,8 @@ pub use config::{
 };
 pub use faults::{Fault, Outage};
 pub use messages::{MessageQuery, ReceivedMessage};
+pub use push::{CallbackConfig, PushFormat, PushMode, PushRecord, UserReceipt};
+pub use pusher::{Answer, AnswerEvent};
 pub use state::Counters;
 
 use listener::{Listener, control_pair};

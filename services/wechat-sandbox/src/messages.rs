@@ -97,6 +97,27 @@ impl MessageStore {
         self.next_msgid
     }
 
+    /// A user's answer to a subscription pop-up (or a later change): an
+    /// accept of a one-time template allows one more message, a reject none.
+    pub fn answer(
+        &mut self,
+        appid: &str,
+        openid: &str,
+        template_id: &str,
+        accept: bool,
+        one_time: bool,
+    ) {
+        let left = self
+            .consents
+            .entry((appid.into(), openid.into(), template_id.into()))
+            .or_default();
+        match (accept, one_time) {
+            (true, true) => *left = left.saturating_add(1),
+            (true, false) => {}
+            (false, _) => *left = 0,
+        }
+    }
+
     /// Recorded messages matching `q`, oldest first.
     pub fn query(&self, q: &MessageQuery) -> Vec<ReceivedMessage> {
         self.messages

@@ -11,6 +11,7 @@ use crate::config::SandboxConfig;
 use crate::faults::FaultSet;
 use crate::listener::ListenerControl;
 use crate::messages::MessageStore;
+use crate::push::KeptPush;
 use crate::tokens::TokenStore;
 
 /// The first msgid handed out; msgids then increase by one per recorded message.
@@ -41,7 +42,14 @@ pub struct Inner {
     pub faults: FaultSet,
     /// Call counters.
     pub counters: Counters,
+    /// Pushes made to callback URLs, oldest first (the newest [`PUSHES_KEPT`]).
+    pub pushes: std::collections::VecDeque<KeptPush>,
+    /// The id of the next push.
+    pub next_push: u64,
 }
+
+/// Push records kept for the admin API.
+pub const PUSHES_KEPT: usize = 10_000;
 
 impl Inner {
     fn new(config: &SandboxConfig, first_msgid: u64) -> Self {
@@ -50,6 +58,8 @@ impl Inner {
             messages: MessageStore::new(config, first_msgid),
             faults: FaultSet::default(),
             counters: Counters::default(),
+            pushes: Default::default(),
+            next_push: 1,
         }
     }
 }
@@ -63,6 +73,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Switches the API listener between serving and refusing.
     pub api_control: ListenerControl,
+    /// Calls the apps' callback URLs.
+    pub http: reqwest::Client,
     inner: Mutex<Inner>,
 }
 
@@ -74,6 +86,10 @@ impl AppState {
             config,
             clock: Clock::default(),
             api_control,
+            http: {
+                crate::admin::install_crypto_provider();
+                reqwest::Client::new()
+            },
             inner: Mutex::new(inner),
         }
     }

@@ -4,11 +4,15 @@
 //! - [`suite`]: starts token, template, delivery and logquery on one gRPC
 //!   port, on in-memory backends, with an embedded WeChat sandbox.
 //! - [`demo`]: the demo apps and templates `wxpush dev` is preloaded with.
+//! - [`callbacks`]: the sandbox's apps pushing to the suite's callback
+//!   endpoint (each app's Token and EncodingAESKey made at start).
 //! - [`cli`]: `wxpush send` and `wxpush logs`.
 //! - [`output`]: human-readable and JSON rendering of results.
 
+pub mod callbacks;
 pub mod cli;
 pub mod demo;
+pub mod dev;
 pub mod output;
 pub mod suite;
 

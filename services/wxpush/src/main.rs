@@ -4,8 +4,8 @@
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use wxpush::SuiteOptions;
 use wxpush::cli;
-use wxpush::{Suite, SuiteOptions};
 use wxpush_proto::v1::{LogFilter, SendRequest};
 
 /// Every wxpush process allocates through mimalloc: under load a sixth to a
@@ -72,6 +72,10 @@ enum Command {
         /// Admin HTTP address: `/metrics` (every service's metrics) and `/healthz`.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: SocketAddr,
+        /// Where the sandbox pushes WeChat's receipts and subscription
+        /// events (`/wechat/callback/{app_id}`), so SENT becomes DELIVERED.
+        #[arg(long, default_value = "127.0.0.1:8095")]
+        callback_listen: SocketAddr,
         /// Write the bound addresses as JSON to this file once serving
         /// (useful with port 0).
         #[arg(long)]
@@ -87,7 +91,7 @@ enum Command {
     /// Run one service as its own process, exactly as its binary
     /// (`wxpush-token`, ...) does: one image or install serves them all.
     Serve {
-        /// token, template, delivery or logquery.
+        /// token, template, delivery, logquery or callback.
         service: ServiceName,
         /// YAML config file; `WXPUSH_<SERVICE>__KEY=value` overrides any setting.
         #[arg(long)]
@@ -215,6 +219,7 @@ enum ServiceName {
     Template,
     Delivery,
     Logquery,
+    Callback,
 }
 
 #[derive(Subcommand)]
@@ -238,12 +243,14 @@ async fn main() -> anyhow::Result<()> {
             sandbox_listen,
             sandbox_admin_listen,
             admin_listen,
+            callback_listen,
             ready_file,
         } => {
             let telemetry = wxpush_telemetry::init("wxpush-dev", env!("CARGO_PKG_VERSION"));
             let mut opts = SuiteOptions::demo(listen, sandbox_listen, sandbox_admin_listen);
             opts.admin_listen = Some(admin_listen);
-            let result = run_dev(opts, ready_file).await;
+            opts.callbacks_listen = Some(callback_listen);
+            let result = wxpush::dev::run(opts, ready_file).await;
             telemetry.shutdown().await;
             result?;
             0
@@ -397,43 +404,15 @@ async fn serve(service: ServiceName, config: Option<PathBuf>) -> anyhow::Result<
             )
             .await
         }
+        ServiceName::Callback => {
+            let path = config_path(config, "WXPUSH_CALLBACK");
+            run(
+                "wxpush-callback",
+                "WXPUSH_CALLBACK",
+                path,
+                wxpush_callback::build,
+            )
+            .await
+        }
     }
-}
-
-async fn run_dev(opts: SuiteOptions, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let suite = Suite::start(opts).await?;
-    let metrics_url = suite
-        .admin_addr
-        .map(|a| format!("http://{a}"))
-        .unwrap_or_default();
-    let (api, admin) = suite
-        .sandbox
-        .as_ref()
-        .map(|s| (s.api_url(), s.admin_url()))
-        .unwrap_or_default();
-    println!(
-        "wxpush dev is running\n\
-         \n  gRPC (token, template, delivery, logquery, health, reflection): {grpc}\n\
-         \x20 WeChat sandbox API:   {api}\n\
-         \x20 WeChat sandbox admin: {admin}\n\
-         \x20 Metrics (Prometheus): {metrics}/metrics\n\
-         \nTry:\n\
-         \x20 wxpush send --addr {grpc} --template order_shipped --openid o_demo_follower \\\n\
-         \x20     --var order_id=SF1234567 --var ship_time='2026-11-23 10:00' --var carrier=顺丰速运\n\
-         \x20 wxpush logs --addr {grpc} --openid o_demo_follower\n\
-         \x20 grpcurl -plaintext {addr} list\n\
-         \nDemo users: o_demo_follower, o_demo_unfollowed (official account wx_demo_oa);\n\
-         \x20           o_demo_subscriber, o_demo_no_consent (mini program wx_demo_mp).\n\
-         Ctrl-C to stop.",
-        grpc = suite.grpc_url(),
-        addr = suite.grpc_addr,
-        metrics = metrics_url,
-    );
-    if let Some(path) = ready_file {
-        let ready = serde_json::json!({"grpc": suite.grpc_addr.to_string(), "grpc_url": suite.grpc_url(), "sandbox_api": api, "sandbox_admin": admin, "admin": metrics_url});
-        std::fs::write(&path, ready.to_string())?;
-    }
-    wxpush_server::shutdown::signal().await;
-    suite.shutdown().await;
-    Ok(())
 }

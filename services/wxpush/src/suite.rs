@@ -5,7 +5,10 @@
 //! Each service is built exactly as its own binary builds it (`build`), and
 //! the four components run in one process on one port. Delivery reaches
 //! template and token over real gRPC on that port, just as it would across
-//! pods; its events reach logquery over an in-process bus.
+//! pods; its events reach logquery over an in-process bus. With
+//! `callbacks_listen`, the callback endpoint runs too and the sandbox pushes
+//! WeChat's receipts to it over HTTP, as WeChat would; they reach logquery
+//! over an in-process stream.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +16,8 @@ use tokio::sync::watch;
 use wechat_sandbox::{Sandbox, SandboxConfig};
 use wxpush_delivery::DeliveryConfig;
 use wxpush_events::MemoryBus;
-use wxpush_logquery::LogQueryConfig;
+use wxpush_events::callbacks::MemoryPushes;
+use wxpush_logquery::{InProcess, LogQueryConfig};
 use wxpush_metrics::SharedRegistry;
 use wxpush_proto::v1::Template;
 use wxpush_server::config::GrpcEndpoint;
@@ -52,6 +56,10 @@ pub struct SuiteOptions {
     /// One admin HTTP port (`/metrics`, `/healthz`) with every registry of
     /// the suite; `None`: no admin port.
     pub admin_listen: Option<SocketAddr>,
+    /// WeChat's pushes: the callback endpoint listens here and the embedded
+    /// sandbox's apps push their receipts and subscription events to it
+    /// (`wxpush dev`); `None`: no callback endpoint.
+    pub callbacks_listen: Option<SocketAddr>,
 }
 
 impl SuiteOptions {
@@ -75,6 +83,7 @@ impl SuiteOptions {
             max_log_records: 100_000,
             delivery: DeliveryConfig::default(),
             admin_listen: None,
+            callbacks_listen: None,
         }
     }
 
@@ -95,6 +104,9 @@ pub struct Suite {
     pub metrics: SharedRegistry,
     /// The embedded sandbox, if any.
     pub sandbox: Option<Sandbox>,
+    /// Where WeChat's pushes are received (`/wechat/callback/{app_id}`),
+    /// when asked for.
+    pub callbacks_addr: Option<SocketAddr>,
     drain: watch::Sender<bool>,
     running: Running,
 }
@@ -102,6 +114,20 @@ pub struct Suite {
 impl Suite {
     /// Starts everything and returns once the gRPC port is bound.
     pub async fn start(mut opts: SuiteOptions) -> anyhow::Result<Self> {
+        // The callback endpoint is bound first: the sandbox is told where
+        // to push.
+        let callbacks = match opts.callbacks_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                let url = format!("http://{}/wechat/callback", listener.local_addr()?);
+                let mut wiring = crate::callbacks::Wiring::new(&url);
+                if let Some(s) = &mut opts.sandbox {
+                    wiring.point(&mut s.config);
+                }
+                Some((listener, wiring))
+            }
+            None => None,
+        };
         let sandbox = match &opts.sandbox {
             Some(s) => Some(Sandbox::start(s.config.clone(), s.api_listen, s.admin_listen).await?),
             None => None,
@@ -151,22 +177,37 @@ impl Suite {
             Some(Arc::new(bus.clone())),
         )
         .await?;
-        let logquery = wxpush_logquery::build_with_source(
+        // WeChat's pushes reach the log over an in-process stream.
+        let pushes = MemoryPushes::new(wxpush_callback::handoff::MEMORY_KEEPS);
+        let logquery = wxpush_logquery::build_with_sources(
             LogQueryConfig {
                 max_records: opts.max_log_records,
                 ..Default::default()
             },
-            Some(Arc::new(bus.source())),
+            InProcess {
+                events: Some(Arc::new(bus.source())),
+                pushes: callbacks.is_some().then(|| Arc::new(pushes.reader()) as _),
+            },
         )
         .await?;
+        let mut components = vec![token, template, delivery, logquery];
+        let mut callbacks_addr = None;
+        if let Some((listener, wiring)) = callbacks {
+            callbacks_addr = Some(listener.local_addr()?);
+            components.push(wxpush_callback::build_on(
+                wiring.config(),
+                pushes,
+                listener,
+            )?);
+        }
         let (drain, signal) = Shutdown::manual();
-        let running =
-            process::start(vec![token, template, delivery, logquery], listeners, signal).await?;
+        let running = process::start(components, listeners, signal).await?;
         Ok(Self {
             grpc_addr: running.grpc_addr,
             admin_addr: running.admin_addr,
             metrics: running.metrics.clone(),
             sandbox,
+            callbacks_addr,
             drain,
             running,
         })

@@ -77,6 +77,7 @@ pub async fn sandbox(rules: TokenRules) -> (Sandbox, AdminClient) {
                 ..Default::default()
             }],
             users: Vec::new(),
+            callback: None,
         }],
         token: rules,
         ..Default::default()

@@ -72,7 +72,21 @@ impl Topology {
     /// On a given Redis, with extra settings (`WXPUSH_DELIVERY__...`) for
     /// the processes.
     pub async fn start_with(redis: RedisServer, extra: &[(&str, &str)]) -> Self {
-        Self::start_full(redis, extra, None, None).await
+        Self::start_full(redis, extra, None, None, false).await
+    }
+
+    /// [`Self::start_on_postgres`] with a fifth process, the callback
+    /// service, and the sandbox's apps pushing their receipts to it (as
+    /// `wxpush dev` wires them: plaintext XML and safe-mode JSON).
+    pub async fn start_with_callbacks() -> Self {
+        Self::start_full(
+            RedisServer::start(),
+            &[],
+            Some(PostgresServer::start()),
+            None,
+            true,
+        )
+        .await
     }
 
     /// With a private PostgreSQL (`backend.kind: postgres` for template,
@@ -84,6 +98,7 @@ impl Topology {
             &[],
             Some(PostgresServer::start()),
             None,
+            false,
         )
         .await
     }
@@ -104,7 +119,7 @@ impl Topology {
             ),
         ];
         let postgres = Some(PostgresServer::start());
-        Self::start_full(RedisServer::start(), &extra, postgres, Some(cluster)).await
+        Self::start_full(RedisServer::start(), &extra, postgres, Some(cluster), false).await
     }
 
     async fn start_full(
@@ -112,12 +127,19 @@ impl Topology {
         extra: &[(&str, &str)],
         postgres: Option<PostgresServer>,
         cluster: Option<RedisCluster>,
+        callbacks: bool,
     ) -> Self {
         let redis_url = cluster
             .as_ref()
             .map_or_else(|| redis.url(), RedisCluster::url);
         let any = "127.0.0.1:0".parse().unwrap();
-        let sandbox_config = wechat_sandbox::demo_config();
+        let mut sandbox_config = wechat_sandbox::demo_config();
+        let public = free_port();
+        let mut wiring =
+            wxpush::callbacks::Wiring::new(&format!("http://127.0.0.1:{public}/wechat/callback"));
+        if callbacks {
+            wiring.point(&mut sandbox_config);
+        }
         let sandbox = Sandbox::start(sandbox_config.clone(), any, any)
             .await
             .unwrap();
@@ -194,12 +216,38 @@ impl Topology {
         let log_dir =
             std::env::temp_dir().join(format!("wxpush-hostile-logs-{}", std::process::id()));
         std::fs::create_dir_all(&log_dir).unwrap();
-        let processes = vec![
+        let mut processes = vec![
             spawn("token", ports[0], token, Some(&config), &log_dir),
             spawn("template", ports[1], template, None, &log_dir),
             spawn("delivery", ports[2], delivery, None, &log_dir),
             spawn("logquery", ports[3], logquery, None, &log_dir),
         ];
+        if callbacks {
+            // Each app's Token and EncodingAESKey from env vars, as in
+            // production.
+            let mut apps = String::from("apps:\n");
+            let mut callback = common("WXPUSH_CALLBACK", free_port());
+            callback.push((
+                "WXPUSH_CALLBACK__PUBLIC_LISTEN".into(),
+                format!("127.0.0.1:{public}"),
+            ));
+            for (i, app) in wiring.config().apps.iter().enumerate() {
+                apps += &format!(
+                    "  - app_id: {}\n    token_env: WXPUSH_TEST_CB_TOKEN_{i}\n",
+                    app.app_id
+                );
+                let token = app.token.as_ref().expect("wired with a token");
+                callback.push((format!("WXPUSH_TEST_CB_TOKEN_{i}"), token.expose().into()));
+                if let Some(key) = &app.aes_key {
+                    apps += &format!("    aes_key_env: WXPUSH_TEST_CB_KEY_{i}\n");
+                    callback.push((format!("WXPUSH_TEST_CB_KEY_{i}"), key.expose().into()));
+                }
+            }
+            let config = dir.join("callback.yaml");
+            std::fs::write(&config, apps).unwrap();
+            let port = callback[0].1.rsplit(':').next().unwrap().parse().unwrap();
+            processes.push(spawn("callback", port, callback, Some(&config), &log_dir));
+        }
         let topology = Self {
             redis,
             sandbox,

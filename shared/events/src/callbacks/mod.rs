@@ -4,8 +4,15 @@
 //!
 //! On Redis: the stream `{prefix}callbacks:{callbacks}` (field `p`, a
 //! [`HandedOn`] as JSON), one entry per push: WeChat's repeats of a push
-//! carry the same [`HandedOn::event_id`] and are appended once.
+//! carry the same [`HandedOn::event_id`] and are appended once. In one
+//! process (`wxpush dev`, tests): [`MemoryPushes`]. Readers see either
+//! through [`PushSource`].
 
+mod memory;
+
+pub use memory::{MemoryPushReader, MemoryPushes};
+
+use crate::EventError;
 use crate::consumer::{ConsumerSettings, StreamConsumer, StreamEntry};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
@@ -48,7 +55,23 @@ impl HandedOn {
     }
 }
 
-/// One consumer group's reader of the callback stream.
+/// A reader of the pushes, for one consumer group (the log, delivery):
+/// each push is handed out until it is acknowledged, at least once.
+#[async_trait::async_trait]
+pub trait PushSource: Send + Sync {
+    /// The next pushes, at most `max`; empty when none came within about a
+    /// second.
+    async fn next_batch(&self, max: usize) -> Result<Vec<ReadPush>, EventError>;
+
+    /// Done with these entries.
+    async fn ack(&self, entries: &[String]) -> Result<(), EventError>;
+
+    /// Not done with these yet (e.g. a receipt waiting for its record):
+    /// handed out again when the reader is next idle.
+    fn release(&self, entries: &[String]);
+}
+
+/// One consumer group's reader of the callback stream on Redis.
 pub struct CallbackSource {
     consumer: StreamConsumer,
 }
@@ -87,9 +110,15 @@ impl CallbackSource {
         })
     }
 
-    /// The next pushes (an undecodable entry is set aside, never handed
-    /// out); empty when none came within a second.
-    pub async fn next_batch(&self, max: usize) -> Result<Vec<ReadPush>, redis::RedisError> {
+    async fn reject(&self, entry: &StreamEntry, why: &str) -> Result<(), redis::RedisError> {
+        self.consumer.reject(entry, why).await
+    }
+}
+
+#[async_trait::async_trait]
+impl PushSource for CallbackSource {
+    /// An undecodable entry is set aside, never handed out.
+    async fn next_batch(&self, max: usize) -> Result<Vec<ReadPush>, EventError> {
         let mut out = Vec::new();
         for entry in self.consumer.next_batch(max).await? {
             match serde_json::from_slice::<HandedOn>(&entry.payload) {
@@ -103,17 +132,11 @@ impl CallbackSource {
         Ok(out)
     }
 
-    /// Done with these entries.
-    pub async fn ack(&self, entries: &[String]) -> Result<(), redis::RedisError> {
-        self.consumer.ack(entries).await
+    async fn ack(&self, entries: &[String]) -> Result<(), EventError> {
+        Ok(self.consumer.ack(entries).await?)
     }
 
-    /// Not done with these yet: read them again later (they stay pending).
-    pub fn release(&self, entries: &[String]) {
+    fn release(&self, entries: &[String]) {
         self.consumer.release(entries);
-    }
-
-    async fn reject(&self, entry: &StreamEntry, why: &str) -> Result<(), redis::RedisError> {
-        self.consumer.reject(entry, why).await
     }
 }

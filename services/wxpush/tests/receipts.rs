@@ -1,0 +1,256 @@
+//! WeChat's receipts end to end on the memory backends (`wxpush dev`'s
+//! wiring): the sandbox pushes each message's receipt to the suite's
+//! callback endpoint over HTTP (the official account in plaintext XML, the
+//! Mini Program in safe mode with JSON), and the log gives the message its
+//! final status: DELIVERED, BLOCKED or UNDELIVERED.
+
+mod common;
+
+use common::{Harness, shipped_to, status_to};
+use std::time::{Duration, Instant};
+use wxpush::SuiteOptions;
+use wxpush_callback::metrics::{CallbackMetrics, Outcome};
+use wxpush_logquery::metrics::LogQueryMetrics;
+use wxpush_proto::v1::*;
+
+async fn start() -> Harness {
+    let mut opts = SuiteOptions::demo_on_free_ports();
+    opts.callbacks_listen = Some("127.0.0.1:0".parse().unwrap());
+    Harness::start_with(opts).await
+}
+
+/// The message's log record once its status is `want` (10 s at most).
+async fn record_becomes(h: &Harness, message_id: &str, want: DeliveryStatus) -> LogRecord {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = h
+            .logs()
+            .query_logs(QueryLogsRequest {
+                filter: Some(LogFilter {
+                    message_id: message_id.into(),
+                    ..Default::default()
+                }),
+                page_size: 1,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let last = page.records.into_iter().next();
+        if let Some(r) = &last
+            && r.status == want as i32
+        {
+            return last.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{message_id} is {:?}, not {want:?}, 10 s after it was sent",
+            last.map(|r| r.status)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sent(h: &Harness, req: SendRequest) -> String {
+    let r = h.send(req).await;
+    assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+    r.message_id
+}
+
+#[tokio::test]
+async fn each_message_ends_as_its_receipt_says() {
+    let h = start().await;
+    let delivered = sent(&h, shipped_to("o_demo_follower")).await;
+    let blocked = sent(&h, shipped_to("o_demo_blocker")).await;
+    let undelivered = sent(&h, shipped_to("o_demo_unreachable")).await;
+    let subscribe = sent(&h, status_to("o_demo_subscriber")).await;
+
+    let r = record_becomes(&h, &delivered, DeliveryStatus::Delivered).await;
+    assert!(!r.wechat_msgid.is_empty());
+    let (sent_at, at) = (r.sent_at.unwrap(), r.updated_at.unwrap());
+    assert!(
+        at.seconds >= sent_at.seconds,
+        "the receipt's time is after SENT"
+    );
+    assert_eq!(
+        r.history.last().map(|a| a.status),
+        Some(DeliveryStatus::Sent as i32),
+        "a receipt is no attempt"
+    );
+    record_becomes(&h, &blocked, DeliveryStatus::Blocked).await;
+    record_becomes(&h, &undelivered, DeliveryStatus::Undelivered).await;
+    // The Mini Program's sent event, pushed in safe mode as JSON.
+    record_becomes(&h, &subscribe, DeliveryStatus::Delivered).await;
+
+    // QueryLogs filters by a final status.
+    let page = h
+        .logs()
+        .query_logs(QueryLogsRequest {
+            filter: Some(LogFilter {
+                status: DeliveryStatus::Blocked as i32,
+                ..Default::default()
+            }),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = page.records.iter().map(|r| r.message_id.as_str()).collect();
+    assert_eq!(ids, [blocked.as_str()]);
+
+    // Counted by final status (this test is the only one with a blocker).
+    assert_eq!(
+        LogQueryMetrics::global().receipts_so_far("wx_demo_oa", "order_shipped", "blocked"),
+        1
+    );
+    // Every push was answered `success` at the first call.
+    let pushes = h.admin.pushes().await.unwrap();
+    assert_eq!(pushes.len(), 4, "{pushes:?}");
+    assert!(
+        pushes.iter().all(|p| p.answered && p.attempts == 1),
+        "{pushes:?}"
+    );
+    h.suite.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_receipt_pushed_three_times_changes_nothing() {
+    let h = start().await;
+    let id = sent(&h, shipped_to("o_demo_follower")).await;
+    let first = record_becomes(&h, &id, DeliveryStatus::Delivered).await;
+    let receipt = h
+        .admin
+        .pushes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.event == "TEMPLATESENDJOBFINISH")
+        .expect("the receipt was pushed");
+    for _ in 0..2 {
+        let again = h.admin.repeat_push(receipt.id).await.unwrap();
+        assert!(again.answered, "a repeat is answered success: {again:?}");
+    }
+    // Answered, and handed on once: the record stays as the first receipt
+    // left it (read after the log had time to apply anything).
+    assert_eq!(
+        CallbackMetrics::global().get("wx_demo_oa", Outcome::Repeated),
+        2,
+        "both repeats were recognised"
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after = record_becomes(&h, &id, DeliveryStatus::Delivered).await;
+    assert_eq!(after, first);
+    h.suite.shutdown().await;
+}
+
+mod topology;
+
+use topology::Topology;
+use wechat_sandbox::AdminClient;
+use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
+use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
+
+/// The record of `message_id` in the log at `logs` once its status is
+/// `want` (30 s at most: the production log ingests in batches).
+async fn logged_as(
+    logs: &mut LogQueryServiceClient<tonic::transport::Channel>,
+    message_id: &str,
+    want: DeliveryStatus,
+) -> LogRecord {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = logs
+            .query_logs(QueryLogsRequest {
+                filter: Some(LogFilter {
+                    message_id: message_id.into(),
+                    ..Default::default()
+                }),
+                page_size: 1,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let last = page.records.into_iter().next();
+        if let Some(r) = &last
+            && r.status == want as i32
+        {
+            return last.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{message_id} is {:?} in the log, not {want:?}",
+            last.map(|r| r.status)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// On the production backends (five processes: the log on PostgreSQL, the
+/// hot path and the callback stream on Redis): the same final statuses, a
+/// receipt pushed three times changes nothing, and a receipt that reaches
+/// the log before its message's SENT record is applied when that comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_production_backends_receipts_give_the_final_status() {
+    let mut t = Topology::start_with_callbacks().await;
+    let mut delivery = DeliveryServiceClient::new(t.channel("delivery").await);
+    let mut send = async |req: SendRequest| {
+        let r = delivery
+            .send(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+            .unwrap();
+        assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+        r.message_id
+    };
+    let delivered = send(shipped_to("o_demo_follower")).await;
+    let blocked = send(shipped_to("o_demo_blocker")).await;
+    let undelivered = send(shipped_to("o_demo_unreachable")).await;
+    let subscribe = send(status_to("o_demo_subscriber")).await;
+    let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
+    let first = logged_as(&mut logs, &delivered, DeliveryStatus::Delivered).await;
+    logged_as(&mut logs, &blocked, DeliveryStatus::Blocked).await;
+    logged_as(&mut logs, &undelivered, DeliveryStatus::Undelivered).await;
+    logged_as(&mut logs, &subscribe, DeliveryStatus::Delivered).await;
+
+    let admin = AdminClient::new(t.sandbox.admin_url());
+    let receipt = admin
+        .pushes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.event == "TEMPLATESENDJOBFINISH" && p.answered && p.openid == "o_demo_follower")
+        .expect("the follower's receipt was pushed and answered");
+    for _ in 0..2 {
+        assert!(admin.repeat_push(receipt.id).await.unwrap().answered);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        logged_as(&mut logs, &delivered, DeliveryStatus::Delivered).await,
+        first,
+        "repeats changed the record"
+    );
+
+    // The log is down while a message is sent and its receipt pushed: both
+    // wait in their streams, and the receipt is applied whichever is read
+    // first.
+    t.kill("logquery");
+    let late = send(shipped_to("o_demo_follower2")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !admin
+        .pushes()
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.openid == "o_demo_follower2" && p.answered)
+    {
+        assert!(Instant::now() < deadline, "the receipt was not pushed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t.start_again("logquery").await;
+    let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
+    logged_as(&mut logs, &late, DeliveryStatus::Delivered).await;
+}
