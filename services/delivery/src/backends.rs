@@ -1,9 +1,10 @@
 //! What the configured backend provides, chosen once: idempotency records,
-//! rate limits, the queue (with statuses and dead letters) and the event
-//! sink. Memory serves one process (`wxpush dev`, tests); Redis is shared by
+//! rate limits, the queue (with statuses and dead letters), the event
+//! sink and the consent ledger. Memory serves one process (`wxpush dev`, tests); Redis is shared by
 //! every replica; postgres is Redis with the dead letters in PostgreSQL. Every part of the service is built from one `Backends`.
 
 use crate::config::DeliveryConfig;
+use crate::consent::{ConsentLedger, MemoryConsent, RedisConsent};
 use crate::idempotency::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
 use crate::queue::{DeadLetterBounds, DeadLettersOnPostgres, MemoryQueue, Queue, RedisQueue};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
@@ -18,6 +19,7 @@ pub struct Backends {
     pub limiter: Arc<dyn RateLimiter>,
     pub queue: Arc<dyn Queue>,
     pub events: Arc<dyn EventSink>,
+    pub consent: Arc<dyn ConsentLedger>,
 }
 
 impl Backends {
@@ -52,6 +54,7 @@ impl Backends {
                 idempotency: Arc::new(MemoryIdempotency::default()),
                 limiter: Arc::new(MemoryRateLimiter::new(&config.rate_limit)),
                 queue: Arc::new(MemoryQueue::new(&config.queue)),
+                consent: Arc::new(MemoryConsent::default()),
                 events: events.unwrap_or_else(|| {
                     tracing::warn!("memory backend: delivery events go to the log only");
                     Arc::new(LogSink)
@@ -75,10 +78,11 @@ impl Backends {
                     idempotency: Arc::new(RedisIdempotency::new(conn.clone(), &b.key_prefix)),
                     limiter: Arc::new(RedisRateLimiter::new(
                         &config.rate_limit,
-                        conn,
+                        conn.clone(),
                         &b.key_prefix,
                     )),
                     queue: Self::queue(config).await?,
+                    consent: Arc::new(RedisConsent::new(conn.clone(), &b.key_prefix)),
                     events,
                 }
             }

@@ -69,6 +69,14 @@ pub enum BackendError {
     Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
     RateLimit(#[from] RateLimitError),
+    #[error(transparent)]
+    Consent(#[from] crate::consent::ConsentError),
+}
+
+impl From<crate::consent::ConsentError> for DeliveryError {
+    fn from(e: crate::consent::ConsentError) -> Self {
+        Self::Backend(e.into())
+    }
 }
 
 impl From<QueueError> for DeliveryError {

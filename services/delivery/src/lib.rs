@@ -10,8 +10,8 @@
 //! - [`intake`]: accepting a message (checks in [`request`], idempotency,
 //!   rate limit); [`send`]: sync `Send`; [`accept`]: `SendAsync` and
 //!   `SendBatch` onto the queue ([`quiet`] hours); [`deadletters`].
-//! - [`sender`]: one attempt: render, token, [`breaker`], the WeChat call;
-//!   [`local`]: its short-lived copies of tokens and render plans.
+//! - [`sender`]: one attempt: render, token, [`breaker`], [`consent`], the
+//!   WeChat call; [`local`]: its short-lived copies of tokens and render plans.
 //! - [`policy`]: the errcode classes as actions, and the backoff;
 //!   [`decision`]: what follows each outcome, for sync and queue alike.
 //! - [`ledger`]: what is recorded: events, live status, queue, dead letters.
@@ -26,6 +26,7 @@ pub mod accept;
 pub mod backends;
 pub mod breaker;
 pub mod config;
+pub mod consent;
 pub mod deadletters;
 pub mod decision;
 pub mod error;
@@ -52,6 +53,7 @@ pub use service::DeliveryGrpc;
 
 use std::sync::Arc;
 use wxpush_events::EventSink;
+use wxpush_events::callbacks::{CallbackSource, PushSource};
 use wxpush_server::component::Component;
 use wxpush_server::config::BackendKind;
 
@@ -70,6 +72,7 @@ impl Delivery {
             wxpush_server::grpc::channel(&config.token_endpoint),
             wxpush_wechat::WechatClient::new(&config.wechat)?,
             breaker::Breakers::new(config.breaker.clone()),
+            backends.consent,
         );
         let sender = if config.backend.kind == BackendKind::Postgres {
             sender.notified_of_changes()
@@ -96,16 +99,26 @@ impl Delivery {
 
 /// The delivery service from its config.
 pub async fn build(config: DeliveryConfig) -> anyhow::Result<Component> {
-    build_with_events(config, None).await
+    build_with_streams(config, InProcess::default()).await
 }
 
-/// [`build`] publishing events to `events` (`wxpush dev`'s in-process bus)
-/// instead of what the backend implies.
-pub async fn build_with_events(
+/// Streams of the same process (`wxpush dev`), used instead of what the
+/// backend implies.
+#[derive(Default)]
+pub struct InProcess {
+    /// Where delivery events go.
+    pub events: Option<Arc<dyn EventSink>>,
+    /// WeChat's pushes (subscription answers for the consent ledger).
+    pub pushes: Option<Arc<dyn PushSource>>,
+}
+
+/// [`build`] with the streams of `in_process` where given.
+pub async fn build_with_streams(
     config: DeliveryConfig,
-    events: Option<Arc<dyn EventSink>>,
+    in_process: InProcess,
 ) -> anyhow::Result<Component> {
-    let backends = Backends::open(&config, events).await?;
+    let backends = Backends::open(&config, in_process.events).await?;
+    let ledger = backends.consent.clone();
     let Delivery { intake, worker } = Delivery::new(&config, backends)?;
     let breakers = intake.sender().breakers().metrics().clone();
     let queue = intake.ledger.metrics().clone();
@@ -117,10 +130,29 @@ pub async fn build_with_events(
         .metrics(move |r| {
             breakers.register(r);
             queue.register(r);
+            consent::ConsentMetrics::global().register(r);
         })
         .shared_metrics("wechat", |r| {
             wxpush_wechat::WechatMetrics::global().register(r)
         });
+    // Subscription answers into the consent ledger: from this process's
+    // callback endpoint, or the callback stream on Redis (its own group).
+    let b = &config.backend;
+    let pushes: Option<Arc<dyn PushSource>> = match in_process.pushes {
+        Some(pushes) => Some(pushes),
+        None if b.kind.uses_redis() => Some(Arc::new(CallbackSource::open(
+            &b.redis_url,
+            &b.key_prefix,
+            "delivery",
+            &std::env::var("HOSTNAME").unwrap_or_else(|_| "delivery-0".into()),
+            std::time::Duration::from_millis(config.queue.claim_idle_ms),
+        )?)),
+        None => None,
+    };
+    let component = match pushes {
+        Some(pushes) => component.task(move |drain| consent::follow(pushes, ledger, drain.wait())),
+        None => component,
+    };
     let component = if config.backend.kind == BackendKind::Postgres {
         let url = config
             .backend

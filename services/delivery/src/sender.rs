@@ -6,11 +6,13 @@
 //! [`crate::decision`]'s job.
 
 use crate::breaker::{Breaker, Breakers};
+use crate::consent::{ConsentLedger, ConsentMetrics, Subject};
 use crate::error::DeliveryError;
 use crate::local::{self, Copies};
 use crate::message::Step;
 use crate::policy::Action;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Status;
 use tonic::transport::Channel;
@@ -22,12 +24,31 @@ use wxpush_server::trace_context::TraceContext;
 use wxpush_template::render::{RenderInput, render};
 use wxpush_wechat::{MessageApi, WechatClient};
 
+/// The errcode of a message refused for want of consent: WeChat's own for
+/// "the user has not subscribed" (43101), which it would have answered.
+pub const CONSENT_ERRCODE: i64 = 43101;
+
 /// A message as the template service rendered it, and the WeChat API its
 /// kind goes to.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     pub response: RenderTemplateResponse,
     pub api: MessageApi,
+    pub openid: String,
+    pub template_key: String,
+    /// The template's `consent` (subscribe messages).
+    pub consent: ConsentMode,
+}
+
+impl Rendered {
+    /// The consent ledger's name for this message's user and template.
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            app_id: &self.response.app_id,
+            openid: &self.openid,
+            template_id: &self.response.template_id,
+        }
+    }
 }
 
 /// The parts of one attempt; cheap to clone.
@@ -37,6 +58,7 @@ pub struct Sender {
     token: TokenServiceClient<TracedChannel>,
     wechat: WechatClient,
     breakers: Breakers,
+    consent: Arc<dyn ConsentLedger>,
     tokens: Copies<String>,
     plans: Copies<Template>,
     /// How long a plan copy is used: [`local::PLAN_TTL`], or longer where
@@ -89,12 +111,14 @@ impl Sender {
         token: Channel,
         wechat: WechatClient,
         breakers: Breakers,
+        consent: Arc<dyn ConsentLedger>,
     ) -> Self {
         Self {
             template: TemplateServiceClient::new(traced(template)),
             token: TokenServiceClient::new(traced(token)),
             wechat,
             breakers,
+            consent,
             tokens: Copies::default(),
             plans: Copies::default(),
             plan_ttl: local::PLAN_TTL,
@@ -115,6 +139,11 @@ impl Sender {
 
     pub fn breaker(&self, app_id: &str) -> Breaker {
         self.breakers.get(app_id)
+    }
+
+    /// The consent ledger (`GetConsent` reads it).
+    pub fn consent(&self) -> &Arc<dyn ConsentLedger> {
+        &self.consent
     }
 
     /// Renders `req` as message `message_id` (its `client_msg_id`), with
@@ -140,6 +169,7 @@ impl Sender {
             status: Status::from(e),
         })?;
         let api = MessageApi::try_from(plan.kind)?;
+        let consent = ConsentMode::try_from(plan.consent).unwrap_or_default();
         let response = RenderTemplateResponse {
             body_json: rendered.body_json,
             preview: rendered.preview,
@@ -149,7 +179,13 @@ impl Sender {
             kind: plan.kind,
             data_json: rendered.data_json,
         };
-        Ok(Rendered { response, api })
+        Ok(Rendered {
+            response,
+            api,
+            openid: req.openid.clone(),
+            template_key: req.template_key.clone(),
+            consent,
+        })
     }
 
     /// A template's render plan (fields, content as WeChat last synced it,
@@ -248,7 +284,10 @@ impl Sender {
 
     /// Attempt number `attempt` of the rendered message: the step it makes
     /// (status still to be decided) and what the errcode policy reads in
-    /// the answer. The breaker learns of WeChat's health.
+    /// the answer. The breaker learns of WeChat's health. A subscribe
+    /// message spends one of the user's accepted subscriptions in the
+    /// consent ledger; with `consent: enforce` one must be left, else the
+    /// message fails here and WeChat is not called.
     pub async fn attempt(
         &self,
         breaker: &Breaker,
@@ -257,6 +296,16 @@ impl Sender {
         trace: &TraceContext,
         attempt: u32,
     ) -> (Step, Action) {
+        let subscribe = rendered.api == MessageApi::Subscribe;
+        let enforce = subscribe && rendered.consent == ConsentMode::Enforce;
+        if enforce {
+            match self.consent.take(rendered.subject()).await {
+                Ok(true) => {}
+                Ok(false) => return refused_for_consent(rendered, attempt),
+                // The ledger down: WeChat decides (43101 without consent).
+                Err(e) => tracing::warn!(error = %e, "consent not checked"),
+            }
+        }
         let started = Instant::now();
         let outcome = self
             .wechat
@@ -271,6 +320,14 @@ impl Sender {
         let mut step = Step::attempt(attempt);
         step.latency_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
         let action = Action::after(&outcome);
+        let spent = match (&outcome, enforce) {
+            (Ok(_), false) => self.consent.take(rendered.subject()).await.map(|_| ()),
+            (Err(_), true) => self.consent.give_back(rendered.subject()).await,
+            _ => Ok(()),
+        };
+        if subscribe && let Err(e) = spent {
+            tracing::warn!(error = %e, "consent ledger not updated after a send");
+        }
         match outcome {
             Ok(msgid) => {
                 step.wechat_msgid = msgid;
@@ -288,4 +345,17 @@ impl Sender {
         }
         (step, action)
     }
+}
+
+/// The attempt of a subscribe message refused for want of consent: FAILED
+/// as WeChat would have failed it (43101), without calling WeChat.
+fn refused_for_consent(rendered: &Rendered, attempt: u32) -> (Step, Action) {
+    ConsentMetrics::global().refused(&rendered.response.app_id, &rendered.template_key);
+    let mut step = Step::attempt(attempt);
+    step.errcode = CONSENT_ERRCODE;
+    step.errmsg = format!(
+        "refused by wxpush: the consent ledger has no accepted subscription left for {} and template {} (consent: enforce); WeChat was not called",
+        rendered.openid, rendered.response.template_id
+    );
+    (step, Action::Fail)
 }

@@ -8,7 +8,11 @@ use wxpush_proto::timestamp;
 use wxpush_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
 use wxpush_proto::v1::*;
 use wxpush_server::deadline::grpc_timeout;
+use wxpush_server::status::{max_chars, require};
 use wxpush_server::trace_context::TraceContext;
+
+/// Longest app id or openid `GetConsent` takes (WeChat's are under 64).
+const MAX_ID_CHARS: usize = 128;
 
 /// The gRPC handlers; cheap to clone.
 #[derive(Clone)]
@@ -124,5 +128,28 @@ impl DeliveryService for DeliveryGrpc {
             })
             .collect();
         Ok(Response::new(GetBreakerStateResponse { apps }))
+    }
+
+    async fn get_consent(
+        &self,
+        request: Request<GetConsentRequest>,
+    ) -> Result<Response<GetConsentResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Vec::new();
+        require(&mut v, "app_id", &r.app_id);
+        require(&mut v, "openid", &r.openid);
+        max_chars(&mut v, "app_id", &r.app_id, MAX_ID_CHARS);
+        max_chars(&mut v, "openid", &r.openid, MAX_ID_CHARS);
+        if !v.is_empty() {
+            return Err(DeliveryError::InvalidArgument(v).into());
+        }
+        let consents = self
+            .intake
+            .sender()
+            .consent()
+            .read(&r.app_id, &r.openid)
+            .await
+            .map_err(DeliveryError::from)?;
+        Ok(Response::new(GetConsentResponse { consents }))
     }
 }

@@ -19,7 +19,7 @@ use crate::validate::{check_mapping, check_target};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-use wxpush_proto::v1::{MessageKind, MiniProgramTarget, QuietHours, Template};
+use wxpush_proto::v1::{ConsentMode, MessageKind, MiniProgramTarget, QuietHours, Template};
 use wxpush_server::status::{Violation, max_chars, require};
 
 /// Longest template key.
@@ -57,6 +57,9 @@ pub struct TemplateSpec {
     pub miniprogram_state: String,
     pub lang: String,
     pub quiet_hours: Option<QuietHoursSpec>,
+    /// Subscribe templates: `observe` (default) or `enforce` (delivery
+    /// refuses a message to a user without consent, WeChat not called).
+    pub consent: String,
 }
 
 /// A template message's mini-program jump target, as written in the file.
@@ -89,6 +92,17 @@ impl TemplateSpec {
                 )]));
             }
         };
+        let consent = match self.consent.as_str() {
+            "" => ConsentMode::Unspecified,
+            "observe" => ConsentMode::Observe,
+            "enforce" => ConsentMode::Enforce,
+            other => {
+                return Err(TemplateError::InvalidArgument(vec![Violation::new(
+                    format!("templates[{}].consent", self.key),
+                    format!("must be `observe` or `enforce`, got {other:?}"),
+                )]));
+            }
+        };
         Ok(Template {
             key: self.key,
             app_id: self.app_id,
@@ -113,6 +127,7 @@ impl TemplateSpec {
             title: self.title,
             wechat_template_missing: false,
             updated_at: None,
+            consent: consent as i32,
         })
     }
 }
@@ -204,6 +219,19 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
         check_mapping(t, &t.wechat_content, &mut v);
     }
     check_target(t, &mut v);
+    match ConsentMode::try_from(t.consent) {
+        Ok(ConsentMode::Enforce) if t.kind != MessageKind::Subscribe as i32 => {
+            v.push(Violation::new(
+                "template.consent",
+                "ENFORCE is for subscribe templates only (a template message needs no consent)",
+            ));
+        }
+        Ok(_) => {}
+        Err(_) => v.push(Violation::new(
+            "template.consent",
+            "must be CONSENT_MODE_OBSERVE or CONSENT_MODE_ENFORCE",
+        )),
+    }
     if v.is_empty() {
         Ok(())
     } else {

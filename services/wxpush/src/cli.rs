@@ -49,7 +49,9 @@ pub fn parse_vars(vars: &[String]) -> Result<HashMap<String, String>, String> {
 pub fn parse_status(name: &str) -> Result<DeliveryStatus, String> {
     DeliveryStatus::from_str_name(&format!("DELIVERY_STATUS_{}", name.to_ascii_uppercase()))
         .ok_or_else(|| {
-            format!("unknown status {name:?} (SENT, FAILED, QUEUED, DEFERRED, RETRYING, DEAD, ...)")
+            format!(
+                "unknown status {name:?} (SENT, DELIVERED, BLOCKED, UNDELIVERED, FAILED, QUEUED, DEFERRED, RETRYING, DEAD, ...)"
+            )
         })
 }
 
@@ -251,6 +253,25 @@ pub async fn breaker(t: &Target, app_id: Option<String>) -> i32 {
             &r.apps,
             "no app has sent anything yet",
             output::breaker_line,
+        )
+    })
+}
+
+/// Prints a Mini Program user's consent per subscribe template (what the
+/// ledger learnt from WeChat's pop-up and change events); returns the exit
+/// code.
+pub async fn consent(t: &Target, app_id: String, openid: String) -> i32 {
+    let channel = connect_or_return!(t);
+    let request = GetConsentRequest { app_id, openid };
+    let result = DeliveryServiceClient::new(channel)
+        .get_consent(call(t, request))
+        .await
+        .map(tonic::Response::into_inner);
+    answer(t, result, |r| {
+        lines(
+            &r.consents,
+            "no subscription answer of this user has reached wxpush",
+            output::consent_line,
         )
     })
 }

@@ -148,6 +148,17 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// A Mini Program user's subscription consent per subscribe template,
+    /// as the consent ledger learnt it from WeChat's pushes.
+    Consent {
+        /// The Mini Program's appid.
+        #[arg(long = "app")]
+        app_id: String,
+        #[arg(long)]
+        openid: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Circuit breaker state per app (closed / open / half-open).
     Breaker {
         /// Only this app (default: every app that has sent).
@@ -321,6 +332,11 @@ async fn main() -> anyhow::Result<()> {
             0
         }
         Command::Breaker { app_id, target } => cli::breaker(&target.client(), app_id).await,
+        Command::Consent {
+            app_id,
+            openid,
+            target,
+        } => cli::consent(&target.client(), app_id, openid).await,
         Command::Token {
             command: TokenCommand::Status { app_id, target },
         } => cli::token_status(&target.client(), app_id).await,

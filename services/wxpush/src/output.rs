@@ -7,7 +7,8 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use std::sync::OnceLock;
 use wxpush_proto::Timestamp;
 use wxpush_proto::v1::{
-    AppBreaker, BreakerState, DeadLetter, DeliveryResult, DeliveryStatus, LogRecord, TokenStatus,
+    AppBreaker, BreakerState, DeadLetter, DeliveryResult, DeliveryStatus, LogRecord,
+    TemplateConsent, TokenStatus,
 };
 
 /// The API's descriptors (the set gRPC reflection serves).
@@ -137,6 +138,17 @@ pub fn breaker_line(b: &AppBreaker) -> String {
         line += &format!("  next_probe_at={}", time(b.next_probe_at.as_ref()));
     }
     line
+}
+
+/// One template's consent as a line for people.
+pub fn consent_line(c: &TemplateConsent) -> String {
+    format!(
+        "{}  accepts_left={}  {}  updated_at={}",
+        shown(&c.template_id),
+        c.accepts_left,
+        if c.rejected { "rejected" } else { "accepted" },
+        time(c.updated_at.as_ref())
+    )
 }
 
 /// A dead letter as a line for people.

@@ -165,20 +165,23 @@ impl Suite {
             opts.templates,
         )
         .await?;
-        // Delivery's events reach logquery over an in-process bus.
+        // Delivery's events reach logquery over an in-process bus; WeChat's
+        // pushes reach the log and delivery over an in-process stream.
         let bus = MemoryBus::new(10_000);
-        let delivery = wxpush_delivery::build_with_events(
+        let pushes = MemoryPushes::new(wxpush_callback::handoff::MEMORY_KEEPS);
+        let delivery = wxpush_delivery::build_with_streams(
             DeliveryConfig {
                 template_endpoint: this.clone(),
                 token_endpoint: this,
                 wechat: opts.wechat,
                 ..opts.delivery
             },
-            Some(Arc::new(bus.clone())),
+            wxpush_delivery::InProcess {
+                events: Some(Arc::new(bus.clone())),
+                pushes: callbacks.is_some().then(|| Arc::new(pushes.reader()) as _),
+            },
         )
         .await?;
-        // WeChat's pushes reach the log over an in-process stream.
-        let pushes = MemoryPushes::new(wxpush_callback::handoff::MEMORY_KEEPS);
         let logquery = wxpush_logquery::build_with_sources(
             LogQueryConfig {
                 max_records: opts.max_log_records,

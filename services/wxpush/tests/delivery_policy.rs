@@ -317,10 +317,15 @@ async fn extra_delivery(
     let suite = wxpush_server::config::GrpcEndpoint::parse(&h.suite.grpc_url()).unwrap();
     config.template_endpoint = suite.clone();
     config.token_endpoint = suite;
-    let component =
-        wxpush_delivery::build_with_events(config, Some(Arc::new(wxpush_events::LogSink)))
-            .await
-            .unwrap();
+    let component = wxpush_delivery::build_with_streams(
+        config,
+        wxpush_delivery::InProcess {
+            events: Some(Arc::new(wxpush_events::LogSink)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();

@@ -114,9 +114,7 @@ async fn item7_a_stalled_template_service_cannot_hold_a_send() {
         wxpush_server::config::GrpcEndpoint::parse(&format!("http://{stalled_addr}")).unwrap();
     config.token_endpoint =
         wxpush_server::config::GrpcEndpoint::parse(&h.suite.grpc_url()).unwrap();
-    let component = wxpush_delivery::build_with_events(config, None)
-        .await
-        .unwrap();
+    let component = wxpush_delivery::build(config).await.unwrap();
     let listeners = wxpush_server::process::Listeners::bind("127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();

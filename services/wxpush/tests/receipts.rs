@@ -57,7 +57,7 @@ async fn sent(h: &Harness, req: SendRequest) -> String {
     r.message_id
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_message_ends_as_its_receipt_says() {
     let h = start().await;
     let delivered = sent(&h, shipped_to("o_demo_follower")).await;
@@ -98,6 +98,18 @@ async fn each_message_ends_as_its_receipt_says() {
         .into_inner();
     let ids: Vec<_> = page.records.iter().map(|r| r.message_id.as_str()).collect();
     assert_eq!(ids, [blocked.as_str()]);
+    // So does `wxpush logs`, which shows it.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wxpush"));
+    cmd.args(["logs", "--status", "blocked", "--addr", &h.suite.grpc_url()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains(&blocked) && shown.contains("BLOCKED") && !shown.contains(&delivered),
+        "{shown}"
+    );
 
     // Counted by final status (this test is the only one with a blocker).
     assert_eq!(
@@ -189,12 +201,14 @@ async fn logged_as(
 
 /// On the production backends (five processes: the log on PostgreSQL, the
 /// hot path and the callback stream on Redis): the same final statuses, a
-/// receipt pushed three times changes nothing, and a receipt that reaches
-/// the log before its message's SENT record is applied when that comes.
+/// receipt pushed three times changes nothing, a pop-up answer reaches the
+/// consent ledger, and a receipt that reaches the log before its message's
+/// SENT record is applied when that comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_production_backends_receipts_give_the_final_status() {
     let mut t = Topology::start_with_callbacks().await;
     let mut delivery = DeliveryServiceClient::new(t.channel("delivery").await);
+    let mut delivery_client = delivery.clone();
     let mut send = async |req: SendRequest| {
         let r = delivery
             .send(req)
@@ -233,6 +247,38 @@ async fn on_the_production_backends_receipts_give_the_final_status() {
         first,
         "repeats changed the record"
     );
+
+    // A pop-up answer reaches delivery's consent ledger over the same
+    // callback stream (its own consumer group).
+    let answered = admin
+        .answer_subscription(&wechat_sandbox::Answer {
+            appid: "wx_demo_mp".into(),
+            openid: "o_demo_subscriber".into(),
+            template_id: "MP_ORDER_STATUS_p8Qx".into(),
+            status: "accept".into(),
+            event: wechat_sandbox::AnswerEvent::Popup,
+        })
+        .await
+        .unwrap()
+        .expect("pushed");
+    assert!(answered.answered);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let consents = delivery_client
+            .get_consent(GetConsentRequest {
+                app_id: "wx_demo_mp".into(),
+                openid: "o_demo_subscriber".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .consents;
+        if consents.first().map(|c| c.accepts_left) == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "consent is {consents:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The log is down while a message is sent and its receipt pushed: both
     // wait in their streams, and the receipt is applied whichever is read

@@ -11,14 +11,16 @@ pub enum Service {
     Template,
     Delivery,
     Logquery,
+    Callback,
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 5] = [
         Service::Token,
         Service::Template,
         Service::Delivery,
         Service::Logquery,
+        Service::Callback,
     ];
 
     /// `token`, `template`, `delivery`, `logquery`.
@@ -28,6 +30,7 @@ impl Service {
             Service::Template => "template",
             Service::Delivery => "delivery",
             Service::Logquery => "logquery",
+            Service::Callback => "callback",
         }
     }
 
@@ -69,6 +72,8 @@ impl Service {
                 "~{p}callbacks:*",
                 "&{p}log:tail",
             ],
+            // The stream of verified pushes and the ids of those seen.
+            Service::Callback => &["~{p}callbacks:*"],
         };
         list.iter().map(|s| s.replace("{p}", p)).collect()
     }
