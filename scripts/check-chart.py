@@ -28,7 +28,11 @@
   PrometheusRule, on and off (chart_checks/autoscaling.py,
   network_policy.py, helm_tests.py, alert_rules.py: targets, selectors and
   ports against the rendered Deployments, Services and configs; the
-  PrometheusRule is alerts/wxpush-rules.yaml unchanged).
+  PrometheusRule is alerts/wxpush-rules.yaml unchanged);
+- the callback service, on and off (chart_checks/callback.py): its Token and
+  EncodingAESKey files from a Secret, the Gateway and route exposing only
+  /wechat/callback/ of its public port, the policies letting in only the
+  ingress gateway there and refusing it everywhere else, its Redis ACL user.
 
 Run by scripts/test.sh; needs kubernetes-validate
 (scripts/install-test-tools.sh: it brings jsonschema and PyYAML too). Exits
@@ -36,8 +40,8 @@ non-zero on the first failure.
 
 It builds the binaries it runs (`cargo build`, into target/debug) unless
 CHECK_CHART_BIN_DIR names a directory holding them (wxpush-token,
-wxpush-template, wxpush-delivery, wxpush-logquery, wxpush): for running the
-chart checks against already-built binaries.
+wxpush-template, wxpush-delivery, wxpush-logquery, wxpush-callback, wxpush):
+for running the chart checks against already-built binaries.
 """
 
 import hashlib
@@ -61,6 +65,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from chart_checks import by_kind, check, count, merged, pods_selected  # noqa: E402
 from chart_checks.alert_rules import prometheus_rule  # noqa: E402
 from chart_checks.autoscaling import autoscaling  # noqa: E402
+from chart_checks.callback import VARIANTS as CALLBACK_VARIANTS, callback, callback_refusals  # noqa: E402
 from chart_checks.canary import HEADER, pinned_to_canary  # noqa: E402
 from chart_checks.helm_tests import helm_tests  # noqa: E402
 from chart_checks.monitoring import service_monitors  # noqa: E402
@@ -79,12 +84,16 @@ HELM_SHA256 = "e4722a77de9df824214aaf19d43687c49f7cbcf3b107905acea002173777d486"
 K8S_VERSION = "1.30.0"
 NAMESPACE = "wx"
 COMPONENTS = ["token", "template", "delivery", "logquery"]
+# A stand-in EncodingAESKey (43 characters, base64 of 32 bytes) for the
+# callback binary's --check-config.
+AES_STAND_IN = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
 SCHEMAS = ROOT / "scripts" / "schemas"
 ISTIO_KINDS = {
     "VirtualService": "istio/virtualservice-networking-v1.strict.json",
     "DestinationRule": "istio/destinationrule-networking-v1.strict.json",
     "PeerAuthentication": "istio/peerauthentication-security-v1.strict.json",
     "AuthorizationPolicy": "istio/authorizationpolicy-security-v1.strict.json",
+    "Gateway": "istio/gateway-networking-v1.strict.json",
 }
 CRD_KINDS = {
     **ISTIO_KINDS,
@@ -175,7 +184,9 @@ def cross_references(docs, values):
         check(pod["serviceAccountName"] in accounts, f"{name}'s service account exists")
         c = pod["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        check(c["readinessProbe"]["grpc"]["port"] == ports["grpc"], f"{name} probes its gRPC port")
+        # The callback service has no gRPC port: chart_checks/callback.py.
+        grpc = d["metadata"]["labels"]["app.kubernetes.io/component"] != "callback"
+        check(not grpc or c["readinessProbe"]["grpc"]["port"] == ports["grpc"], f"{name} probes its gRPC port")
         grace = pod["terminationGracePeriodSeconds"]
         proxy = json.loads(d["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"])
         drain = int(proxy["terminationDrainDuration"].rstrip("s"))
@@ -184,6 +195,8 @@ def cross_references(docs, values):
         cm = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
         check(cm in configmaps, f"{name}'s ConfigMap exists")
         config = yaml.safe_load(configmaps[cm]["data"]["config.yaml"])
+        if not grpc:
+            continue
         check(config["listen"].endswith(f":{ports['grpc']}"), f"{name} listens on its gRPC port")
         check(config["admin_listen"].endswith(f":{ports['http-admin']}"), f"{name} admin port")
         for key in ("token_endpoint", "template_endpoint"):
@@ -221,6 +234,8 @@ def cross_references(docs, values):
     for dr in by_kind(docs, "DestinationRule"):
         host = dr["spec"]["host"]
         check(host in fqdn, f"DestinationRule {host} is a Service")
+        if "subsets" not in dr["spec"]:  # the callback service's: one track
+            continue
         outlier = dr["spec"]["trafficPolicy"]["outlierDetection"]
         for field in ("interval", "baseEjectionTime"):
             v = outlier.get(field)
@@ -240,6 +255,8 @@ def cross_references(docs, values):
         check(("canary" in subsets[host]) == canary, f"{host} has a canary subset iff a canary runs")
 
     for vs in by_kind(docs, "VirtualService"):
+        if "gateways" in vs["spec"]:  # the callback's public route: chart_checks/callback.py
+            continue
         host = vs["spec"]["hosts"][0]
         check(host in fqdn, f"VirtualService {host} is a Service")
         grpc_port = next(p["port"] for p in fqdn[host]["spec"]["ports"] if p["name"] == "grpc")
@@ -264,6 +281,9 @@ def cross_references(docs, values):
 
     trust = values.get("istio", {}).get("trustDomain", "cluster.local")
     extra = set(values.get("token", {}).get("extraCallers", []))
+    cb = merged(DEFAULTS, values)["callback"]
+    if cb["enabled"]:  # the ingress gateway: let into the callback, refused elsewhere
+        extra |= set(cb["gateway"]["principals"])
     for ap in by_kind(docs, "AuthorizationPolicy"):
         for rule in ap["spec"]["rules"]:
             for src in rule.get("from", []):
@@ -281,7 +301,7 @@ def binaries_accept(docs, values_name, redis_url):
     }
     for cm in by_kind(docs, "ConfigMap"):
         component = cm["metadata"].get("labels", {}).get("app.kubernetes.io/component")
-        if component not in COMPONENTS:
+        if component not in COMPONENTS + ["callback"]:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             config = pathlib.Path(tmp) / "config.yaml"
@@ -292,11 +312,14 @@ def binaries_accept(docs, values_name, redis_url):
             # The build reads each app's secret file: the mounted Secret,
             # here a stand-in at the same place under tmp.
             for app in rendered.get("apps", []):
-                if "secret_file" in app:
-                    stand_in = pathlib.Path(tmp) / app["secret_file"].lstrip("/")
-                    stand_in.parent.mkdir(parents=True, exist_ok=True)
-                    stand_in.write_text("stand-in-secret\n")
-                    app["secret_file"] = str(stand_in)
+                # The callback's Token and EncodingAESKey files likewise.
+                for field, value in (("secret_file", "stand-in-secret\n"), ("token_file", "stand-in-token\n"),
+                                     ("aes_key_file", AES_STAND_IN + "\n")):
+                    if field in app:
+                        stand_in = pathlib.Path(tmp) / app[field].lstrip("/")
+                        stand_in.parent.mkdir(parents=True, exist_ok=True)
+                        stand_in.write_text(value)
+                        app[field] = str(stand_in)
             config.write_text(yaml.safe_dump(rendered))
             env = dict(os.environ)
             prefix = f"WXPUSH_{component.upper()}"
@@ -304,6 +327,8 @@ def binaries_accept(docs, values_name, redis_url):
             # need the chart's ports free on this machine.
             env[f"{prefix}__LISTEN"] = "127.0.0.1:0"
             env[f"{prefix}__ADMIN_LISTEN"] = "127.0.0.1:0"
+            if component == "callback":
+                env[f"{prefix}__PUBLIC_LISTEN"] = "127.0.0.1:0"
             env[f"{prefix}__BACKEND__REDIS_URL"] = redis_url
             if (component, f"{prefix}__BACKEND__POSTGRES_URL") in env_names:
                 # The Secret's URL, a stand-in: checked (parsed), not dialled.
@@ -344,7 +369,8 @@ def migrate_runs(docs):
 
 def redis_users(docs, values):
     """With redis.perServiceSecret each service reads its own URL (its own
-    ACL user), and the rendered ACL rules are exactly `wxpush redis-acl`'s."""
+    ACL user), and the rendered ACL rules are exactly `wxpush redis-acl`'s
+    for the services rendered (the callback service's with callback.enabled)."""
     redis = values.get("redis", {})
     secret = redis.get("perServiceSecret")
     acl = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-redis-acl")]
@@ -359,10 +385,14 @@ def redis_users(docs, values):
               f"{dep['metadata']['name']} reads its own Redis user: {ref}")
     check(len(acl) == 1, "one ACL ConfigMap")
     prefix = redis.get("keyPrefix", "wxpush:")
-    want = subprocess.run(
-        [str(BIN_DIR / "wxpush"), "redis-acl", "--prefix", prefix],
-        capture_output=True, text=True, check=True,
-    ).stdout.split("\n")
+    users = {f"wxpush-{d['metadata']['labels']['app.kubernetes.io/component']}" for d in by_kind(docs, "Deployment")}
+    want = [
+        line for line in subprocess.run(
+            [str(BIN_DIR / "wxpush"), "redis-acl", "--prefix", prefix],
+            capture_output=True, text=True, check=True,
+        ).stdout.split("\n")
+        if line.split()[2:3] and line.split()[2] in users
+    ]
     got = acl[0]["data"]["acl-setuser.txt"].split("\n")
     check([l for l in got if l.strip()] == [l for l in want if l.strip()],
           f"the chart's ACL rules are wxpush redis-acl's:\n{got}\n{want}")
@@ -381,7 +411,14 @@ def operations(docs, values):
         seen.add("helm test")
     if prometheus_rule(docs, values, RULES_FILE):
         seen.add("PrometheusRule")
+    if callback(docs, values, NAMESPACE):
+        seen.add("callback")
     return seen
+
+
+def components_of(values):
+    """The components that run pods: the callback service too when enabled."""
+    return COMPONENTS + (["callback"] if merged(DEFAULTS, values)["callback"]["enabled"] else [])
 
 
 def refused(values_file, sets, needle):
@@ -398,10 +435,10 @@ def main():
     if not os.environ.get("CHECK_CHART_BIN_DIR"):
         subprocess.run(
             ["cargo", "build", "--quiet", "--locked"]
-            + [a for c in COMPONENTS for a in ("--bin", f"wxpush-{c}")] + ["--bin", "wxpush"],
+            + [a for c in COMPONENTS + ["callback"] for a in ("--bin", f"wxpush-{c}")] + ["--bin", "wxpush"],
             cwd=ROOT, check=True,
         )
-    for b in [f"wxpush-{c}" for c in COMPONENTS] + ["wxpush"]:
+    for b in [f"wxpush-{c}" for c in COMPONENTS + ["callback"]] + ["wxpush"]:
         check(os.access(BIN_DIR / b, os.X_OK), f"{BIN_DIR / b} is an executable")
     ci = sorted((CHART / "ci").glob("*.yaml"))
     check(len(ci) >= 2, "values files in charts/wxpush/ci")
@@ -418,7 +455,7 @@ def main():
         seen |= scheduling(docs, values)
         if pinned_to_canary(docs, values, COMPONENTS):
             seen.add("canary pins")
-        if service_monitors(docs, values, NAMESPACE, COMPONENTS):
+        if service_monitors(docs, values, NAMESPACE, components_of(values)):
             seen.add("ServiceMonitor")
         used, job = postgres(docs, values, COMPONENTS)
         seen |= {"postgres"} if used else set()
@@ -433,8 +470,8 @@ def main():
         print(f"check-chart: {values_file.name}: {len(docs)} objects valid and consistent")
     check(seen >= {*SCHEDULING_KEYS, "ServiceMonitor", "canary pins", "postgres", "migrate Job", "Redis Cluster"},
           f"the ci values files render scheduling, ServiceMonitors, a canary, postgres, its migrate Job and a Redis Cluster: {seen}")
-    check(seen >= {"HorizontalPodAutoscaler", "NetworkPolicy", "helm test", "PrometheusRule"},
-          f"the ci values files render HPAs, NetworkPolicies, helm test Pods and the PrometheusRule: {seen}")
+    check(seen >= {"HorizontalPodAutoscaler", "NetworkPolicy", "helm test", "PrometheusRule", "callback"},
+          f"the ci values files render HPAs, NetworkPolicies, helm test Pods, the PrometheusRule and the callback service: {seen}")
     default = CHART / "ci" / "default-values.yaml"
     no_redis = pathlib.Path(tempfile.mkstemp(suffix=".yaml")[1])
     no_redis.write_text("{}\n")
@@ -469,6 +506,7 @@ def main():
     refused(default, ["tests.templateKey=Not A Key"], "templateKey")
     refused(default, ["alerts.enabled=yes"], "enabled")
     cluster_refusals(refused, default)
+    callback_refusals(refused, default)
     for sets, values in [
         (["canary.enabled=true", "canary.weight=0"], {"canary": {"enabled": True, "weight": 0}}),
         (["canary.enabled=true", "canary.weight=100"], {"canary": {"enabled": True, "weight": 100}}),
@@ -501,13 +539,14 @@ def main():
           "postgres": {"existingSecret": "wxpush-postgres", "existingSecretKey": "log-url",
                        "migrateJob": {"enabled": True}}}),
         *CLUSTER_VARIANTS,
+        *CALLBACK_VARIANTS,
     ]:
         docs = render(default, *sets)
         validate_schemas(docs)
         cross_references(docs, values)
         pinned_to_canary(docs, values, COMPONENTS)
         scheduling(docs, values)
-        service_monitors(docs, values, NAMESPACE, COMPONENTS)
+        service_monitors(docs, values, NAMESPACE, components_of(values))
         postgres(docs, values, COMPONENTS)
         operations(docs, values)
         migrate_runs(docs)

@@ -49,8 +49,17 @@ PG_CHECK = ROOT / "scripts" / "check-pg-dashboard.py"
 # Metrics whose producers have not landed yet; expressions using them are
 # skipped only while `wxpush dev` does not export them at all (a metric on
 # this list that appears is checked like every other, so remove it here).
-# Empty: every dashboard query is checked.
-NOT_YET_LANDED: set[str] = set()
+# Empty: every dashboard query is checked. receipts.json's: the receipts
+# logquery applies and their delay, delivery's consent refusals, and the
+# callback service (not in `wxpush dev` yet); once exported, the load below
+# must make each of them (a receipt of each status, a consent refusal, a
+# callback push) or its query returns no data.
+NOT_YET_LANDED: set[str] = {
+    "wxpush_logquery_receipts_total",
+    "wxpush_logquery_receipt_delay_seconds_bucket",
+    "wxpush_delivery_consent_refusals_total",
+    "wxpush_callback_pushes_total",
+}
 
 VARIABLES = {
     "$__rate_interval": "1m",

@@ -12,7 +12,8 @@ says they never got a message. So this script:
   makes the last 3 UTC days' and tomorrow's partitions, as the service does,
   and inserts a few hundred messages over two days (two apps, several
   openids and templates, SENT / FAILED / DEAD / RETRYING with errcodes
-  0 / 43004 / 45009 / -1, 1-3 attempts each), one of them a known one;
+  0 / 43004 / 45009 / -1, 1-3 attempts each, and sent ones with WeChat's
+  receipt: DELIVERED / BLOCKED / UNDELIVERED), one of them a known one;
 - checks each dashboard whose `datasource` variable is a PostgreSQL one
   (scripts/check-dashboards.py skips exactly those): uid, the variable used
   by every panel and target, unique panel ids, raw SQL in code mode, the
@@ -144,8 +145,10 @@ def sample_data(now):
                  "payment_succeeded": "TPL_paid_7LmN2", "appointment_reminder": "TPL_remind_5RtV4"}
     errmsg = {0: "ok", 43004: "require subscribe rid: 6650c0a5-2d1f7e3a-4b9c1d0e", -1: "system error",
               45009: "reach max api daily quota limit rid: 6650c0b1-0a9e44c2-1f2e3d4c"}
-    # (status, errcode, attempts): SENT, FAILED (unfollowed), DEAD (quota, outage), RETRYING
-    outcomes = [(4, 0, 1)] * 60 + [(4, 0, 2)] * 10 + [(7, 43004, 1)] * 12 + [(8, 45009, 3)] * 4 \
+    # (status, errcode, attempts): SENT (no receipt yet), DELIVERED, BLOCKED and UNDELIVERED
+    # (sent, then WeChat's receipt), FAILED (unfollowed), DEAD (quota, outage), RETRYING
+    outcomes = [(4, 0, 1)] * 24 + [(4, 0, 2)] * 4 + [(9, 0, 1)] * 26 + [(9, 0, 2)] * 6 + [(10, 0, 1)] * 6 \
+        + [(11, 0, 1)] * 4 + [(7, 43004, 1)] * 12 + [(8, 45009, 3)] * 4 \
         + [(8, -1, 3)] * 4 + [(5, -1, 1)] * 6 + [(5, -1, 2)] * 4
     messages = [(KNOWN["message_id"], KNOWN["trace_id"], KNOWN["app_id"], KNOWN["openid"],
                  "order_shipped", (7, 43004, 1), now - dt.timedelta(hours=3))]
@@ -154,22 +157,26 @@ def sample_data(now):
                  for _ in range(299)]
     records, attempts = [], 0
     for message_id, trace_id, app_id, openid, template, (status, errcode, n), t in messages:
+        # A receipt changes the record's status, adds no attempt: the last one was SENT.
+        sent = status in (4, 9, 10, 11)
         latency = rng.randint(80, 900)
         history = []
         for i in range(1, n + 1):  # earlier attempts RETRYING; DEAD ones failed alike each time
             last = i == n
             code = errcode if last or status == 8 else -1
-            wechat = str(rng.getrandbits(62)) if last and status == 4 else ""
+            wechat = str(rng.getrandbits(62)) if last and sent else ""
             occurred = t + dt.timedelta(seconds=2 ** i, milliseconds=latency)
-            history.append({"attempt": i, "status": status if last else 5, "errcode": code,
+            history.append({"attempt": i, "status": (4 if sent else status) if last else 5, "errcode": code,
                             "errmsg": errmsg[code], "wechat_msgid": wechat, "latency_ms": latency,
                             "occurred_us": int(occurred.timestamp() * 1_000_000)})
             attempts += 1
         data = json.dumps({"order_id": f"SF{rng.randint(10**9, 10**10)}"})
-        events = "{" + ",".join(f"{message_id}:{e}" for e in ["accepted"] + ["attempt"] * n) + "}"
+        folded = ["accepted"] + ["attempt"] * n + (["receipt"] if status > 8 else [])
+        events = "{" + ",".join(f"{message_id}:{e}" for e in folded) + "}"
         records.append((t, message_id, trace_id, app_id, openid, template, templates[template],
                         1 if app_id == apps[0] else 2, status, errcode, errmsg[errcode], wechat, n, latency,
-                        occurred if status == 4 else None, occurred, data, events,
+                        occurred if sent else None,
+                        occurred + dt.timedelta(seconds=rng.randint(1, 60)) if status > 8 else occurred, data, events,
                         json.dumps(history, ensure_ascii=False)))
     return insert("log_records", records), len(records), attempts
 

@@ -2,7 +2,8 @@
 the counter and helpers every check shares, and (in this package's modules)
 the checks of one topic each: canary pinning, scheduling, ServiceMonitors,
 the PostgreSQL backend, a Redis Cluster and the stream partitions,
-autoscaling, NetworkPolicies, helm test hooks, the PrometheusRule."""
+autoscaling, NetworkPolicies, helm test hooks, the PrometheusRule, the
+callback service and its public route."""
 
 import sys
 

@@ -73,7 +73,8 @@ def helm_tests(docs, values, namespace, proto_services):
     check({s for s in SERVES.values()} <= proto_services, f"the services are the proto's: {sorted(proto_services)}")
     if values["istio"]["enabled"]:
         account = pods[0]["spec"]["serviceAccountName"]
-        policy = next(p for p in by_kind(docs, "AuthorizationPolicy") if component(p) == "token")
+        policy = next(p for p in by_kind(docs, "AuthorizationPolicy")
+                      if component(p) == "token" and p["spec"].get("action", "ALLOW") == "ALLOW")
         rules = [r for r in policy["spec"]["rules"]
                  if any(p.endswith(f"/sa/{account}") for f in r.get("from", []) for p in f["source"]["principals"])]
         check(len(rules) == 1 and rules[0]["to"] == [{"operation": {

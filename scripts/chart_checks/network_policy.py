@@ -2,9 +2,10 @@
 
 One per component when enabled, none otherwise, each selecting exactly
 that component's pods (both tracks). Ingress: the gRPC port (the Service's
-target) from the release's own pods, for the token service only template,
-delivery and the helm test pods, never logquery nor token itself, plus the
-configured peers; the admin port from networkPolicy.metricsFrom only.
+target) from the release's own pods, never the callback service's (it faces
+the internet; its own policy is chart_checks/callback.py's), for the token
+service only template, delivery and the helm test pods, never logquery nor
+token itself, plus the configured peers; the admin port from networkPolicy.metricsFrom only.
 Egress: DNS (UDP and TCP), Redis (one rule: every port of
 networkPolicy.egress.redis and of the nodes a literal redis-cluster:// URL
 names, to its peers), PostgreSQL exactly where the service
@@ -45,7 +46,10 @@ def network_policies(docs, values):
     `values` are the chart's defaults with the values file over them."""
     np = values["networkPolicy"]
     policies = {component(p): p for p in by_kind(docs, "NetworkPolicy")}
-    check(len(policies) == (4 if np["enabled"] else 0), f"a NetworkPolicy per component iff enabled: {len(policies)}")
+    want = (4 + values["callback"]["enabled"]) if np["enabled"] else 0
+    check(len(policies) == want, f"a NetworkPolicy per component iff enabled: {len(policies)}")
+    # The callback service's (no gRPC port, no callee): chart_checks/callback.py.
+    policies.pop("callback", None)
     if not policies:
         return False
     services = {component(s): s for s in by_kind(docs, "Service")}

@@ -81,7 +81,7 @@ def redis_cluster(docs, values):
     cluster = redis.get("cluster", False)
     configs = {component(c): yaml.safe_load(c["data"]["config.yaml"])
                for c in by_kind(docs, "ConfigMap") if "config.yaml" in c["data"]}
-    check(len(configs) == 4, f"four service configs: {sorted(configs)}")
+    check(len(configs) == 4 + ("callback" in configs), f"four service configs (and the callback's): {sorted(configs)}")
     partitions = {}
     for c, config in configs.items():
         backend = config["backend"]

@@ -12,6 +12,22 @@
 token template delivery logquery
 {{- end -}}
 
+{{/* Every component that runs pods: the four gRPC services, and the callback
+service (WeChat's pushes, an HTTP endpoint; one track) with callback.enabled. */}}
+{{- define "wxpush.allComponents" -}}
+{{ include "wxpush.components" . }}{{ if .Values.callback.enabled }} callback{{ end }}
+{{- end -}}
+
+{{/* The tracks a component runs (dict "root" $ "component" "token"): the
+callback service only the stable one. */}}
+{{- define "wxpush.componentTracks" -}}
+{{- if eq .component "callback" -}}
+stable
+{{- else -}}
+{{- include "wxpush.tracks" .root -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The services that keep data in PostgreSQL with backend.kind postgres
 (logquery's delivery log today; template's registry and delivery's dead
 letters to follow): they get the PostgreSQL URL, the token service never. */}}
@@ -186,6 +202,39 @@ password: never in a ConfigMap). */}}
 {{- end -}}
 {{- end -}}
 
+{{/* Fails when the callback service cannot serve as configured: no app, no
+Secret for their Token and EncodingAESKey, an app listed twice, or (behind
+Istio) no host for the Gateway. */}}
+{{- define "wxpush.requireCallback" -}}
+{{- $cb := .Values.callback -}}
+{{- if $cb.enabled -}}
+{{- if not $cb.apps -}}
+{{- fail "callback.apps is required with callback.enabled: the apps (appId) whose pushes WeChat sends to https://<callback.gateway.host>/wechat/callback/<appId>" -}}
+{{- end -}}
+{{- if not $cb.secretName -}}
+{{- fail "callback.secretName is required with callback.enabled: a Secret holding each app's Token (<appId>-token) and EncodingAESKey (<appId>-aes-key), mounted as files" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $cb.apps -}}
+{{- if hasKey $seen .appId -}}
+{{- fail (printf "callback.apps: appId %s is listed twice" .appId) -}}
+{{- end -}}
+{{- $_ := set $seen .appId true -}}
+{{- end -}}
+{{- if .Values.istio.enabled -}}
+{{- if not $cb.gateway.host -}}
+{{- fail "callback.gateway.host is required with callback.enabled and istio.enabled: the name WeChat calls, https://<host>/wechat/callback/<appId>" -}}
+{{- end -}}
+{{- if not $cb.gateway.principals -}}
+{{- fail "callback.gateway.principals is required with callback.enabled and istio.enabled: the ingress gateway's identities, the only callers of the public port" -}}
+{{- end -}}
+{{- if not $cb.gateway.selector -}}
+{{- fail "callback.gateway.selector is required with callback.enabled and istio.enabled: the labels of the ingress gateway pods" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The Istio principal of a component's service account. */}}
 {{- define "wxpush.principal" -}}
 {{- printf "%s/ns/%s/sa/%s" .root.Values.istio.trustDomain .root.Release.Namespace (include "wxpush.name" .) -}}
@@ -202,7 +251,23 @@ chart sets, with `<component>.config` over it. */}}
       "admin_listen" (printf "0.0.0.0:%v" $c.adminPort)
       "backend" (dict "kind" $.Values.backend.kind "key_prefix" $.Values.redis.keyPrefix
                       "stream_partitions" (int $.Values.redis.streamPartitions)) }}
-{{- if ne $component "logquery" }}
+{{- if eq $component "callback" }}
+{{- /* gRPC health only, not exposed (no wxpush API); WeChat reaches
+public_listen; the pushes go to Redis, whatever backend.kind. Each app's
+Token and EncodingAESKey are files mounted from callback.secretName. */}}
+{{- $_ := set $config "listen" "127.0.0.1:50055" }}
+{{- $_ := set $config "public_listen" (printf "0.0.0.0:%v" $c.publicPort) }}
+{{- $_ := set $config.backend "kind" "redis" }}
+{{- $apps := list }}
+{{- range $c.apps }}
+{{- $app := dict "app_id" .appId "token_file" (printf "/var/run/secrets/wxpush/callback/%s/token" .appId) }}
+{{- if not .plaintext }}
+{{- $_ := set $app "aes_key_file" (printf "/var/run/secrets/wxpush/callback/%s/aes-key" .appId) }}
+{{- end }}
+{{- $apps = append $apps $app }}
+{{- end }}
+{{- $_ := set $config "apps" $apps }}
+{{- else if ne $component "logquery" }}
 {{- $_ := set $config "wechat" (dict "base_url" $.Values.wechat.baseUrl) }}
 {{- end }}
 {{- if eq $component "token" }}
@@ -232,7 +297,12 @@ chart sets, with `<component>.config` over it. */}}
 {{/*
 The Redis ACL rules of one service: its own keys and channels only, no
 dangerous or admin commands. The same rules as `wxpush redis-acl` prints
-(shared/redis/src/acl.rs); scripts/check-chart.py compares the two.
+(shared/redis/src/acl.rs); scripts/check-chart.py compares the two. The
+callback service (reachable from the internet) gets no command category,
+only what its hand-off needs: the script (EVALSHA, EVAL, SCRIPT LOAD) and
+what it runs (SET, XADD) on its own keys, PING and INFO (the start-up
+check), and on a Redis Cluster CLUSTER SLOTS and ASKING (the client
+learning and following slots).
 */}}
 {{- define "wxpush.redisAcl" -}}
 {{- $p := .prefix -}}
@@ -240,11 +310,14 @@ dangerous or admin commands. The same rules as `wxpush redis-acl` prints
       "token" (list "~%stoken:*")
       "template" (list "~%stemplate:*" "~%stemplates:*" "~%swechat_templates:*")
       "delivery" (list "~%squeue" "~%squeue:*" "~%smsg:*" "~%sdlq" "~%sdlq:*" "~%sidem:*" "~%srate:*" "%%W~%sevents:*" "~%sevents:partitions")
-      "logquery" (list "~%slog:*" "~%sevents" "~%sevents:*" "~%scallbacks:*" "&%slog:tail") -}}
+      "logquery" (list "~%slog:*" "~%sevents" "~%sevents:*" "~%scallbacks:*" "&%slog:tail")
+      "callback" (list "~%scallbacks:*") -}}
+{{- $commands := dict
+      "callback" (list "-@all" "+ping" "+info" "+evalsha" "+eval" "+script|load" "+set" "+xadd" "+cluster|slots" "+asking") -}}
 {{- $rules := list "on" "resetkeys" "resetchannels" -}}
 {{- range index $patterns .component -}}
 {{- $rules = append $rules (printf . $p) -}}
 {{- end -}}
-{{- $rules = concat $rules (list "-@all" "+@all" "-@dangerous" "-@admin" "+info") -}}
+{{- $rules = concat $rules (get $commands .component | default (list "-@all" "+@all" "-@dangerous" "-@admin" "+info")) -}}
 {{- printf "ACL SETUSER wxpush-%s %s >PASSWORD" .component (join " " $rules) -}}
 {{- end -}}
