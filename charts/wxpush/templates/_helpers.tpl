@@ -309,7 +309,7 @@ learning and following slots).
 {{- $patterns := dict
       "token" (list "~%stoken:*")
       "template" (list "~%stemplate:*" "~%stemplates:*" "~%swechat_templates:*")
-      "delivery" (list "~%squeue" "~%squeue:*" "~%smsg:*" "~%sdlq" "~%sdlq:*" "~%sidem:*" "~%srate:*" "%%W~%sevents:*" "~%sevents:partitions")
+      "delivery" (list "~%squeue" "~%squeue:*" "~%smsg:*" "~%sdlq" "~%sdlq:*" "~%sidem:*" "~%srate:*" "%%W~%sevents:*" "~%sevents:partitions" "~%sconsent:*" "~%scallbacks:{callbacks}" "~%scallbacks:{callbacks}:rejected")
       "logquery" (list "~%slog:*" "~%sevents" "~%sevents:*" "~%scallbacks:*" "&%slog:tail")
       "callback" (list "~%scallbacks:*") -}}
 {{- $commands := dict

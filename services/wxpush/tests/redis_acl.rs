@@ -165,6 +165,54 @@ async fn each_service_works_with_its_own_user_and_reaches_nothing_else() {
     tail.publish(Vec::new()).await;
     let _ = Arc::new(tail);
 
+    // callback: a push handed on once (the script), and delivery reads it
+    // from the callback stream into its consent ledger
+    use wxpush_callback::handoff::{HandedOn, PushSink, RedisSink};
+    let cb = url(&redis, Service::Callback);
+    let sink = RedisSink::open(&cb, PREFIX).unwrap();
+    let body = b"<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>subscribe_msg_popup_event</Event><SubscribeMsgPopupEvent><List><TemplateId>T1</TemplateId><SubscribeStatusString>accept</SubscribeStatusString></List></SubscribeMsgPopupEvent></xml>";
+    let push = wxpush_wechat::push::Push::parse(body).unwrap();
+    let record = HandedOn::new("wx1", body, push, 1_000);
+    assert!(sink.hand_on(&record).await.unwrap());
+    assert!(!sink.hand_on(&record).await.unwrap(), "a repeat");
+    let source = wxpush_events::callbacks::CallbackSource::open(
+        &url(&redis, Service::Delivery),
+        PREFIX,
+        "delivery",
+        "delivery-0",
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let ledger = b.consent.clone();
+    let follow = tokio::spawn(wxpush_delivery::consent::follow(
+        Arc::new(source),
+        ledger.clone(),
+        std::future::pending(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ledger.read("wx1", "o1").await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the answer never reached the ledger"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    follow.abort();
+    refused(&cb, redis::cmd("GET").arg(format!("{PREFIX}token:wx1"))).await;
+    refused(
+        &cb,
+        redis::cmd("XRANGE")
+            .arg(wxpush_events::callbacks::stream_key(PREFIX))
+            .arg("-")
+            .arg("+"),
+    )
+    .await;
+    refused(
+        &cb,
+        redis::cmd("DEL").arg(wxpush_events::callbacks::stream_key(PREFIX)),
+    )
+    .await;
+
     // and nothing else
     let token_key = format!("{PREFIX}token:wx1");
     refused(&lq, redis::cmd("GET").arg(&token_key)).await;

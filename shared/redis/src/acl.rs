@@ -63,6 +63,12 @@ impl Service {
                 "%W~{p}events:*",
                 // The event stream's partition count, checked at start.
                 "~{p}events:partitions",
+                // The consent ledger, fed by WeChat's pushes from the
+                // callback stream (read in its own group; undecodable
+                // entries set aside).
+                "~{p}consent:*",
+                "~{p}callbacks:{callbacks}",
+                "~{p}callbacks:{callbacks}:rejected",
             ],
             // WeChat's receipts come on the callback stream.
             Service::Logquery => &[
@@ -84,15 +90,26 @@ impl Service {
     pub fn rules(self, prefix: &str) -> Vec<String> {
         let mut rules = vec!["on".to_string(), "resetkeys".into(), "resetchannels".into()];
         rules.extend(self.patterns(prefix));
-        rules.extend([
-            "-@all".into(),
-            "+@all".into(),
-            "-@dangerous".into(),
-            "-@admin".into(),
+        let commands: &[&str] = match self {
+            // Reachable from the internet's side: only what handing a push
+            // on takes (the script, and the cluster client's slot map).
+            Service::Callback => &[
+                "-@all",
+                "+ping",
+                "+info",
+                "+evalsha",
+                "+eval",
+                "+script|load",
+                "+set",
+                "+xadd",
+                "+cluster|slots",
+                "+asking",
+            ],
             // INFO (in @dangerous) for the start-up check of
             // maxmemory-policy and persistence; it shows no secrets.
-            "+info".into(),
-        ]);
+            _ => &["-@all", "+@all", "-@dangerous", "-@admin", "+info"],
+        };
+        rules.extend(commands.iter().map(|c| c.to_string()));
         rules
     }
 
