@@ -12,7 +12,7 @@ use crate::message::{MessageCtx, Step};
 use crate::queue::{DeadRecord, Queue, QueueError, QueueMetrics, QueuedMessage, now_ms};
 use std::sync::Arc;
 use wxpush_events::EventSink;
-use wxpush_proto::v1::DeliveryResult;
+use wxpush_proto::v1::{DeliveryResult, DeliveryStatus};
 
 /// A delivery event's publish tries, each with the pause after it fails:
 /// one more try covers a dropped connection being redialled, and no more,
@@ -66,8 +66,14 @@ impl Ledger {
     }
 
     /// Stores the message's live status (a final one is never replaced by
-    /// a live one: see [`Queue::set_status`]).
+    /// a live one: see [`Queue::set_status`]); a SENT one is found again by
+    /// its WeChat msgid when WeChat's receipt comes.
     pub async fn settle(&self, result: &DeliveryResult) -> Result<(), QueueError> {
+        if result.status == DeliveryStatus::Sent as i32 && !result.wechat_msgid.is_empty() {
+            self.queue
+                .note_msgid(&result.app_id, &result.wechat_msgid, &result.message_id)
+                .await?;
+        }
         self.queue.set_status(result).await.map(|_| ())
     }
 

@@ -15,6 +15,8 @@
 //! - [`policy`]: the errcode classes as actions, and the backoff;
 //!   [`decision`]: what follows each outcome, for sync and queue alike.
 //! - [`ledger`]: what is recorded: events, live status, queue, dead letters.
+//! - [`pushes`]: WeChat's pushes: subscription answers into the consent
+//!   ledger, receipts as final statuses.
 //! - [`queue`]: the durable queue (memory or Redis Streams); [`worker`]:
 //!   the workers that move queued messages one step at a time.
 //! - [`error`]: [`error::DeliveryError`] and its one mapping to `tonic::Status`.
@@ -37,6 +39,7 @@ pub mod ledger;
 pub mod local;
 pub mod message;
 pub mod policy;
+pub mod pushes;
 pub mod queue;
 pub mod quiet;
 pub mod ratelimit;
@@ -118,7 +121,7 @@ pub async fn build_with_streams(
     in_process: InProcess,
 ) -> anyhow::Result<Component> {
     let backends = Backends::open(&config, in_process.events).await?;
-    let ledger = backends.consent.clone();
+    let (consent, statuses) = (backends.consent.clone(), backends.queue.clone());
     let Delivery { intake, worker } = Delivery::new(&config, backends)?;
     let breakers = intake.sender().breakers().metrics().clone();
     let queue = intake.ledger.metrics().clone();
@@ -135,8 +138,9 @@ pub async fn build_with_streams(
         .shared_metrics("wechat", |r| {
             wxpush_wechat::WechatMetrics::global().register(r)
         });
-    // Subscription answers into the consent ledger: from this process's
-    // callback endpoint, or the callback stream on Redis (its own group).
+    // WeChat's pushes (subscription answers into the consent ledger,
+    // receipts onto the live status): from this process's callback
+    // endpoint, or the callback stream on Redis (its own group).
     let b = &config.backend;
     let pushes: Option<Arc<dyn PushSource>> = match in_process.pushes {
         Some(pushes) => Some(pushes),
@@ -150,7 +154,9 @@ pub async fn build_with_streams(
         None => None,
     };
     let component = match pushes {
-        Some(pushes) => component.task(move |drain| consent::follow(pushes, ledger, drain.wait())),
+        Some(pushes) => {
+            component.task(move |drain| pushes::follow(pushes, consent, statuses, drain.wait()))
+        }
         None => component,
     };
     let component = if config.backend.kind == BackendKind::Postgres {

@@ -1,4 +1,5 @@
-//! A final status (SENT, FAILED, DEAD) never moves back: a worker holding a
+//! A final status (SENT, FAILED, DEAD) never moves back, and a receipt
+//! (DELIVERED, BLOCKED, UNDELIVERED) is moved by nothing but a receipt: a worker holding a
 //! stale copy of a message (left by a killed worker, then reclaimed) must not
 //! turn SENT into DEFERRED. Only a replay reopens a message. Every backend,
 //! a Redis Cluster too.
@@ -39,6 +40,31 @@ async fn a_final_status_stays(queue: Arc<dyn Queue>) {
     queue.reopen(&with(DeliveryStatus::Queued)).await.unwrap();
     let reopened = queue.status("m1").await.unwrap().unwrap();
     assert_eq!(reopened.status, DeliveryStatus::Queued as i32);
+    // WeChat's receipt after SENT is stored; nothing but another receipt
+    // replaces it (a late SENT, a stale copy held back).
+    assert!(queue.set_status(&with(DeliveryStatus::Sent)).await.unwrap());
+    assert!(
+        queue
+            .set_status(&with(DeliveryStatus::Blocked))
+            .await
+            .unwrap()
+    );
+    for later in [
+        DeliveryStatus::Sent,
+        DeliveryStatus::Deferred,
+        DeliveryStatus::Failed,
+    ] {
+        assert!(!queue.set_status(&with(later)).await.unwrap(), "{later:?}");
+    }
+    let kept = queue.status("m1").await.unwrap().unwrap();
+    assert_eq!(kept.status, DeliveryStatus::Blocked as i32);
+    // Its message is found by the msgid WeChat's receipt names, per app.
+    queue.note_msgid("wx1", "2000001", "m1").await.unwrap();
+    assert_eq!(
+        queue.by_msgid("wx1", "2000001").await.unwrap().as_deref(),
+        Some("m1")
+    );
+    assert_eq!(queue.by_msgid("wx2", "2000001").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -19,9 +19,9 @@ use crate::store::LogStore;
 use crate::tail::Tail;
 use std::sync::Arc;
 use std::time::Duration;
-use wxpush_events::callbacks::{HandedOn, PushSource};
-use wxpush_proto::v1::{DeliveryEvent, DeliveryStatus, LogRecord};
-use wxpush_wechat::push::{PushEvent, ReceiptOutcome};
+use wxpush_events::callbacks::{HandedOn, PushSource, status_of};
+use wxpush_proto::v1::{DeliveryEvent, LogRecord};
+use wxpush_wechat::push::ReceiptOutcome;
 
 /// How long a receipt waits for the record it names: the SENT event
 /// reaches the log within seconds; a receipt for a message wxpush never
@@ -39,27 +39,13 @@ pub enum Receipt {
     NotAReceipt,
 }
 
-/// The status a receipt outcome gives.
-pub fn status_of(outcome: ReceiptOutcome) -> DeliveryStatus {
-    match outcome {
-        ReceiptOutcome::Delivered => DeliveryStatus::Delivered,
-        ReceiptOutcome::Blocked => DeliveryStatus::Blocked,
-        ReceiptOutcome::Undelivered => DeliveryStatus::Undelivered,
-    }
-}
-
 /// The receipt as an event of `record`'s message.
 pub fn receipt_event(
     pushed: &HandedOn,
     outcome: ReceiptOutcome,
     record: &LogRecord,
 ) -> DeliveryEvent {
-    // WeChat's CreateTime is whole seconds; the time it was received when
-    // absent.
-    let at_ms = match pushed.push.create_time {
-        0 => pushed.received_at_ms,
-        secs => secs * 1_000,
-    };
+    let at_ms = pushed.pushed_at_ms();
     DeliveryEvent {
         event_id: format!("receipt/{}", pushed.event_id),
         message_id: record.message_id.clone(),
@@ -77,28 +63,6 @@ pub fn receipt_event(
     }
 }
 
-/// The receipts a push carries: a template message's `TEMPLATESENDJOBFINISH`,
-/// or each item of a subscribe message's `subscribe_msg_sent_event` (error
-/// code 0: delivered).
-pub fn receipts_of(pushed: &HandedOn) -> Vec<(&str, ReceiptOutcome)> {
-    match &pushed.push.event {
-        PushEvent::TemplateReceipt { msg_id, outcome } => vec![(msg_id.as_str(), *outcome)],
-        PushEvent::SubscribeSent { items } => items
-            .iter()
-            .filter(|i| !i.msg_id.is_empty())
-            .map(|i| {
-                let outcome = if i.error_code == 0 {
-                    ReceiptOutcome::Delivered
-                } else {
-                    ReceiptOutcome::Undelivered
-                };
-                (i.msg_id.as_str(), outcome)
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Folds one push into the log when it carries receipts whose records are
 /// there (all of them, or it waits: applying one again changes nothing);
 /// a record it changed goes to the live tail, and a receipt applied for the
@@ -108,14 +72,14 @@ pub async fn apply(
     tail: &Tail,
     pushed: &HandedOn,
 ) -> Result<Receipt, StoreError> {
-    let receipts = receipts_of(pushed);
+    let receipts = pushed.receipts();
     if receipts.is_empty() {
         return Ok(Receipt::NotAReceipt);
     }
     let mut found = Vec::with_capacity(receipts.len());
-    for (msg_id, outcome) in receipts {
-        match store.by_wechat_msgid(&pushed.app_id, msg_id).await? {
-            Some(record) => found.push((record, outcome)),
+    for r in receipts {
+        match store.by_wechat_msgid(&pushed.app_id, r.msg_id).await? {
+            Some(record) => found.push((record, r.outcome)),
             None => return Ok(Receipt::NoRecord),
         }
     }

@@ -107,6 +107,9 @@ pub struct Suite {
     /// Where WeChat's pushes are received (`/wechat/callback/{app_id}`),
     /// when asked for.
     pub callbacks_addr: Option<SocketAddr>,
+    /// The apps pushing there, with the Token and EncodingAESKey made for
+    /// them at start.
+    pub callback_apps: Vec<wxpush_callback::config::CallbackApp>,
     drain: watch::Sender<bool>,
     running: Running,
 }
@@ -194,9 +197,10 @@ impl Suite {
         )
         .await?;
         let mut components = vec![token, template, delivery, logquery];
-        let mut callbacks_addr = None;
+        let (mut callbacks_addr, mut callback_apps) = (None, Vec::new());
         if let Some((listener, wiring)) = callbacks {
             callbacks_addr = Some(listener.local_addr()?);
+            callback_apps = wiring.config().apps;
             components.push(wxpush_callback::build_on(
                 wiring.config(),
                 pushes,
@@ -211,6 +215,7 @@ impl Suite {
             metrics: running.metrics.clone(),
             sandbox,
             callbacks_addr,
+            callback_apps,
             drain,
             running,
         })

@@ -51,6 +51,36 @@ async fn record_becomes(h: &Harness, message_id: &str, want: DeliveryStatus) -> 
     }
 }
 
+/// `GetMessage` once the status is `want` (10 s at most).
+async fn live_becomes(
+    delivery: &DeliveryServiceClient<tonic::transport::Channel>,
+    message_id: &str,
+    want: DeliveryStatus,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = delivery
+            .clone()
+            .get_message(GetMessageRequest {
+                message_id: message_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+            .unwrap();
+        if r.status == want as i32 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GetMessage says {} for {message_id}, not {want:?}",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn sent(h: &Harness, req: SendRequest) -> String {
     let r = h.send(req).await;
     assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
@@ -79,6 +109,15 @@ async fn each_message_ends_as_its_receipt_says() {
     );
     record_becomes(&h, &blocked, DeliveryStatus::Blocked).await;
     record_becomes(&h, &undelivered, DeliveryStatus::Undelivered).await;
+    // GetMessage (delivery's live status) shows them too.
+    for (id, want) in [
+        (&delivered, DeliveryStatus::Delivered),
+        (&blocked, DeliveryStatus::Blocked),
+        (&undelivered, DeliveryStatus::Undelivered),
+        (&subscribe, DeliveryStatus::Delivered),
+    ] {
+        live_becomes(&h.delivery(), id, want).await;
+    }
     // The Mini Program's sent event, pushed in safe mode as JSON.
     record_becomes(&h, &subscribe, DeliveryStatus::Delivered).await;
 
@@ -229,6 +268,8 @@ async fn on_the_production_backends_receipts_give_the_final_status() {
     logged_as(&mut logs, &blocked, DeliveryStatus::Blocked).await;
     logged_as(&mut logs, &undelivered, DeliveryStatus::Undelivered).await;
     logged_as(&mut logs, &subscribe, DeliveryStatus::Delivered).await;
+    live_becomes(&delivery_client, &blocked, DeliveryStatus::Blocked).await;
+    live_becomes(&delivery_client, &subscribe, DeliveryStatus::Delivered).await;
 
     let admin = AdminClient::new(t.sandbox.admin_url());
     let receipt = admin
@@ -299,4 +340,112 @@ async fn on_the_production_backends_receipts_give_the_final_status() {
     t.start_again("logquery").await;
     let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
     logged_as(&mut logs, &late, DeliveryStatus::Delivered).await;
+}
+
+/// What no one but WeChat can send is refused before anything is handed
+/// on: a forged signature (403), a ciphertext changed in transit whose
+/// signature was made to match (400, it does not decrypt), a 10 MB body
+/// (413, unread). `base`: `.../wechat/callback`.
+async fn hostile_pushes_are_refused(base: &str, apps: &[wxpush_callback::config::CallbackApp]) {
+    use wxpush_wechat::push::crypto::{AesKey, signature};
+    let http = reqwest::Client::new();
+    let token = |app: &str| {
+        apps.iter()
+            .find(|a| a.app_id == app)
+            .and_then(|a| a.token.as_ref())
+            .unwrap()
+            .expose()
+            .to_string()
+    };
+    let post = async |app: &str, query: Vec<(&str, String)>, body: String| {
+        let r = http
+            .post(format!("{base}/{app}"))
+            .query(&query)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let receipt = "<xml><ToUserName>gh</ToUserName><FromUserName>o_demo_follower</FromUserName>\
+        <CreateTime>1</CreateTime><MsgType>event</MsgType><Event>TEMPLATESENDJOBFINISH</Event>\
+        <MsgID>2000000001</MsgID><Status>failed:user block</Status></xml>";
+    let signed = |token: &str| {
+        let (ts, nonce) = ("1700000000".to_string(), "123456".to_string());
+        let sig = signature(&[token, &ts, &nonce]);
+        (ts, nonce, sig)
+    };
+    // A forged signature.
+    let (ts, nonce, _) = signed(&token("wx_demo_oa"));
+    let forged = vec![
+        ("signature", "0".repeat(40)),
+        ("timestamp", ts),
+        ("nonce", nonce),
+    ];
+    assert_eq!(
+        post("wx_demo_oa", forged, receipt.into()).await,
+        (403, "bad_signature".into())
+    );
+    // 10 MB, correctly signed.
+    let (ts, nonce, sig) = signed(&token("wx_demo_oa"));
+    let query = vec![("signature", sig), ("timestamp", ts), ("nonce", nonce)];
+    let huge = format!("<xml>{}</xml>", "x".repeat(10 * 1024 * 1024));
+    assert_eq!(post("wx_demo_oa", query, huge).await.0, 413);
+    // Safe mode: a ciphertext changed in transit. Its msg_signature no
+    // longer holds (403); made to match by someone who knows the Token but
+    // not the key, it does not open as a push (400: undecryptable, or the
+    // garbled plaintext unreadable).
+    let mp = apps.iter().find(|a| a.app_id == "wx_demo_mp").unwrap();
+    let key = AesKey::from_encoding_aes_key(mp.aes_key.as_ref().unwrap().expose()).unwrap();
+    let original = key.encrypt(receipt.as_bytes(), "wx_demo_mp", [7; 16]);
+    let mut tampered = original.clone().into_bytes();
+    tampered[30] = if tampered[30] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let token_mp = token("wx_demo_mp");
+    let safe = |encrypt_signed: &str, encrypt_sent: &str| {
+        let (ts, nonce, sig) = signed(&token_mp);
+        let msg_signature = signature(&[&token_mp, &ts, &nonce, encrypt_signed]);
+        let query = vec![
+            ("signature", sig),
+            ("timestamp", ts),
+            ("nonce", nonce),
+            ("encrypt_type", "aes".to_string()),
+            ("msg_signature", msg_signature),
+        ];
+        let body = serde_json::json!({"ToUserName": "gh", "Encrypt": encrypt_sent}).to_string();
+        (query, body)
+    };
+    let (query, body) = safe(&original, &tampered);
+    assert_eq!(
+        post("wx_demo_mp", query, body).await,
+        (403, "bad_signature".into())
+    );
+    let (query, body) = safe(&tampered, &tampered);
+    let (status, reason) = post("wx_demo_mp", query, body).await;
+    assert_eq!(status, 400, "{reason}");
+    assert!(
+        ["undecryptable", "unreadable", "other_app"].contains(&reason.as_str()),
+        "{reason}"
+    );
+    // The original, as WeChat sent it, is taken.
+    let (query, body) = safe(&original, &original);
+    assert_eq!(
+        post("wx_demo_mp", query, body).await,
+        (200, "success".into())
+    );
+}
+
+#[tokio::test]
+async fn hostile_pushes_are_refused_in_wxpush_dev() {
+    let h = start().await;
+    let base = format!("http://{}/wechat/callback", h.suite.callbacks_addr.unwrap());
+    hostile_pushes_are_refused(&base, &h.suite.callback_apps).await;
+    h.suite.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_pushes_are_refused_on_the_production_backends() {
+    let t = Topology::start_with_callbacks().await;
+    let (base, apps) = t.callbacks.as_ref().unwrap();
+    hostile_pushes_are_refused(base, apps).await;
 }

@@ -184,9 +184,10 @@ async fn each_service_works_with_its_own_user_and_reaches_nothing_else() {
     )
     .unwrap();
     let ledger = b.consent.clone();
-    let follow = tokio::spawn(wxpush_delivery::consent::follow(
+    let follow = tokio::spawn(wxpush_delivery::pushes::follow(
         Arc::new(source),
         ledger.clone(),
+        b.queue.clone(),
         std::future::pending(),
     ));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

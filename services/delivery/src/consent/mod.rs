@@ -1,6 +1,6 @@
 //! The consent ledger: per app, user and subscribe template, what WeChat's
 //! pushes said of the user's subscription (pop-up answers and later
-//! changes, read from the callback stream by [`follow`]): one-time accepts
+//! changes, read from the callback stream by [`crate::pushes`]): one-time accepts
 //! counted, each send spending one, a reject turning it off.
 //!
 //! With a template's `consent: enforce`, a subscribe message to a user
@@ -19,9 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-use wxpush_events::callbacks::PushSource;
+use std::sync::{Mutex, OnceLock};
 use wxpush_proto::v1::TemplateConsent;
 use wxpush_wechat::push::PushEvent;
 
@@ -174,49 +172,8 @@ fn consent(template_id: &str, left: u32, rejected: bool, at_ms: i64) -> Template
     }
 }
 
-/// Reads WeChat's pushes until `stop`: each subscription pop-up answer and
-/// change goes into the ledger; everything else is left to its readers.
-pub async fn follow(
-    source: Arc<dyn PushSource>,
-    ledger: Arc<dyn ConsentLedger>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    loop {
-        let batch = tokio::select! {
-            batch = source.next_batch(100) => batch,
-            () = &mut stop => return,
-        };
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading WeChat's pushes failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let (mut done, mut again) = (Vec::new(), Vec::new());
-        for read in batch {
-            match record(ledger.as_ref(), &read.record).await {
-                Ok(()) => done.push(read.entry),
-                Err(e) => {
-                    tracing::warn!(error = %e, "a subscription answer was not recorded; it will be read again");
-                    again.push(read.entry);
-                }
-            }
-        }
-        source.release(&again);
-        if let Err(e) = source.ack(&done).await {
-            tracing::warn!(error = %e, "acknowledging pushes failed; they will be read again (counted once)");
-        }
-        if !again.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
-/// One push's subscription answers into the ledger.
-async fn record(
+/// One push's subscription answers into the ledger (other pushes: nothing).
+pub async fn record(
     ledger: &dyn ConsentLedger,
     pushed: &wxpush_events::callbacks::HandedOn,
 ) -> Result<(), ConsentError> {
@@ -224,10 +181,7 @@ async fn record(
         PushEvent::SubscribePopup { items } | PushEvent::SubscribeChange { items } => items,
         _ => return Ok(()),
     };
-    let at_ms = match pushed.push.create_time {
-        0 => pushed.received_at_ms,
-        secs => secs * 1_000,
-    };
+    let at_ms = pushed.pushed_at_ms();
     for (n, item) in items.iter().enumerate() {
         let who = Subject {
             app_id: &pushed.app_id,

@@ -17,6 +17,8 @@ struct State {
     held: HashMap<String, (QueuedMessage, i64, i64)>,
     delayed: BTreeMap<(i64, u64), QueuedMessage>,
     status: ExpiringMap<DeliveryResult>,
+    /// (app, WeChat msgid) joined by a NUL -> message id.
+    msgids: ExpiringMap<String>,
     begun: ExpiringMap<u32>,
     dead: BTreeMap<(i64, String), DeadRecord>,
 }
@@ -40,6 +42,7 @@ impl MemoryQueue {
                 held: HashMap::new(),
                 delayed: BTreeMap::new(),
                 status: ExpiringMap::new(MAX_STATUSES),
+                msgids: ExpiringMap::new(MAX_STATUSES),
                 begun: ExpiringMap::new(MAX_STATUSES),
                 dead: BTreeMap::new(),
             }),
@@ -158,13 +161,36 @@ impl Queue for MemoryQueue {
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
         Ok(self.with(|s| {
             let kept = s.status.get(&result.message_id);
-            if kept.is_some_and(|k| is_final(k.status)) && !is_final(result.status) {
+            if kept.is_some_and(|k| rank(k.status) > rank(result.status)) {
                 return false;
             }
             s.status
                 .insert(result.message_id.clone(), result.clone(), self.status_ttl);
             true
         }))
+    }
+
+    async fn note_msgid(
+        &self,
+        app_id: &str,
+        wechat_msgid: &str,
+        message_id: &str,
+    ) -> Result<(), QueueError> {
+        let key = format!("{app_id}\0{wechat_msgid}");
+        self.with(|s| {
+            s.msgids
+                .insert(key, message_id.to_string(), self.status_ttl)
+        });
+        Ok(())
+    }
+
+    async fn by_msgid(
+        &self,
+        app_id: &str,
+        wechat_msgid: &str,
+    ) -> Result<Option<String>, QueueError> {
+        let key = format!("{app_id}\0{wechat_msgid}");
+        Ok(self.with(|s| s.msgids.get(&key).cloned()))
     }
 
     async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError> {

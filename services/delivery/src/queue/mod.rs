@@ -234,10 +234,26 @@ pub trait Queue: Send + Sync {
     fn release(&self, _id: &str) {}
     async fn depth(&self, now_ms: i64) -> Result<Depth, QueueError>;
 
-    /// Stores a message's live status, unless the stored one is final
-    /// (SENT, FAILED, DEAD) and this one is not: a worker holding a stale
-    /// copy of a message never moves it backwards. `false` when refused.
+    /// Stores a message's live status, unless the stored one is further on
+    /// ([`rank`]): a worker holding a stale copy of a message never moves it
+    /// backwards, and a late SENT never undoes WeChat's receipt. `false`
+    /// when refused.
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError>;
+    /// Remembers that WeChat accepted `message_id` as `wechat_msgid` for
+    /// `app_id` (as long as its status), so WeChat's receipt, which names
+    /// the msgid only, finds the message.
+    async fn note_msgid(
+        &self,
+        app_id: &str,
+        wechat_msgid: &str,
+        message_id: &str,
+    ) -> Result<(), QueueError>;
+    /// The message WeChat accepted as `wechat_msgid` for `app_id`.
+    async fn by_msgid(
+        &self,
+        app_id: &str,
+        wechat_msgid: &str,
+    ) -> Result<Option<String>, QueueError>;
     /// Stores a live status over a final one: only an operator's replay of
     /// a dead letter reopens a message.
     async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError>;
@@ -280,13 +296,23 @@ impl DeadLetterBounds {
     }
 }
 
-/// Whether a status is final: SENT, FAILED and DEAD never change again.
-pub fn is_final(status: i32) -> bool {
+/// How far a status has come: 0 live (accepted, queued, retrying, held),
+/// 1 final for delivery (SENT, FAILED, DEAD), 2 WeChat's receipt
+/// (DELIVERED, BLOCKED, UNDELIVERED). A stored status is replaced only by
+/// one of its rank or above (and by an operator's replay).
+pub fn rank(status: i32) -> u8 {
     use wxpush_proto::v1::DeliveryStatus::*;
-    matches!(
-        wxpush_proto::v1::DeliveryStatus::try_from(status),
-        Ok(Sent | Failed | Dead)
-    )
+    match wxpush_proto::v1::DeliveryStatus::try_from(status) {
+        Ok(Delivered | Blocked | Undelivered) => 2,
+        Ok(Sent | Failed | Dead) => 1,
+        _ => 0,
+    }
+}
+
+/// Whether a status is final: nothing but a receipt (after SENT) or a
+/// replay (after FAILED, DEAD) changes it again.
+pub fn is_final(status: i32) -> bool {
+    rank(status) >= 1
 }
 
 /// How long a message's live status is kept by default

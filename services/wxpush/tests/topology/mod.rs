@@ -61,6 +61,9 @@ pub struct Topology {
     pub postgres: Option<PostgresServer>,
     /// The hot path's Redis Cluster, when on one (`redis` then stays idle).
     pub cluster: Option<RedisCluster>,
+    /// The callback service's public URL (`.../wechat/callback`) and its
+    /// apps' credentials, when it runs.
+    pub callbacks: Option<(String, Vec<wxpush_callback::config::CallbackApp>)>,
     dir: std::path::PathBuf,
 }
 
@@ -248,12 +251,19 @@ impl Topology {
             let port = callback[0].1.rsplit(':').next().unwrap().parse().unwrap();
             processes.push(spawn("callback", port, callback, Some(&config), &log_dir));
         }
+        let callbacks = callbacks.then(|| {
+            (
+                format!("http://127.0.0.1:{public}/wechat/callback"),
+                wiring.config().apps,
+            )
+        });
         let topology = Self {
             redis,
             sandbox,
             processes,
             postgres,
             cluster,
+            callbacks,
             dir,
         };
         for p in &topology.processes {

@@ -17,7 +17,17 @@ use crate::consumer::{ConsumerSettings, StreamConsumer, StreamEntry};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use std::time::Duration;
-use wxpush_wechat::push::Push;
+use wxpush_proto::v1::DeliveryStatus;
+use wxpush_wechat::push::{Push, PushEvent, ReceiptOutcome};
+
+/// The final status a receipt gives its message.
+pub fn status_of(outcome: ReceiptOutcome) -> DeliveryStatus {
+    match outcome {
+        ReceiptOutcome::Delivered => DeliveryStatus::Delivered,
+        ReceiptOutcome::Blocked => DeliveryStatus::Blocked,
+        ReceiptOutcome::Undelivered => DeliveryStatus::Undelivered,
+    }
+}
 
 /// The payload field of an entry.
 pub const FIELD: &str = "p";
@@ -39,7 +49,48 @@ pub struct HandedOn {
     pub received_at_ms: i64,
 }
 
+/// What a receipt says of one message WeChat accepted as `msg_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt<'a> {
+    pub msg_id: &'a str,
+    pub outcome: ReceiptOutcome,
+}
+
 impl HandedOn {
+    /// The receipts the push carries: a template message's
+    /// `TEMPLATESENDJOBFINISH`, or each item of a subscribe message's
+    /// `subscribe_msg_sent_event` (error code 0: delivered).
+    pub fn receipts(&self) -> Vec<Receipt<'_>> {
+        match &self.push.event {
+            PushEvent::TemplateReceipt { msg_id, outcome } => vec![Receipt {
+                msg_id,
+                outcome: *outcome,
+            }],
+            PushEvent::SubscribeSent { items } => items
+                .iter()
+                .filter(|i| !i.msg_id.is_empty())
+                .map(|i| Receipt {
+                    msg_id: &i.msg_id,
+                    outcome: if i.error_code == 0 {
+                        ReceiptOutcome::Delivered
+                    } else {
+                        ReceiptOutcome::Undelivered
+                    },
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// When WeChat made the push: its `CreateTime` (whole seconds), else
+    /// when it was received (ms since the epoch).
+    pub fn pushed_at_ms(&self) -> i64 {
+        match self.push.create_time {
+            0 => self.received_at_ms,
+            secs => secs * 1_000,
+        }
+    }
+
     /// The record of `push`, opened from `body`, for `app_id`.
     pub fn new(app_id: &str, body: &[u8], push: Push, received_at_ms: i64) -> Self {
         let mut hash = Sha1::new();

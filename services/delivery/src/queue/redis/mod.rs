@@ -10,9 +10,12 @@
 //!   deleted once acknowledged, undecodable ones kept in
 //!   `{p}queue:{qi.s}:rejected`; and `{p}queue:{qi.s}:delayed`, a sorted set
 //!   of messages by due time (ms) that moves into the stream when due;
-//! - `{p}msg:{ID}`: a message's live status (a mark byte, `F` final or `L`
-//!   live, then the protobuf), kept 7 days; a final one is never replaced
-//!   by a live one (the message id in braces is the hash tag of its keys);
+//! - `{p}msg:{ID}`: a message's live status (a mark byte, `L` live, `F`
+//!   final or `R` WeChat's receipt, then the protobuf), kept 7 days; never
+//!   replaced by one that ranks lower (the message id in braces is the hash
+//!   tag of its keys);
+//! - `{p}msg:wx:{app}:{msgid}`: the message id WeChat accepted as `msgid`,
+//!   as long as its status, for WeChat's receipts (they name the msgid);
 //! - `{p}msg:{ID}:attempt`: the last attempt begun at WeChat, for messages
 //!   whose API has no `client_msg_id` (subscribe), until the status is
 //!   final: once a message is final only its status stays;
@@ -41,15 +44,16 @@ end
 return #items
 "#;
 
-/// Stores a status (KEYS: status, attempt; ARGV: protobuf, mark F final /
-/// L live, TTL s) as the mark followed by the protobuf, unless the stored
-/// one is final and this one is not; a final status drops the attempt
-/// note. Returns 1 when stored.
+/// Stores a status (KEYS: status, attempt; ARGV: protobuf, mark L live /
+/// F final / R receipt, TTL s) as the mark followed by the protobuf, unless
+/// the stored one's mark ranks above this one's ([`super::rank`]); a final
+/// status drops the attempt note. Returns 1 when stored.
 const SET_STATUS_LUA: &str = r#"
+local rank = {L = 0, F = 1, R = 2}
 local kept = redis.call('GET', KEYS[1])
-if kept and string.sub(kept, 1, 1) == 'F' and ARGV[2] == 'L' then return 0 end
+if kept and (rank[string.sub(kept, 1, 1)] or 0) > rank[ARGV[2]] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2] .. ARGV[1], 'EX', ARGV[3])
-if ARGV[2] == 'F' then redis.call('DEL', KEYS[2]) end
+if ARGV[2] ~= 'L' then redis.call('DEL', KEYS[2]) end
 return 1
 "#;
 
@@ -128,6 +132,10 @@ impl RedisQueue {
 
     fn status_key(&self, id: &str) -> String {
         format!("{}msg:{{{id}}}", self.prefix)
+    }
+    /// The message WeChat accepted as `msgid` for `app_id`.
+    fn msgid_key(&self, app_id: &str, msgid: &str) -> String {
+        format!("{}msg:wx:{app_id}:{msgid}", self.prefix)
     }
     /// The last attempt begun at WeChat (subscribe messages).
     fn attempt_key(&self, id: &str) -> String {
@@ -273,7 +281,7 @@ impl Queue for RedisQueue {
     }
 
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
-        let mark = if is_final(result.status) { "F" } else { "L" };
+        let mark = ["L", "F", "R"][usize::from(rank(result.status))];
         let stored: u8 = self
             .set_status
             .key(self.status_key(&result.message_id))
@@ -284,6 +292,33 @@ impl Queue for RedisQueue {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(stored == 1)
+    }
+
+    async fn note_msgid(
+        &self,
+        app_id: &str,
+        wechat_msgid: &str,
+        message_id: &str,
+    ) -> Result<(), QueueError> {
+        ::redis::cmd("SET")
+            .arg(self.msgid_key(app_id, wechat_msgid))
+            .arg(message_id)
+            .arg("EX")
+            .arg(self.status_ttl_secs)
+            .exec_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn by_msgid(
+        &self,
+        app_id: &str,
+        wechat_msgid: &str,
+    ) -> Result<Option<String>, QueueError> {
+        let cmd = ::redis::cmd("GET")
+            .arg(self.msgid_key(app_id, wechat_msgid))
+            .clone();
+        Ok(wxpush_redis::idempotent(&self.conn, &cmd).await?)
     }
 
     async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError> {
