@@ -24,6 +24,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 use wxpush_wechat::push::Push;
 use wxpush_wechat::push::crypto::signature_matches;
 
@@ -83,13 +84,28 @@ async fn verify(
     }
 }
 
-/// A push: checked, opened, read, handed on, answered.
+/// A push: checked, opened, read, handed on, answered; in a server span
+/// its readers continue (WeChat sends no trace context: a trace starts
+/// here).
 async fn receive(
     State(ep): State<Arc<Endpoint>>,
     Path(app_id): Path<String>,
     Query(q): Query<Signed>,
     body: Body,
 ) -> Response {
+    let span = tracing::info_span!(
+        "callback.receive",
+        otel.name = "POST /wechat/callback/{app_id}",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/wechat/callback/{app_id}",
+        // The caller's text: recorded once the app is known.
+        wxpush.app_id = tracing::field::Empty,
+    );
+    receive_in_span(ep, app_id, q, body).instrument(span).await
+}
+
+async fn receive_in_span(ep: Arc<Endpoint>, app_id: String, q: Signed, body: Body) -> Response {
     let keys = match ep.signed(&app_id, &q) {
         Ok(keys) => keys,
         Err(refused) => return refuse(&app_id, refused),
@@ -104,7 +120,9 @@ async fn receive(
     let Ok(push) = Push::parse(&message) else {
         return refuse(&app_id, Outcome::Unreadable);
     };
-    let record = HandedOn::new(&app_id, &message, push, now_ms());
+    tracing::Span::current().record("wxpush.app_id", app_id.as_str());
+    let mut record = HandedOn::new(&app_id, &message, push, now_ms());
+    record.carrier = wxpush_server::rpc::propagation::current_carrier();
     match tokio::time::timeout(ANSWER_WITHIN, ep.sink.hand_on(&record)).await {
         Ok(Ok(first)) => {
             let outcome = if first {

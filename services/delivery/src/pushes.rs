@@ -10,7 +10,9 @@ use crate::consent::{self, ConsentLedger};
 use crate::queue::{Queue, QueueError};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 use wxpush_events::callbacks::{HandedOn, PushSource, status_of};
+use wxpush_server::rpc::propagation::queue_process_span;
 
 /// How long a receipt waits for the SENT it names (stored moments after
 /// WeChat answered); one for a message sent by another system never comes.
@@ -51,7 +53,11 @@ pub async fn follow(
         };
         let (mut done, mut again) = (Vec::new(), Vec::new());
         for read in batch {
-            match apply(ledger.as_ref(), queue.as_ref(), &read.record).await {
+            let span = queue_process_span("wxpush.callbacks", &read.record.carrier);
+            match apply(ledger.as_ref(), queue.as_ref(), &read.record)
+                .instrument(span)
+                .await
+            {
                 Ok(()) => done.push(read.entry),
                 Err(NotYet::NoMessage) if waited_too_long(&read.record) => {
                     tracing::warn!(app_id = %read.record.app_id, "a receipt named no message sent by wxpush within 10 minutes; dropped");

@@ -19,8 +19,10 @@ use crate::store::LogStore;
 use crate::tail::Tail;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 use wxpush_events::callbacks::{HandedOn, PushSource, status_of};
 use wxpush_proto::v1::{DeliveryEvent, LogRecord};
+use wxpush_server::rpc::propagation::queue_process_span;
 use wxpush_wechat::push::ReceiptOutcome;
 
 /// How long a receipt waits for the record it names: the SENT event
@@ -130,7 +132,11 @@ pub async fn run(
         };
         let (mut done, mut waiting): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         for read in batch {
-            match apply(store.as_ref(), &tail, &read.record).await {
+            let span = queue_process_span("wxpush.callbacks", &read.record.carrier);
+            match apply(store.as_ref(), &tail, &read.record)
+                .instrument(span)
+                .await
+            {
                 Ok(Receipt::Applied | Receipt::NotAReceipt) => done.push(read.entry),
                 Ok(Receipt::NoRecord) if waited_too_long(&read.record) => {
                     tracing::warn!(app_id = %read.record.app_id, "a receipt named no message in the log within 10 minutes; dropped");

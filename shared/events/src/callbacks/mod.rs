@@ -47,6 +47,9 @@ pub struct HandedOn {
     pub push: Push,
     /// When the callback service received it (ms).
     pub received_at_ms: i64,
+    /// The trace of its receipt (`traceparent`...): its readers continue it.
+    #[serde(default, skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub carrier: std::collections::HashMap<String, String>,
 }
 
 /// What a receipt says of one message WeChat accepted as `msg_id`.
@@ -102,6 +105,7 @@ impl HandedOn {
             app_id: app_id.to_string(),
             push,
             received_at_ms,
+            carrier: Default::default(),
         }
     }
 }
