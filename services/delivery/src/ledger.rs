@@ -69,12 +69,15 @@ impl Ledger {
     /// a live one: see [`Queue::set_status`]); a SENT one is found again by
     /// its WeChat msgid when WeChat's receipt comes.
     pub async fn settle(&self, result: &DeliveryResult) -> Result<(), QueueError> {
+        self.queue.set_status(result).await?;
+        // After the status: a receipt that finds the message finds it SENT
+        // (WeChat may push it before this runs; it waits for the note).
         if result.status == DeliveryStatus::Sent as i32 && !result.wechat_msgid.is_empty() {
             self.queue
                 .note_msgid(&result.app_id, &result.wechat_msgid, &result.message_id)
                 .await?;
         }
-        self.queue.set_status(result).await.map(|_| ())
+        Ok(())
     }
 
     /// Puts the message (back) in the queue, due at `due_ms`, with the

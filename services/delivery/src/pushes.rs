@@ -93,10 +93,7 @@ async fn apply(
             .by_msgid(&pushed.app_id, receipt.msg_id)
             .await?
             .ok_or(NotYet::NoMessage)?;
-        // Its status outlived by the msgid note is none to update.
-        let Some(mut status) = queue.status(&id).await? else {
-            continue;
-        };
+        let mut status = queue.status(&id).await?.ok_or(NotYet::NoMessage)?;
         status.status = status_of(receipt.outcome) as i32;
         status.updated_at = Some(wxpush_proto::timestamp_from_micros(
             pushed.pushed_at_ms() * 1_000,

@@ -137,6 +137,11 @@ async fn each_message_ends_as_its_receipt_says() {
         .into_inner();
     let ids: Vec<_> = page.records.iter().map(|r| r.message_id.as_str()).collect();
     assert_eq!(ids, [blocked.as_str()]);
+    // GetStats groups by them.
+    let by_status = stats_by_status(&mut h.logs()).await;
+    assert_eq!(by_status.get("BLOCKED"), Some(&1), "{by_status:?}");
+    assert_eq!(by_status.get("UNDELIVERED"), Some(&1), "{by_status:?}");
+    assert_eq!(by_status.get("DELIVERED"), Some(&2), "{by_status:?}");
     // So does `wxpush logs`, which shows it.
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wxpush"));
     cmd.args(["logs", "--status", "blocked", "--addr", &h.suite.grpc_url()]);
@@ -241,8 +246,8 @@ async fn logged_as(
 /// On the production backends (five processes: the log on PostgreSQL, the
 /// hot path and the callback stream on Redis): the same final statuses, a
 /// receipt pushed three times changes nothing, a pop-up answer reaches the
-/// consent ledger, and a receipt that reaches the log before its message's
-/// SENT record is applied when that comes.
+/// consent ledger, and a receipt pushed while the log is down is applied
+/// when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_production_backends_receipts_give_the_final_status() {
     let mut t = Topology::start_with_callbacks().await;
@@ -269,6 +274,16 @@ async fn on_the_production_backends_receipts_give_the_final_status() {
     logged_as(&mut logs, &undelivered, DeliveryStatus::Undelivered).await;
     logged_as(&mut logs, &subscribe, DeliveryStatus::Delivered).await;
     live_becomes(&delivery_client, &blocked, DeliveryStatus::Blocked).await;
+    let by_status = stats_by_status(&mut logs).await;
+    assert_eq!(
+        (
+            by_status.get("BLOCKED"),
+            by_status.get("UNDELIVERED"),
+            by_status.get("DELIVERED")
+        ),
+        (Some(&1), Some(&1), Some(&2)),
+        "{by_status:?}"
+    );
     live_becomes(&delivery_client, &subscribe, DeliveryStatus::Delivered).await;
 
     let admin = AdminClient::new(t.sandbox.admin_url());
@@ -390,7 +405,18 @@ async fn hostile_pushes_are_refused(base: &str, apps: &[wxpush_callback::config:
     let (ts, nonce, sig) = signed(&token("wx_demo_oa"));
     let query = vec![("signature", sig), ("timestamp", ts), ("nonce", nonce)];
     let huge = format!("<xml>{}</xml>", "x".repeat(10 * 1024 * 1024));
-    assert_eq!(post("wx_demo_oa", query, huge).await.0, 413);
+    // Answered 413 unread; the answer may close the connection while the
+    // body is still being written, which the client sees as a broken pipe.
+    match http
+        .post(format!("{base}/wx_demo_oa"))
+        .query(&query)
+        .body(huge)
+        .send()
+        .await
+    {
+        Ok(r) => assert_eq!(r.status().as_u16(), 413),
+        Err(e) => assert!(e.is_request(), "{e:?}"),
+    }
     // Safe mode: a ciphertext changed in transit. Its msg_signature no
     // longer holds (403); made to match by someone who knows the Token but
     // not the key, it does not open as a push (400: undecryptable, or the
@@ -448,4 +474,128 @@ async fn hostile_pushes_are_refused_on_the_production_backends() {
     let t = Topology::start_with_callbacks().await;
     let (base, apps) = t.callbacks.as_ref().unwrap();
     hostile_pushes_are_refused(base, apps).await;
+}
+
+/// Counts per final status of the last hour (`GetStats`, grouped by status).
+async fn stats_by_status(
+    logs: &mut LogQueryServiceClient<tonic::transport::Channel>,
+) -> std::collections::HashMap<String, u64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |seconds| Some(wxpush_proto::Timestamp { seconds, nanos: 0 });
+    let stats = logs
+        .get_stats(GetStatsRequest {
+            time_range: Some(TimeRange {
+                start: at(now - 3600),
+                end: at(now + 3600),
+            }),
+            bucket_seconds: 7200,
+            group_by: StatsGroupBy::Status as i32,
+            filter: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    stats
+        .series
+        .into_iter()
+        .map(|s| (s.group, s.points.iter().map(|p| p.count).sum()))
+        .collect()
+}
+
+/// A receipt for the msgid the sandbox will give the next message (its
+/// first: 2000000001), pushed as WeChat would (plaintext, signed) before
+/// that message is sent: it waits, and is applied once the message is
+/// SENT. Its CreateTime is an hour ahead, so the sandbox's own receipt for
+/// the message (made now) is older and changes nothing: the record's time
+/// shows which receipt it holds.
+async fn a_receipt_before_its_sent_is_applied(
+    base: &str,
+    apps: &[wxpush_callback::config::CallbackApp],
+    send: impl AsyncFnOnce() -> String,
+    logs: &mut LogQueryServiceClient<tonic::transport::Channel>,
+) {
+    use wxpush_wechat::push::crypto::signature;
+    let token = apps
+        .iter()
+        .find(|a| a.app_id == "wx_demo_oa")
+        .and_then(|a| a.token.as_ref())
+        .unwrap()
+        .expose()
+        .to_string();
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3600;
+    let body = format!(
+        "<xml><ToUserName>gh_wx_demo_oa</ToUserName><FromUserName>o_demo_follower</FromUserName>\
+         <CreateTime>{ahead}</CreateTime><MsgType>event</MsgType><Event>TEMPLATESENDJOBFINISH</Event>\
+         <MsgID>2000000001</MsgID><Status>success</Status></xml>"
+    );
+    let (ts, nonce) = ("1700000000", "42");
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/wx_demo_oa"))
+        .query(&[
+            ("signature", signature(&[&token, ts, nonce]).as_str()),
+            ("timestamp", ts),
+            ("nonce", nonce),
+        ])
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let id = send().await;
+    let r = logged_as(logs, &id, DeliveryStatus::Delivered).await;
+    assert_eq!(r.wechat_msgid, "2000000001");
+    assert_eq!(
+        r.updated_at.map(|t| t.seconds),
+        Some(ahead),
+        "the early receipt was applied"
+    );
+}
+
+#[tokio::test]
+async fn in_wxpush_dev_a_receipt_before_its_sent_is_applied() {
+    let h = start().await;
+    let base = format!("http://{}/wechat/callback", h.suite.callbacks_addr.unwrap());
+    let mut logs = h.logs();
+    a_receipt_before_its_sent_is_applied(
+        &base,
+        &h.suite.callback_apps,
+        async || sent(&h, shipped_to("o_demo_follower")).await,
+        &mut logs,
+    )
+    .await;
+    h.suite.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_production_backends_a_receipt_before_its_sent_is_applied() {
+    let t = Topology::start_with_callbacks().await;
+    let (base, apps) = t.callbacks.as_ref().unwrap();
+    let mut logs = LogQueryServiceClient::new(t.channel("logquery").await);
+    let delivery = DeliveryServiceClient::new(t.channel("delivery").await);
+    a_receipt_before_its_sent_is_applied(
+        base,
+        apps,
+        async || {
+            let r = delivery
+                .clone()
+                .send(shipped_to("o_demo_follower"))
+                .await
+                .unwrap()
+                .into_inner()
+                .result
+                .unwrap();
+            assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+            r.message_id
+        },
+        &mut logs,
+    )
+    .await;
 }
