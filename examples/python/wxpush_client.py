@@ -77,9 +77,17 @@ def main():
         delivery_pb2.SendAsyncRequest(template_key="order_shipped", openid="o_demo_follower2", variables=variables),
         timeout=10,
     )
+    # WeChat took it (SENT), or its receipt already came back (DELIVERED,
+    # BLOCKED, UNDELIVERED: the final word on whether the user got it).
+    taken = {
+        common_pb2.DELIVERY_STATUS_SENT,
+        common_pb2.DELIVERY_STATUS_DELIVERED,
+        common_pb2.DELIVERY_STATUS_BLOCKED,
+        common_pb2.DELIVERY_STATUS_UNDELIVERED,
+    }
     for _ in range(100):
         got = stub.GetMessage(delivery_pb2.GetMessageRequest(message_id=queued.message_id), timeout=10)
-        if got.result.status == common_pb2.DELIVERY_STATUS_SENT:
+        if got.result.status in taken:
             break
         time.sleep(0.1)
     else:
