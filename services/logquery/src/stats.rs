@@ -50,20 +50,22 @@ pub fn check_stats(req: GetStatsRequest) -> Result<StatsQuery, Vec<Violation>> {
     if start.is_some() && end.is_some() && s >= e {
         v.push(Violation::new("time_range", "start must be before end"));
     }
+    // Without `bucket_seconds`, the finest usual width that fits the range
+    // in MAX_BUCKETS buckets.
     let bucket_seconds = match req.bucket_seconds {
+        0 if s < e => fitting_bucket(s, e),
         0 => DEFAULT_BUCKET_SECONDS,
         n => n,
     };
     let bucket = i64::from(bucket_seconds) * 1_000_000;
     if s < e && v.is_empty() {
-        // In i128: no range of valid timestamps can overflow it.
-        let n = (i128::from(e - 1).div_euclid(i128::from(bucket))
-            - i128::from(s).div_euclid(i128::from(bucket)))
-            + 1;
+        let n = bucket_count(s, e, bucket);
         if n > i128::from(MAX_BUCKETS) {
             v.push(Violation::new(
                 "bucket_seconds",
-                format!("{bucket_seconds} s gives {n} buckets, at most {MAX_BUCKETS} allowed"),
+                format!(
+                    "{bucket_seconds} s gives {n} buckets, at most {MAX_BUCKETS} allowed (leave it 0 to have one picked)"
+                ),
             ));
         }
     }
@@ -89,6 +91,33 @@ pub fn check_stats(req: GetStatsRequest) -> Result<StatsQuery, Vec<Violation>> {
         bucket,
         group_by,
     })
+}
+
+/// Buckets of `bucket` µs that cover `[s, e)`, aligned to the epoch (in
+/// i128: no range of valid timestamps can overflow it).
+fn bucket_count(s: i64, e: i64, bucket: i64) -> i128 {
+    (i128::from(e - 1).div_euclid(i128::from(bucket))
+        - i128::from(s).div_euclid(i128::from(bucket)))
+        + 1
+}
+
+/// Bucket widths picked when a request names none (seconds): a minute up
+/// to a week.
+const USUAL_BUCKETS: [u32; 12] = [
+    60, 300, 600, 900, 1_800, 3_600, 7_200, 10_800, 21_600, 43_200, 86_400, 604_800,
+];
+
+/// The finest usual bucket that covers `[s, e)` (µs) in at most
+/// [`MAX_BUCKETS`]; past a week's, whole weeks.
+fn fitting_bucket(s: i64, e: i64) -> u32 {
+    for secs in USUAL_BUCKETS {
+        if bucket_count(s, e, i64::from(secs) * 1_000_000) <= i128::from(MAX_BUCKETS) {
+            return secs;
+        }
+    }
+    let week = 604_800_i128;
+    let weeks = (i128::from(e - s) / 1_000_000).div_euclid(week * i128::from(MAX_BUCKETS - 1)) + 1;
+    u32::try_from(weeks * week).unwrap_or(u32::MAX)
 }
 
 /// Start of the bucket holding `t` (floor, also for times before 1970).
@@ -196,6 +225,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(fields(check_stats(inverted)), ["time_range"]);
+    }
+
+    #[test]
+    fn without_bucket_seconds_a_bucket_that_fits_is_picked() {
+        let over = |secs: i64| GetStatsRequest {
+            time_range: Some(TimeRange {
+                start: ts(1_764_000_000),
+                end: ts(1_764_000_000 + secs),
+            }),
+            ..Default::default()
+        };
+        let bucket = |secs| check_stats(over(secs)).unwrap().bucket / 1_000_000;
+        assert_eq!(bucket(3_600), 60, "an hour by the minute");
+        assert_eq!(bucket(86_400), 300, "a day: 288 buckets of 5 minutes");
+        assert_eq!(bucket(30 * 86_400), 3_600);
+        assert_eq!(bucket(365 * 86_400), 43_200);
+        // The widest valid range still gets an answer, not a refusal.
+        let widest = GetStatsRequest {
+            time_range: Some(TimeRange {
+                start: ts(wxpush_server::status::MIN_TIMESTAMP_SECONDS),
+                end: ts(wxpush_server::status::MAX_TIMESTAMP_SECONDS),
+            }),
+            ..Default::default()
+        };
+        let q = check_stats(widest).unwrap();
+        assert!(bucket_count(q.start, q.end, q.bucket) <= i128::from(MAX_BUCKETS));
     }
 
     #[test]

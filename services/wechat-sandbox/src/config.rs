@@ -20,7 +20,13 @@ pub struct SandboxConfig {
     pub token: TokenRules,
     /// How long the same openid + client_msg_id is answered idempotently (WeChat: ~10 minutes).
     pub dedup_window_secs: u64,
+    /// Received messages kept for the admin API (the newest; the counters
+    /// count every one), so a long benchmark does not grow the sandbox.
+    pub keep_messages: usize,
 }
+
+/// Received messages kept by default: about 100 MB at most.
+pub const KEEP_MESSAGES: usize = 100_000;
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -28,6 +34,7 @@ impl Default for SandboxConfig {
             apps: Vec::new(),
             token: TokenRules::default(),
             dedup_window_secs: 600,
+            keep_messages: KEEP_MESSAGES,
         }
     }
 }

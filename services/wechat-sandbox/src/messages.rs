@@ -65,7 +65,9 @@ pub enum SendApi {
 /// Delivered messages, dedup keys and the consents users have left.
 #[derive(Debug)]
 pub struct MessageStore {
-    messages: Vec<ReceivedMessage>,
+    /// The newest `keep` messages (the counters count them all).
+    messages: std::collections::VecDeque<ReceivedMessage>,
+    keep: usize,
     /// (appid, openid, client_msg_id) → (msgid, first seen ms).
     dedup: HashMap<(String, String, String), (u64, u64)>,
     /// (appid, openid, template_id) → one-time consents left.
@@ -85,7 +87,8 @@ impl MessageStore {
             }
         }
         Self {
-            messages: Vec::new(),
+            messages: Default::default(),
+            keep: config.keep_messages.max(1),
             dedup: HashMap::new(),
             consents,
             next_msgid: first_msgid,
@@ -198,12 +201,21 @@ impl MessageStore {
         let msgid = self.next_msgid;
         self.next_msgid += 1;
         if let Some(id) = client_msg_id {
+            // Keys past their window are forgotten once the map grows, so
+            // it holds about what the window holds.
+            if self.dedup.len() >= 2 * self.keep {
+                let window_ms = dedup_window_secs * 1000;
+                self.dedup.retain(|_, (_, at)| now_ms < *at + window_ms);
+            }
             self.dedup.insert(
                 (app.appid.clone(), openid.to_string(), id.to_string()),
                 (msgid, now_ms),
             );
         }
-        self.messages.push(ReceivedMessage {
+        if self.messages.len() == self.keep {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(ReceivedMessage {
             appid: app.appid.clone(),
             api: match api {
                 SendApi::Template => "template",

@@ -229,3 +229,28 @@ async fn template_lists_and_unknown_path() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn only_the_newest_messages_are_kept_and_every_one_is_counted() {
+    let mut config = demo_config();
+    config.keep_messages = 3;
+    let env = start_with(config).await;
+    let token = env.token(OA, OA_SECRET).await;
+    for i in 0..5 {
+        let sent = env
+            .post(
+                &format!("/cgi-bin/message/template/send?access_token={token}"),
+                &serde_json::json!({"touser": "o_demo_follower", "template_id": OA_TEMPLATE,
+                    "client_msg_id": format!("k{i}"), "data": {}}),
+            )
+            .await;
+        assert_eq!(sent["errcode"], 0, "{sent}");
+    }
+    let kept = env.admin.messages(&Default::default()).await.unwrap();
+    let ids: Vec<_> = kept
+        .iter()
+        .filter_map(|m| m.client_msg_id.clone())
+        .collect();
+    assert_eq!(ids, ["k2", "k3", "k4"]);
+    assert_eq!(env.admin.counters().await.unwrap().messages_sent, 5);
+}
