@@ -177,4 +177,18 @@ python3 examples/python/wxpush_client.py "$addr" >"$work/python.out" 2>&1 \
 grep -q "python client: ok" "$work/python.out" || fail "the Python client: $(cat "$work/python.out")"
 passed=$((passed + 1))
 
+# Every binary says its version and the commit it was built from (the test
+# command sets WXPUSH_GIT_COMMIT), and so does the metric.
+for b in wxpush wxpush-token wxpush-template wxpush-delivery wxpush-logquery wxpush-callback \
+         wechat-sandbox; do
+  v=$("target/debug/$b" --version) || fail "$b --version failed"
+  grep -Eq "^$b [0-9]+\.[0-9]+\.[0-9]+ \(commit ${WXPUSH_GIT_COMMIT:-[0-9a-z]+}\)$" <<<"$v" \
+    || fail "$b --version: $v"
+done
+admin=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$work/ready.json")
+python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+  "$admin/metrics" | grep -Eq "^wxpush_build_info\{version=\"[0-9.]+\",commit=\"${WXPUSH_GIT_COMMIT:-[0-9a-z]+}\"\} 1$" \
+  || fail "no wxpush_build_info on $admin/metrics"
+passed=$((passed + 1))
+
 echo "smoke: $passed passed, 0 failed"

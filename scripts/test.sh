@@ -17,6 +17,10 @@ cd "$(dirname "$0")/.."
 
 scripts/install-test-tools.sh
 
+# The commit every binary reports (`--version`, wxpush_build_info).
+WXPUSH_GIT_COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+export WXPUSH_GIT_COMMIT
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"

@@ -9,7 +9,7 @@ use wechat_sandbox::{Sandbox, SandboxConfig, demo_config};
 
 /// A local imitation of the WeChat server API for wxpush's tests, dev mode and benchmarks.
 #[derive(Debug, Parser)]
-#[command(name = "wechat-sandbox", version)]
+#[command(name = "wechat-sandbox", version = wxpush_server::build_info::LONG_VERSION)]
 struct Args {
     /// YAML config with apps, templates, users and token rules; the demo world when absent.
     #[arg(long, env = "WECHAT_SANDBOX_CONFIG")]

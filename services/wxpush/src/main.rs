@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
-    version,
+    version = wxpush_server::build_info::LONG_VERSION,
     about = "WeChat message delivery for internal systems",
     after_help = "Exit codes: 0 done; 2 usage error; 3 `send`: not delivered; 4 the call failed \
                   (error answer, unreachable, timeout)."

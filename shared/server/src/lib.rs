@@ -19,7 +19,9 @@
 //!   and client side, and trace propagation (headers, Istio, the queue).
 //! - [`logging`]: a logs-only subscriber (tests); binaries use
 //!   `wxpush_telemetry::init`.
+//! - [`build_info`]: the version and commit (`--version`, `wxpush_build_info`).
 
+pub mod build_info;
 pub mod component;
 pub mod config;
 pub mod deadline;

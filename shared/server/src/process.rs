@@ -107,6 +107,7 @@ pub async fn start(
     let admin_addr = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
     let metrics = SharedRegistry::new();
     metrics.register_with(|r| crate::rpc::RpcMetrics::global().register(r));
+    metrics.register_with(crate::build_info::register);
     let mut shared = BTreeSet::new();
     let mut routes = tonic::service::Routes::default();
     let mut names = Vec::new();
@@ -156,7 +157,7 @@ pub async fn start(
 
 /// The command line every service binary takes.
 #[derive(Parser)]
-#[command(version)]
+#[command(version = crate::build_info::LONG_VERSION)]
 struct Args {
     /// YAML config file; `PREFIX__KEY=value` environment variables override
     /// any setting (e.g. `WXPUSH_TOKEN__LISTEN=0.0.0.0:50051`).
@@ -181,7 +182,13 @@ where
     F: FnOnce(C) -> Fut,
     Fut: Future<Output = anyhow::Result<Component>>,
 {
-    let args = Args::parse();
+    // Named as the binary (`wxpush-token 0.1.0 (commit ...)`), not as
+    // this crate.
+    let matches = <Args as clap::CommandFactory>::command()
+        .name(binary)
+        .bin_name(binary)
+        .get_matches();
+    let args = <Args as clap::FromArgMatches>::from_arg_matches(&matches)?;
     let path = config_path(args.config, env_prefix);
     if args.check_config {
         let config: C = crate::config::load(path.as_deref(), env_prefix)?;
@@ -206,7 +213,7 @@ where
     F: FnOnce(C) -> Fut,
     Fut: Future<Output = anyhow::Result<Component>>,
 {
-    let telemetry = wxpush_telemetry::init(binary, env!("CARGO_PKG_VERSION"));
+    let telemetry = wxpush_telemetry::init(binary, crate::build_info::VERSION);
     let result = async {
         let config: C = crate::config::load(path.as_deref(), env_prefix)?;
         serve(config, build, Shutdown::on_signal()).await
