@@ -6,6 +6,7 @@
 //! - [`demo`]: the demo apps and templates `wxpush dev` is preloaded with.
 //! - [`callbacks`]: the sandbox's apps pushing to the suite's callback
 //!   endpoint (each app's Token and EncodingAESKey made at start).
+//! - [`dev`], [`dev_config`]: `wxpush dev`, and its `--config` file.
 //! - [`cli`]: `wxpush send` and `wxpush logs`.
 //! - [`output`]: human-readable and JSON rendering of results.
 
@@ -13,6 +14,7 @@ pub mod callbacks;
 pub mod cli;
 pub mod demo;
 pub mod dev;
+pub mod dev_config;
 pub mod output;
 pub mod suite;
 

@@ -80,6 +80,12 @@ enum Command {
         /// (useful with port 0).
         #[arg(long)]
         ready_file: Option<PathBuf>,
+        /// Your apps, templates and settings (YAML; `WXPUSH_DEV__KEY=value`
+        /// overrides any): with the sandbox, or against WeChat itself
+        /// (`sandbox: {enabled: false}`). See the README's "Your own WeChat
+        /// test account".
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run the delivery service alone (as `wxpush-delivery` does), e.g. as an
     /// extra worker process on a Redis backend.
@@ -256,11 +262,19 @@ async fn main() -> anyhow::Result<()> {
             admin_listen,
             callback_listen,
             ready_file,
+            config,
         } => {
             let telemetry = wxpush_telemetry::init("wxpush-dev", env!("CARGO_PKG_VERSION"));
             let mut opts = SuiteOptions::demo(listen, sandbox_listen, sandbox_admin_listen);
             opts.admin_listen = Some(admin_listen);
             opts.callbacks_listen = Some(callback_listen);
+            if let Some(path) = config {
+                opts = match wxpush::dev_config::DevConfig::load(&path).and_then(|c| c.apply(opts))
+                {
+                    Ok(opts) => opts,
+                    Err(e) => usage(&format!("{}: {e:#}", path.display())),
+                };
+            }
             let result = wxpush::dev::run(opts, ready_file).await;
             telemetry.shutdown().await;
             result?;

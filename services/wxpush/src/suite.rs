@@ -51,6 +51,8 @@ pub struct SuiteOptions {
     /// Token refresh settings (the token store is in memory).
     pub refresh: RefreshSettings,
     pub max_log_records: usize,
+    /// Log records older than this are dropped.
+    pub log_retention_secs: u64,
     /// Retry, breaker, rate-limit and idempotency settings (memory backend).
     pub delivery: DeliveryConfig,
     /// One admin HTTP port (`/metrics`, `/healthz`) with every registry of
@@ -58,7 +60,7 @@ pub struct SuiteOptions {
     pub admin_listen: Option<SocketAddr>,
     /// WeChat's pushes: the callback endpoint listens here and the embedded
     /// sandbox's apps push their receipts and subscription events to it
-    /// (`wxpush dev`); `None`: no callback endpoint.
+    /// (`wxpush dev`); `None`, or no sandbox: no callback endpoint.
     pub callbacks_listen: Option<SocketAddr>,
 }
 
@@ -81,6 +83,7 @@ impl SuiteOptions {
             templates: crate::demo::templates(),
             refresh: RefreshSettings::default(),
             max_log_records: 100_000,
+            log_retention_secs: LogQueryConfig::default().retention_secs,
             delivery: DeliveryConfig::default(),
             admin_listen: None,
             callbacks_listen: None,
@@ -119,7 +122,7 @@ impl Suite {
     pub async fn start(mut opts: SuiteOptions) -> anyhow::Result<Self> {
         // The callback endpoint is bound first: the sandbox is told where
         // to push.
-        let callbacks = match opts.callbacks_listen {
+        let callbacks = match opts.callbacks_listen.filter(|_| opts.sandbox.is_some()) {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
                 let url = format!("http://{}/wechat/callback", listener.local_addr()?);
@@ -188,6 +191,7 @@ impl Suite {
         let logquery = wxpush_logquery::build_with_sources(
             LogQueryConfig {
                 max_records: opts.max_log_records,
+                retention_secs: opts.log_retention_secs,
                 ..Default::default()
             },
             InProcess {

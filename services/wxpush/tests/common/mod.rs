@@ -55,6 +55,13 @@ impl Harness {
     }
 
     pub async fn start_with(opts: SuiteOptions) -> Self {
+        assert!(opts.sandbox.is_some(), "start_without_sandbox");
+        Self::start_without_sandbox(opts).await
+    }
+
+    /// The suite as `opts` say, its WeChat wherever they point (`admin`:
+    /// the embedded sandbox's, else a client of nothing).
+    pub async fn start_without_sandbox(opts: SuiteOptions) -> Self {
         let suite = Suite::start(opts).await.expect("suite starts");
         let channel = Channel::from_shared(suite.grpc_url())
             .unwrap()
@@ -65,8 +72,7 @@ impl Harness {
             suite
                 .sandbox
                 .as_ref()
-                .expect("embedded sandbox")
-                .admin_url(),
+                .map_or_else(|| "http://127.0.0.1:9".to_string(), |s| s.admin_url()),
         );
         Self {
             suite,
