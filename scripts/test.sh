@@ -10,7 +10,10 @@
 #   panel of the PostgreSQL delivery-log dashboard against a private
 #   PostgreSQL with data (scripts/check-pg-dashboard.py), the alert rules
 #   checked and unit-tested with promtool (scripts/check-alerts.sh), and the
-#   Helm chart linted, rendered and validated (scripts/check-chart.py).
+#   Helm chart linted, rendered and validated (scripts/check-chart.py), and
+#   the container image: the Dockerfile linted with hadolint, an equivalent
+#   image built from scratch and every binary started from its exported
+#   filesystem (scripts/check-image.sh).
 # Installs what it needs first; starts and stops its own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,3 +46,5 @@ echo "== alerts: promtool check and unit tests of every rule, metrics and runboo
 scripts/check-alerts.sh
 echo "== helm chart: lint, Kubernetes and Istio schemas, cross-references, configs"
 python3 scripts/check-chart.py
+echo "== image: hadolint, an equivalent image from scratch, every binary started from its exported filesystem"
+scripts/check-image.sh
