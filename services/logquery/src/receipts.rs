@@ -18,17 +18,14 @@ use crate::metrics::LogQueryMetrics;
 use crate::store::LogStore;
 use crate::tail::Tail;
 use std::sync::Arc;
-use std::time::Duration;
-use tracing::Instrument;
-use wxpush_events::callbacks::{HandedOn, PushSource, status_of};
+use wxpush_events::callbacks::{HandedOn, Handled, PushSource, WAIT_AT_MOST, follow, status_of};
 use wxpush_proto::v1::{DeliveryEvent, LogRecord};
-use wxpush_server::rpc::propagation::queue_process_span;
 use wxpush_wechat::push::ReceiptOutcome;
 
 /// How long a receipt waits for the record it names: the SENT event
 /// reaches the log within seconds; a receipt for a message wxpush never
 /// sent (another sender on the same app) must not sit in the stream long.
-pub const WAIT_FOR_RECORD: Duration = Duration::from_secs(600);
+pub const WAIT_FOR_RECORD: std::time::Duration = WAIT_AT_MOST;
 
 /// What became of one push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,52 +113,15 @@ pub async fn run(
     tail: Tail,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    loop {
-        let batch = tokio::select! {
-            batch = source.next_batch(100) => batch,
-            () = &mut stop => return,
-        };
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the callback stream failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let (mut done, mut waiting): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
-        for read in batch {
-            let span = queue_process_span("wxpush.callbacks", &read.record.carrier);
-            match apply(store.as_ref(), &tail, &read.record)
-                .instrument(span)
-                .await
-            {
-                Ok(Receipt::Applied | Receipt::NotAReceipt) => done.push(read.entry),
-                Ok(Receipt::NoRecord) if waited_too_long(&read.record) => {
-                    tracing::warn!(app_id = %read.record.app_id, "a receipt named no message in the log within 10 minutes; dropped");
-                    done.push(read.entry);
-                }
-                Ok(Receipt::NoRecord) => waiting.push(read.entry),
-                Err(e) => {
-                    tracing::warn!(error = %e, "a receipt could not be applied; it will be read again");
-                    waiting.push(read.entry);
-                }
+    follow(source, "log", stop, |pushed| {
+        let (store, tail) = (store.clone(), tail.clone());
+        async move {
+            match apply(store.as_ref(), &tail, &pushed).await {
+                Ok(Receipt::Applied | Receipt::NotAReceipt) => Handled::Done,
+                Ok(Receipt::NoRecord) => Handled::Waiting,
+                Err(e) => Handled::Failed(e.to_string()),
             }
         }
-        // Left pending: read again when the reader is next idle.
-        source.release(&waiting);
-        if let Err(e) = source.ack(&done).await {
-            tracing::warn!(error = %e, "acknowledging receipts failed; they will be applied again (no change)");
-        }
-        if done.is_empty() {
-            // Only receipts waiting for their records: do not spin on them.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
-fn waited_too_long(pushed: &HandedOn) -> bool {
-    let now_ms = crate::store::now_micros() / 1_000;
-    now_ms - pushed.received_at_ms > WAIT_FOR_RECORD.as_millis() as i64
+    })
+    .await
 }

@@ -13,7 +13,9 @@
 //! (`NOGROUP`), so a consumer heals by itself. An entry whose payload cannot
 //! be decoded is never handed out again: [`StreamConsumer::reject`] keeps its
 //! raw bytes in `{stream}:rejected` and acknowledges it. An entry deleted
-//! while pending is acknowledged and skipped.
+//! while pending is acknowledged and skipped. An entry handed out and then
+//! released (not done with yet) is read again with the backlog when the
+//! reader is idle, or a second after the release if it never is.
 
 use redis::Value;
 use std::time::{Duration, Instant};
@@ -22,6 +24,11 @@ use wxpush_redis::{Connection, OpenError, RedisError, Timeouts};
 
 /// Rejected entries kept at most (oldest trimmed).
 const REJECTED_MAX_LEN: u64 = 10_000;
+
+/// Entries released this long ago are read again even while new ones keep
+/// coming (otherwise only when the reader is idle: a busy stream would
+/// starve them).
+const REREAD_RELEASED_AFTER: Duration = Duration::from_secs(1);
 
 /// One consumer of one stream's group.
 #[derive(Debug, Clone)]
@@ -74,6 +81,8 @@ pub struct StreamConsumer {
     /// re-read of the own backlog (at start, and whenever idle) skips them,
     /// so an entry still being worked on is never handed out twice.
     handed_out: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// When entries were first released since the last re-read.
+    released_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl StreamConsumer {
@@ -90,6 +99,7 @@ impl StreamConsumer {
             settings,
             state: Mutex::new(ReadState::default()),
             handed_out: Default::default(),
+            released_at: Default::default(),
         })
     }
 
@@ -134,10 +144,28 @@ impl StreamConsumer {
     /// purpose (e.g. a receipt waiting for its record): the next re-read of
     /// the own backlog hands them out again.
     pub fn release(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
         let mut handed = self.handed();
         for id in ids {
             handed.remove(id);
         }
+        self.released_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
+    }
+
+    /// Whether released entries are due to be read again (and forgets the
+    /// release: the re-read takes them all).
+    fn released_due(&self) -> bool {
+        let mut at = self.released_at.lock().unwrap_or_else(|p| p.into_inner());
+        if at.is_some_and(|t| t.elapsed() >= REREAD_RELEASED_AFTER) {
+            *at = None;
+            return true;
+        }
+        false
     }
 
     fn handed(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
@@ -221,6 +249,9 @@ impl StreamConsumer {
 
     async fn read(&self, state: &mut ReadState, max: usize) -> Result<Vec<Raw>, RedisError> {
         let s = &self.settings;
+        if state.backlog_after.is_none() && self.released_due() {
+            state.backlog_after = Some("0".into());
+        }
         if let Some(after) = state.backlog_after.clone() {
             let entries = self.read_group(&self.conn, max, None, &after).await?;
             state.backlog_after = entries.last().map(|e| e.0.clone());

@@ -8,8 +8,10 @@
 //! process (`wxpush dev`, tests): [`MemoryPushes`]. Readers see either
 //! through [`PushSource`].
 
+mod follow;
 mod memory;
 
+pub use follow::{Handled, WAIT_AT_MOST, follow};
 pub use memory::{MemoryPushReader, MemoryPushes};
 
 use crate::EventError;
