@@ -6,7 +6,8 @@
 # podSecurityContext). See the README's "Container image".
 #
 #   docker build -t wxpush:0.1.0 \
-#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg WXPUSH_GIT_COMMIT="$(git rev-parse --short=12 HEAD)" .
 #   podman build -t wxpush:0.1.0 ...   (the same arguments)
 #
 # scripts/check-image.sh (part of the test command) lints this file with
@@ -18,6 +19,9 @@ ARG RUST_VERSION=1.88.0
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
+# The commit every binary's --version and wxpush_build_info report:
+# --build-arg WXPUSH_GIT_COMMIT="$(git rev-parse --short=12 HEAD)".
+ARG WXPUSH_GIT_COMMIT=unknown
 # No protoc: shared/proto's build.rs compiles the protos with protox. The C in
 # the tree (mimalloc, ring) builds with the image's gcc.
 COPY . .

@@ -217,7 +217,8 @@ in_image() {
 as_nonroot=("$(command -v chroot)" --userspec="$uid:$uid" "$root")
 
 v=$(in_image "${as_nonroot[@]}" "$image_bin/wxpush" --version) || fail "wxpush --version failed in the image"
-[[ $v == "wxpush $version" ]] || fail "wxpush --version printed '$v', not 'wxpush $version'"
+[[ $v == "wxpush $version (commit ${WXPUSH_GIT_COMMIT:-unknown})" ]] \
+  || fail "wxpush --version printed '$v', not 'wxpush $version (commit ${WXPUSH_GIT_COMMIT:-unknown})'"
 
 free_ports() {
   python3 - "$1" <<'EOF'
