@@ -9,6 +9,7 @@
 //! [`wxpush_events::StreamConsumer`]). A second send to WeChat is stopped by
 //! the finished status and by `client_msg_id` (the message id).
 
+mod entry;
 mod memory;
 mod metrics;
 mod postgres;

@@ -5,7 +5,7 @@
 //! [`wxpush_redis::partition`]):
 //! - the queue is split into `backend.stream_partitions` partitions, and a
 //!   message lives in the partition of its id. Partition `i` (tag `{qi.s}`)
-//!   is `{p}queue:{qi.s}`, a stream (field `m`: the message as JSON) read by
+//!   is `{p}queue:{qi.s}`, a stream (field `m`: the message, [`super::entry`]) read by
 //!   the consumer group `delivery` through [`PartitionedConsumer`], entries
 //!   deleted once acknowledged, undecodable ones kept in
 //!   `{p}queue:{qi.s}:rejected`; and `{p}queue:{qi.s}:delayed`, a sorted set
@@ -168,8 +168,7 @@ impl Queue for RedisQueue {
         let mut pipes: Vec<Option<::redis::Pipeline>> = self.keys.iter().map(|_| None).collect();
         let delayed = not_before_ms > now_ms();
         for m in messages {
-            let json =
-                serde_json::to_string(m).map_err(|e| QueueError::corrupt(&m.message_id, e))?;
+            let entry = super::entry::encode(m);
             let p = usize::from(self.partitions.of(&m.message_id));
             let keys = &self.keys[p];
             let pipe = pipes[p].get_or_insert_with(::redis::pipe);
@@ -177,14 +176,14 @@ impl Queue for RedisQueue {
                 pipe.cmd("ZADD")
                     .arg(&keys.delayed)
                     .arg(not_before_ms)
-                    .arg(json)
+                    .arg(&entry)
                     .ignore();
             } else {
                 pipe.cmd("XADD")
                     .arg(&keys.stream)
                     .arg("*")
                     .arg(FIELD)
-                    .arg(json)
+                    .arg(entry)
                     .ignore();
             }
         }
@@ -215,13 +214,13 @@ impl Queue for RedisQueue {
     async fn next_batch(&self, max: usize) -> Result<Vec<Delivery>, QueueError> {
         let mut out = Vec::new();
         for entry in self.consumer.next_batch(max).await? {
-            match serde_json::from_slice(&entry.payload) {
+            match super::entry::decode(&entry.payload) {
                 Ok(message) => out.push(Delivery {
                     id: entry.id,
                     message,
                 }),
                 // Kept with its raw bytes, never claimed again.
-                Err(e) => self.consumer.reject(&entry, &e.to_string()).await?,
+                Err(e) => self.consumer.reject(&entry, &e).await?,
             }
         }
         Ok(out)
