@@ -9,7 +9,6 @@ mod common;
 use common::{Harness, status_to};
 use std::time::{Duration, Instant};
 use wechat_sandbox::{Answer, AnswerEvent};
-use wxpush::SuiteOptions;
 use wxpush_delivery::consent::ConsentMetrics;
 use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::*;
@@ -17,12 +16,6 @@ use wxpush_proto::v1::*;
 const SUBSCRIBE_PATH: &str = "/cgi-bin/message/subscribe/send";
 const APP: &str = "wx_demo_mp";
 const TEMPLATE_ID: &str = "MP_ORDER_STATUS_p8Qx";
-
-async fn start() -> Harness {
-    let mut opts = SuiteOptions::demo_on_free_ports();
-    opts.callbacks_listen = Some("127.0.0.1:0".parse().unwrap());
-    Harness::start_with(opts).await
-}
 
 /// `order_status` again as `key`, with `consent`.
 async fn template_with(h: &Harness, key: &str, consent: ConsentMode) {
@@ -115,7 +108,7 @@ async fn wxpush(h: &Harness, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_refuses_without_consent_and_one_accept_lets_one_message_out() {
-    let h = start().await;
+    let h = Harness::start_with_callbacks().await;
     template_with(&h, "order_status_enforced", ConsentMode::Enforce).await;
     let mut req = status_to("o_demo_subscriber");
     req.template_key = "order_status_enforced".into();
@@ -166,7 +159,7 @@ async fn enforce_refuses_without_consent_and_one_accept_lets_one_message_out() {
 
 #[tokio::test]
 async fn observe_records_consent_and_lets_wechat_decide() {
-    let h = start().await;
+    let h = Harness::start_with_callbacks().await;
     // No consent known, but observe: WeChat is asked (the sandbox user has
     // consents of its own), and the send spends nothing it never had.
     let calls = subscribe_calls(&h).await;

@@ -13,7 +13,6 @@ use mock_collector::{MockServer, Protocol};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use std::time::Duration;
-use wxpush::SuiteOptions;
 use wxpush_proto::v1::DeliveryStatus;
 use wxpush_telemetry::TelemetryConfig;
 
@@ -34,9 +33,7 @@ async fn a_push_is_one_trace_from_the_endpoint_to_its_readers() {
         ..TelemetryConfig::from_env("wxpush-otel-callbacks-test", "0.0.0-test")
     });
     assert!(telemetry.exporting());
-    let mut opts = SuiteOptions::demo_on_free_ports();
-    opts.callbacks_listen = Some("127.0.0.1:0".parse().unwrap());
-    let h = Harness::start_with(opts).await;
+    let h = Harness::start_with_callbacks().await;
     let sent = h.send(shipped_to("o_demo_follower")).await;
     assert_eq!(sent.status, DeliveryStatus::Sent as i32);
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use wechat_sandbox::{AdminClient, Fault, Outage};
 use wxpush::{Suite, SuiteOptions};
@@ -54,6 +54,14 @@ impl Harness {
         Self::start_with(SuiteOptions::demo_on_free_ports()).await
     }
 
+    /// The demo suite with `wxpush dev`'s callback endpoint, the sandbox
+    /// pushing WeChat's receipts and subscription events to it.
+    pub async fn start_with_callbacks() -> Self {
+        let mut opts = SuiteOptions::demo_on_free_ports();
+        opts.callbacks_listen = Some("127.0.0.1:0".parse().unwrap());
+        Self::start_with(opts).await
+    }
+
     pub async fn start_with(opts: SuiteOptions) -> Self {
         assert!(opts.sandbox.is_some(), "start_without_sandbox");
         Self::start_without_sandbox(opts).await
@@ -99,6 +107,13 @@ impl Harness {
             .into_inner()
             .result
             .expect("a Send answer carries its result")
+    }
+
+    /// A sync `Send` that must end SENT: its message id.
+    pub async fn sent(&self, req: SendRequest) -> String {
+        let r = self.send(req).await;
+        assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+        r.message_id
     }
 
     /// A `SendAsync` that must be accepted.
@@ -200,5 +215,41 @@ pub fn status_to(openid: &str) -> SendRequest {
             ("amount", "128.50"),
         ]),
         ..Default::default()
+    }
+}
+
+/// The record of `message_id` in the log at `logs` once its status is
+/// `want` (30 s at most: the production log ingests in batches).
+pub async fn logged_as(
+    logs: &mut LogQueryServiceClient<Channel>,
+    message_id: &str,
+    want: DeliveryStatus,
+) -> LogRecord {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = logs
+            .query_logs(QueryLogsRequest {
+                filter: Some(LogFilter {
+                    message_id: message_id.into(),
+                    ..Default::default()
+                }),
+                page_size: 1,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let last = page.records.into_iter().next();
+        if let Some(r) = &last
+            && r.status == want as i32
+        {
+            return last.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{message_id} is {:?} in the log, not {want:?}",
+            last.map(|r| r.status)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
