@@ -97,3 +97,37 @@ async fn redis_cluster_final_status_never_moves_back() {
     .unwrap();
     a_final_status_stays(Arc::new(queue)).await;
 }
+
+/// A live status outlives `queue.status_ttl_secs` by as long as a message
+/// may be scheduled ahead (`send_at`), so a message waiting longer than the
+/// TTL still has one; a final status keeps the TTL.
+#[tokio::test]
+async fn a_waiting_message_keeps_its_status_as_long_as_it_may_wait() {
+    let redis = RedisServer::start();
+    let settings = QueueSettings {
+        status_ttl_secs: 3_600,
+        ..Default::default()
+    };
+    let queue = RedisQueue::open(&redis.url(), "t:", Partitions::ONE, &settings).unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut ttl = async |id: &str| -> i64 {
+        redis::cmd("TTL")
+            .arg(format!("t:msg:{{{id}}}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert!(
+        queue
+            .set_status(&with(DeliveryStatus::Deferred))
+            .await
+            .unwrap()
+    );
+    let ahead = wxpush_server::limits::MAX_SEND_AT_AHEAD_SECS;
+    let live = ttl("m1").await;
+    assert!(live > ahead && live <= ahead + 3_600, "{live}");
+    assert!(queue.set_status(&with(DeliveryStatus::Sent)).await.unwrap());
+    let done = ttl("m1").await;
+    assert!(done > 3_500 && done <= 3_600, "{done}");
+}

@@ -164,8 +164,9 @@ impl Queue for MemoryQueue {
             if kept.is_some_and(|k| rank(k.status) > rank(result.status)) {
                 return false;
             }
+            let keep = status_keep(result.status, self.status_ttl);
             s.status
-                .insert(result.message_id.clone(), result.clone(), self.status_ttl);
+                .insert(result.message_id.clone(), result.clone(), keep);
             true
         }))
     }
@@ -195,8 +196,9 @@ impl Queue for MemoryQueue {
 
     async fn reopen(&self, result: &DeliveryResult) -> Result<(), QueueError> {
         self.with(|s| {
+            let keep = status_keep(result.status, self.status_ttl);
             s.status
-                .insert(result.message_id.clone(), result.clone(), self.status_ttl)
+                .insert(result.message_id.clone(), result.clone(), keep)
         });
         Ok(())
     }

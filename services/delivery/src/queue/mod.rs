@@ -316,6 +316,18 @@ pub fn is_final(status: i32) -> bool {
     rank(status) >= 1
 }
 
+/// How long a status is kept: a final one `status_ttl`; one still live
+/// also as long as the message may wait (`send_at` up to
+/// [`wxpush_server::limits::MAX_SEND_AT_AHEAD_SECS`] ahead), so a message
+/// scheduled past the status TTL is not `NOT_FOUND` while it waits.
+pub fn status_keep(status: i32, status_ttl: Duration) -> Duration {
+    if is_final(status) {
+        status_ttl
+    } else {
+        status_ttl + Duration::from_secs(wxpush_server::limits::MAX_SEND_AT_AHEAD_SECS as u64)
+    }
+}
+
 /// How long a message's live status is kept by default
 /// (`queue.status_ttl_secs`).
 pub const STATUS_TTL_SECS: u64 = 7 * 86_400;

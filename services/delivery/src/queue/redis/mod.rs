@@ -133,6 +133,10 @@ impl RedisQueue {
     fn status_key(&self, id: &str) -> String {
         format!("{}msg:{{{id}}}", self.prefix)
     }
+    /// Seconds a status is kept ([`super::status_keep`]).
+    fn status_keep(&self, status: i32) -> u64 {
+        status_keep(status, Duration::from_secs(self.status_ttl_secs)).as_secs()
+    }
     /// The message WeChat accepted as `msgid` for `app_id`.
     fn msgid_key(&self, app_id: &str, msgid: &str) -> String {
         format!("{}msg:wx:{app_id}:{msgid}", self.prefix)
@@ -287,7 +291,7 @@ impl Queue for RedisQueue {
             .key(self.attempt_key(&result.message_id))
             .arg(result.encode_to_vec())
             .arg(mark)
-            .arg(self.status_ttl_secs)
+            .arg(self.status_keep(result.status))
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(stored == 1)
@@ -327,7 +331,7 @@ impl Queue for RedisQueue {
             .arg(self.status_key(&result.message_id))
             .arg(value)
             .arg("EX")
-            .arg(self.status_ttl_secs)
+            .arg(self.status_keep(result.status))
             .exec_async(&mut self.conn.clone())
             .await?;
         Ok(())
