@@ -8,7 +8,7 @@ use crate::intake::{Intake, check_app};
 use crate::message::{MessageCtx, Step, new_id};
 use crate::queue::{QueuedMessage, now_ms};
 use crate::quiet::quiet_until;
-use crate::request::{check_send, check_send_async, check_send_at};
+use crate::request::{check_send, check_send_async, check_send_at, check_template_key};
 use crate::sender::Rendered;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
@@ -80,9 +80,7 @@ impl Intake {
     ) -> Result<SendBatchResponse, DeliveryError> {
         let deadline = self.deadline(caller_timeout);
         let mut v = Vec::new();
-        if req.template_key.trim().is_empty() {
-            v.push(Violation::new("template_key", "is required"));
-        }
+        check_template_key(&req.template_key, &mut v);
         if req.recipients.is_empty() || req.recipients.len() > MAX_BATCH {
             v.push(Violation::new(
                 "recipients",

@@ -6,7 +6,7 @@ use wxpush_proto::v1::SendRequest;
 use wxpush_server::limits::{
     MAX_APPID_CHARS, MAX_LINK_CHARS, MAX_SEND_AT_AHEAD_SECS, check_variables,
 };
-use wxpush_server::status::{Violation, check_timestamp, max_chars, require};
+use wxpush_server::status::{Violation, check_timestamp, max_chars, no_control, require};
 
 /// Longest openid accepted (WeChat's are 28 characters).
 pub const MAX_OPENID_CHARS: usize = 128;
@@ -16,9 +16,11 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 /// Violations of a sync `Send` request, each naming its field.
 pub fn check_send(req: &SendRequest) -> Vec<Violation> {
     let mut v = Vec::new();
-    require(&mut v, "template_key", &req.template_key);
+    check_template_key(&req.template_key, &mut v);
     require(&mut v, "openid", &req.openid);
     max_chars(&mut v, "openid", &req.openid, MAX_OPENID_CHARS);
+    no_control(&mut v, "openid", &req.openid);
+    no_control(&mut v, "app_id", &req.app_id);
     max_chars(
         &mut v,
         "idempotency_key",
@@ -28,6 +30,12 @@ pub fn check_send(req: &SendRequest) -> Vec<Violation> {
     check_variables("variables", &req.variables, &mut v);
     check_links(req, &mut v);
     v
+}
+
+/// A business template key as a request names it: what a stored key may
+/// be (none else can match).
+pub fn check_template_key(key: &str, v: &mut Vec<Violation>) {
+    wxpush_template::spec::check_key("template_key", key, v);
 }
 
 /// `SendAsync`: the checks of [`check_send`], with a `send_at` that is a

@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use wxpush_proto::Timestamp;
 use wxpush_proto::v1::{DeliveryStatus, LogFilter, LogRecord, QueryLogsRequest};
-use wxpush_server::status::{Violation, check_timestamp};
+use wxpush_server::status::{Violation, check_timestamp, no_control};
 use wxpush_server::trace_context::is_trace_id;
 
 /// Page size when the request leaves it 0.
@@ -104,6 +104,14 @@ pub fn check_query(req: QueryLogsRequest) -> Result<Query, Vec<Violation>> {
 
 /// Checks a filter's fields; `prefix` is the path of the filter in its request.
 pub fn check_filter(f: &LogFilter, prefix: &str, v: &mut Vec<Violation>) {
+    for (name, value) in [
+        ("message_id", &f.message_id),
+        ("openid", &f.openid),
+        ("app_id", &f.app_id),
+        ("template_key", &f.template_key),
+    ] {
+        no_control(v, &format!("{prefix}{name}"), value);
+    }
     if !f.trace_id.is_empty() && !is_trace_id(&f.trace_id) {
         v.push(Violation::new(
             format!("{prefix}trace_id"),

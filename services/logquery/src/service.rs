@@ -11,7 +11,6 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use wxpush_proto::v1::log_query_service_server::{LogQueryService, LogQueryServiceServer};
 use wxpush_proto::v1::*;
-use wxpush_server::status::Violation;
 
 /// The gRPC handlers; cheap to clone.
 #[derive(Clone)]
@@ -36,8 +35,11 @@ impl LogQueryGrpc {
         req: GetMessageHistoryRequest,
     ) -> Result<GetMessageHistoryResponse, LogQueryError> {
         let id = req.message_id;
-        if id.trim().is_empty() {
-            return Err(vec![Violation::new("message_id", "is required")].into());
+        let mut v = Vec::new();
+        wxpush_server::status::require(&mut v, "message_id", &id);
+        wxpush_server::status::no_control(&mut v, "message_id", &id);
+        if !v.is_empty() {
+            return Err(v.into());
         }
         let record = self
             .store

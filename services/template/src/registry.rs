@@ -84,6 +84,12 @@ impl TemplateRegistry {
         t: Template,
         expected_version: u64,
     ) -> Result<Template, TemplateError> {
+        // A key that cannot be stored is refused before the store is asked.
+        let mut v = Vec::new();
+        crate::spec::check_key("template.key", &t.key, &mut v);
+        if !v.is_empty() {
+            return Err(TemplateError::InvalidArgument(v));
+        }
         let previous = self.store.get(&t.key).await?;
         let mut t = self.bind(t, previous.as_ref()).await?;
         check(&t)?;
@@ -97,6 +103,9 @@ impl TemplateRegistry {
     /// knew triggers the loss check (and a rebuild); a store that cannot
     /// answer is stood in for by the last-known copy.
     pub async fn get(&self, key: &str) -> Result<Template, TemplateError> {
+        if !crate::spec::is_key(key) {
+            return Err(TemplateError::NotFound(key.to_string()));
+        }
         match self.store.get(key).await {
             Ok(Some(t)) => {
                 self.known.keep(&t);
@@ -125,6 +134,11 @@ impl TemplateRegistry {
     /// All templates, or one app's, ordered by key (the last-known copies
     /// while the store cannot answer).
     pub async fn list(&self, app_id: Option<&str>) -> Result<Vec<Template>, TemplateError> {
+        let mut v = Vec::new();
+        wxpush_server::status::no_control(&mut v, "app_id", app_id.unwrap_or_default());
+        if !v.is_empty() {
+            return Err(TemplateError::InvalidArgument(v));
+        }
         match self.store.list(app_id).await {
             Ok(all) => {
                 for t in &all {
@@ -152,6 +166,9 @@ impl TemplateRegistry {
         limit: usize,
         before: Option<i64>,
     ) -> Result<store::RevisionPage, TemplateError> {
+        if !crate::spec::is_key(key) {
+            return Err(TemplateError::NotFound(key.to_string()));
+        }
         self.store
             .revisions(key, limit, before)
             .await?
@@ -165,6 +182,9 @@ impl TemplateRegistry {
 
     /// Deletes a template; a non-zero `expected_version` must match.
     pub async fn delete(&self, key: &str, expected_version: u64) -> Result<(), TemplateError> {
+        if !crate::spec::is_key(key) {
+            return Err(TemplateError::NotFound(key.to_string()));
+        }
         self.store.delete(key, expected_version).await?;
         self.known.forget(key);
         Ok(())

@@ -162,24 +162,37 @@ fn describe(e: TemplateError) -> String {
     }
 }
 
+/// A business template key: 1 to [`MAX_KEY_CHARS`] of a-z, 0-9, `_`, `.`
+/// and `-`. A key that breaks it names no template (and one with a NUL
+/// could not even be looked up in PostgreSQL).
+pub fn check_key(field: &str, key: &str, v: &mut Vec<Violation>) {
+    require(v, field, key);
+    max_chars(v, field, key, MAX_KEY_CHARS);
+    if !key
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+    {
+        v.push(Violation::new(
+            field,
+            "may contain only a-z, 0-9, `_`, `.` and `-`",
+        ));
+    }
+}
+
+/// Whether `key` could be a stored template's ([`check_key`]).
+pub fn is_key(key: &str) -> bool {
+    let mut v = Vec::new();
+    check_key("key", key, &mut v);
+    v.is_empty()
+}
+
 /// The checks every stored template passes; field paths are relative to
 /// `template.` as in `UpsertTemplateRequest`. Includes the field mapping
 /// against the WeChat content when it is known, so a typo in a field name is
 /// refused when the template is written, not when the first message fails.
 pub fn check(t: &Template) -> Result<(), TemplateError> {
     let mut v = Vec::new();
-    require(&mut v, "template.key", &t.key);
-    max_chars(&mut v, "template.key", &t.key, MAX_KEY_CHARS);
-    if !t
-        .key
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
-    {
-        v.push(Violation::new(
-            "template.key",
-            "may contain only a-z, 0-9, `_`, `.` and `-`",
-        ));
-    }
+    check_key("template.key", &t.key, &mut v);
     require(&mut v, "template.app_id", &t.app_id);
     require(&mut v, "template.template_id", &t.template_id);
     match MessageKind::try_from(t.kind) {

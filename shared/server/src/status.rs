@@ -41,6 +41,15 @@ pub fn max_chars(violations: &mut Vec<Violation>, field: &str, value: &str, max:
     }
 }
 
+/// Checks that an identifier (an id, a key, an openid) holds no control
+/// character: none is in any real one, and PostgreSQL cannot even store a
+/// NUL (a lookup would fail as if the database were down).
+pub fn no_control(violations: &mut Vec<Violation>, field: &str, value: &str) {
+    if value.chars().any(char::is_control) {
+        violations.push(Violation::new(field, "may not contain control characters"));
+    }
+}
+
 /// Turns collected violations into an error, or `Ok` when there are none.
 pub fn check(violations: Vec<Violation>) -> Result<(), Status> {
     if violations.is_empty() {

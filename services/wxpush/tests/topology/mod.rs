@@ -304,20 +304,40 @@ impl Topology {
         serving(self.processes[i].grpc).await;
     }
 
+    /// The hot path's Redis memory (`used_memory`, every master of the
+    /// cluster when on one), in bytes.
+    pub async fn hot_path_memory(&self) -> u64 {
+        match &self.cluster {
+            Some(c) => {
+                let mut sum = 0;
+                for url in c.node_urls() {
+                    sum += used_memory(&url).await;
+                }
+                sum
+            }
+            None => self.redis_memory().await,
+        }
+    }
+
     /// Redis's `used_memory`, in bytes.
     pub async fn redis_memory(&self) -> u64 {
-        let client = redis::Client::open(self.redis.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        used_memory(&self.redis.url()).await
     }
+}
+
+/// `used_memory` of the Redis at `url`, in bytes.
+async fn used_memory(url: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for Topology {
