@@ -96,6 +96,7 @@ async fn each_service_works_with_its_own_user_and_reaches_nothing_else() {
     let b = Backends::open(&config, None).await.unwrap();
     let m = wxpush_delivery::queue::QueuedMessage {
         message_id: "m1".into(),
+        template_key: "t".into(),
         ..Default::default()
     };
     b.queue.push(std::slice::from_ref(&m), 0).await.unwrap();
