@@ -11,21 +11,16 @@
 //! ([`crate::record`]). A receipt can arrive before the SENT record it
 //! names: it is left unacknowledged in the stream and read again (when the
 //! reader is idle, and after a restart) until the record is there, for at
-//! most [`WAIT_FOR_RECORD`]; then it is dropped (logged).
+//! most [`wxpush_events::callbacks::WAIT_AT_MOST`]; then it is dropped (logged).
 
 use crate::error::StoreError;
 use crate::metrics::LogQueryMetrics;
 use crate::store::LogStore;
 use crate::tail::Tail;
 use std::sync::Arc;
-use wxpush_events::callbacks::{HandedOn, Handled, PushSource, WAIT_AT_MOST, follow, status_of};
+use wxpush_events::callbacks::{HandedOn, Handled, PushSource, follow, status_of};
 use wxpush_proto::v1::{DeliveryEvent, LogRecord};
 use wxpush_wechat::push::ReceiptOutcome;
-
-/// How long a receipt waits for the record it names: the SENT event
-/// reaches the log within seconds; a receipt for a message wxpush never
-/// sent (another sender on the same app) must not sit in the stream long.
-pub const WAIT_FOR_RECORD: std::time::Duration = WAIT_AT_MOST;
 
 /// What became of one push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
