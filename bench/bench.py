@@ -200,6 +200,8 @@ class Topology:
                 f"{p}__ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
                 f"{p}__BACKEND__KIND": "redis",
                 f"{p}__BACKEND__REDIS_URL": redis_url,
+                # The seed design checks no caller either.
+                f"{p}__AUTH__MODE": "off",
             }
             if postgres and service != "token":
                 env[f"{p}__BACKEND__KIND"] = "postgres"

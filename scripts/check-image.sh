@@ -260,7 +260,7 @@ for svc in "${services[@]}"; do
   prefix="WXPUSH_${svc^^}"
   read -r grpc admin public < <(free_ports 3)
   envs=("${prefix}__LISTEN=127.0.0.1:$grpc" "${prefix}__ADMIN_LISTEN=127.0.0.1:$admin"
-        "${prefix}__BACKEND__KIND=memory" "RUST_LOG=info")
+        "${prefix}__BACKEND__KIND=memory" "${prefix}__AUTH__MODE=off" "RUST_LOG=info")
   [ "$svc" = callback ] && envs+=("${prefix}__PUBLIC_LISTEN=127.0.0.1:$public")
   log="$work/$svc.log"
   # Not through in_image: $! is then the service itself (env and chroot exec).

@@ -19,6 +19,9 @@ pub struct CallbackConfig {
     pub listen: SocketAddr,
     /// Admin HTTP address (`/metrics`, `/healthz`).
     pub admin_listen: SocketAddr,
+    /// Who may call (`auth.mode`, the callers' credentials and grants)
+    /// and what this service presents on its own calls to the suite.
+    pub auth: wxpush_auth::AuthSettings,
     /// The HTTP address WeChat calls: `GET`/`POST /wechat/callback/{app_id}`.
     pub public_listen: SocketAddr,
     /// Bodies larger than this are refused (`413`) unread.
@@ -35,6 +38,7 @@ impl Default for CallbackConfig {
         Self {
             listen: "127.0.0.1:50055".parse().expect("address"),
             admin_listen: "127.0.0.1:9095".parse().expect("address"),
+            auth: wxpush_auth::AuthSettings::default(),
             public_listen: "127.0.0.1:8095".parse().expect("address"),
             max_body_bytes: MAX_BODY_BYTES,
             apps: Vec::new(),

@@ -178,6 +178,9 @@ pub struct DeliveryConfig {
     pub listen: SocketAddr,
     /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
     pub admin_listen: SocketAddr,
+    /// Who may call (`auth.mode`, the callers' credentials and grants)
+    /// and what this service presents on its own calls to the suite.
+    pub auth: wxpush_auth::AuthSettings,
     /// The template service, e.g. `http://wxpush-template:50052`.
     pub template_endpoint: GrpcEndpoint,
     /// The token service, e.g. `http://wxpush-token:50051`.
@@ -198,6 +201,7 @@ impl Default for DeliveryConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50053)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9093)),
+            auth: wxpush_auth::AuthSettings::default(),
             template_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50052")
                 .expect("a valid default"),
             token_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50051").expect("a valid default"),

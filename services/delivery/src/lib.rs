@@ -71,8 +71,10 @@ impl Delivery {
     /// Every part over `backends`.
     pub fn new(config: &DeliveryConfig, backends: Backends) -> anyhow::Result<Self> {
         let sender = sender::Sender::new(
-            wxpush_server::grpc::channel(&config.template_endpoint),
-            wxpush_server::grpc::channel(&config.token_endpoint),
+            wxpush_server::grpc::peer(&config.template_endpoint, &config.auth)
+                .map_err(anyhow::Error::msg)?,
+            wxpush_server::grpc::peer(&config.token_endpoint, &config.auth)
+                .map_err(anyhow::Error::msg)?,
             wxpush_wechat::WechatClient::new(&config.wechat)?,
             breaker::Breakers::new(config.breaker.clone()),
             backends.consent,

@@ -15,11 +15,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Status;
-use tonic::transport::Channel;
 use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::*;
-use wxpush_server::rpc::{TracedChannel, traced};
+use wxpush_server::rpc::TracedChannel;
 use wxpush_server::trace_context::TraceContext;
 use wxpush_template::render::{RenderInput, render};
 use wxpush_wechat::{MessageApi, WechatClient};
@@ -107,15 +106,15 @@ impl Sender {
     /// `token` (each call a client span the callee continues), WeChat
     /// through `wechat`, guarded by `breakers`.
     pub fn new(
-        template: Channel,
-        token: Channel,
+        template: TracedChannel,
+        token: TracedChannel,
         wechat: WechatClient,
         breakers: Breakers,
         consent: Arc<dyn ConsentLedger>,
     ) -> Self {
         Self {
-            template: TemplateServiceClient::new(traced(template)),
-            token: TokenServiceClient::new(traced(token)),
+            template: TemplateServiceClient::new(template),
+            token: TokenServiceClient::new(token),
             wechat,
             breakers,
             consent,

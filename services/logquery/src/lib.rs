@@ -47,6 +47,9 @@ pub struct LogQueryConfig {
     pub listen: SocketAddr,
     /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
     pub admin_listen: SocketAddr,
+    /// Who may call (`auth.mode`, the callers' credentials and grants)
+    /// and what this service presents on its own calls to the suite.
+    pub auth: wxpush_auth::AuthSettings,
     /// The memory backend keeps at most this many records (oldest evicted).
     pub max_records: usize,
     /// Records older than this (by accepted_at) are dropped, by both backends.
@@ -88,6 +91,7 @@ impl Default for LogQueryConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50054)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9094)),
+            auth: wxpush_auth::AuthSettings::default(),
             max_records: 100_000,
             retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 60,

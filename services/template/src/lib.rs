@@ -46,6 +46,9 @@ pub struct TemplateConfig {
     pub listen: SocketAddr,
     /// Admin HTTP: `/metrics` (Prometheus), `/healthz`.
     pub admin_listen: SocketAddr,
+    /// Who may call (`auth.mode`, the callers' credentials and grants)
+    /// and what this service presents on its own calls to the suite.
+    pub auth: wxpush_auth::AuthSettings,
     /// Templates file loaded at start-up (optional).
     pub templates_file: Option<std::path::PathBuf>,
     /// Where templates are kept: `memory` (one replica) or `redis` (shared,
@@ -62,6 +65,7 @@ impl Default for TemplateConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            auth: wxpush_auth::AuthSettings::default(),
             templates_file: None,
             backend: BackendSettings::default(),
             token_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50051").expect("a valid default"),
@@ -93,7 +97,8 @@ pub async fn build_seeded(
 ) -> anyhow::Result<Component> {
     let registry = TemplateRegistry::open(&config.backend).await?;
     let wechat = wxpush_wechat::WechatClient::new(&config.wechat)?;
-    let token = wxpush_server::grpc::channel(&config.token_endpoint);
+    let token = wxpush_server::grpc::peer(&config.token_endpoint, &config.auth)
+        .map_err(anyhow::Error::msg)?;
     let grpc = TemplateGrpc::new(registry.clone()).with_sync(token, wechat);
     let count = seed.len();
     let watched = registry.clone();

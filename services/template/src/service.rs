@@ -5,7 +5,7 @@ use crate::registry::TemplateRegistry;
 use crate::render::{RenderInput, render};
 use crate::sync::{TemplateSource, WechatSource, resolve_kind, sync_app};
 use std::sync::Arc;
-use tonic::transport::Channel;
+use wxpush_server::rpc::TracedChannel;
 use tonic::{Request, Response, Status};
 use wxpush_proto::v1::template_service_server::{TemplateService, TemplateServiceServer};
 use wxpush_proto::v1::*;
@@ -33,8 +33,8 @@ impl TemplateGrpc {
     }
 
     /// Enables SyncTemplates: tokens from the token service at `token`
-    /// (a channel, lazy is fine), template lists from WeChat via `wechat`.
-    pub fn with_sync(self, token: Channel, wechat: WechatClient) -> Self {
+    /// (a traced channel, lazy is fine), template lists from WeChat via `wechat`.
+    pub fn with_sync(self, token: TracedChannel, wechat: WechatClient) -> Self {
         self.with_source(Arc::new(WechatSource::new(token, wechat)))
     }
 

@@ -8,12 +8,11 @@ use crate::error::TemplateError;
 use crate::registry::TemplateRegistry;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use tonic::transport::Channel;
 use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::{
     AppKind, GetAccessTokenRequest, MessageKind, SyncTemplatesResponse, WechatTemplate,
 };
-use wxpush_server::rpc::{TracedChannel, traced};
+use wxpush_server::rpc::TracedChannel;
 use wxpush_server::status::Violation;
 use wxpush_server::trace_context::TraceContext;
 use wxpush_wechat::WechatClient;
@@ -41,9 +40,9 @@ pub struct WechatSource {
 
 impl WechatSource {
     /// `token` is a channel to the token service (lazy is fine).
-    pub fn new(token: Channel, wechat: WechatClient) -> Self {
+    pub fn new(token: TracedChannel, wechat: WechatClient) -> Self {
         Self {
-            token: TokenServiceClient::new(traced(token)),
+            token: TokenServiceClient::new(token),
             wechat,
         }
     }

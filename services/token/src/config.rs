@@ -117,6 +117,9 @@ pub struct TokenConfig {
     pub listen: SocketAddr,
     /// Admin HTTP address: `/metrics` (Prometheus) and `/healthz`.
     pub admin_listen: SocketAddr,
+    /// Who may call (`auth.mode`, the callers' credentials and grants)
+    /// and what this service presents on its own calls to the suite.
+    pub auth: wxpush_auth::AuthSettings,
     pub apps: Vec<AppSpec>,
     pub refresh: RefreshSettings,
     /// `memory` (one replica) or `redis` (shared by replicas).
@@ -135,6 +138,7 @@ impl Default for TokenConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            auth: wxpush_auth::AuthSettings::default(),
             apps: Vec::new(),
             refresh: RefreshSettings::default(),
             backend: BackendSettings::default(),

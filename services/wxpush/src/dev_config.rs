@@ -49,6 +49,10 @@ pub struct DevConfig {
     pub token: TokenSettings,
     pub delivery: DeliverySettings,
     pub logquery: LogQuerySettings,
+    /// Who may call the suite (`auth.mode: off` unless set here; see the
+    /// README's "Callers and grants").
+    #[serde(default = "wxpush_auth::AuthSettings::off")]
+    pub auth: wxpush_auth::AuthSettings,
 }
 
 /// The embedded sandbox.
@@ -173,6 +177,7 @@ impl DevConfig {
             idempotency_window_secs: d.idempotency_window_secs,
             ..opts.delivery
         };
+        opts.auth = self.auth;
         opts.max_log_records = self.logquery.max_records;
         opts.log_retention_secs = self.logquery.retention_secs;
         Ok(opts)

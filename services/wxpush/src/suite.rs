@@ -62,6 +62,10 @@ pub struct SuiteOptions {
     /// sandbox's apps push their receipts and subscription events to it
     /// (`wxpush dev`); `None`, or no sandbox: no callback endpoint.
     pub callbacks_listen: Option<SocketAddr>,
+    /// Who may call the suite's port; `wxpush dev`'s default is
+    /// `mode: off` (with a warning at start). With `mode: on` the suite's
+    /// own hops present `call_as`.
+    pub auth: wxpush_auth::AuthSettings,
 }
 
 impl SuiteOptions {
@@ -87,6 +91,7 @@ impl SuiteOptions {
             delivery: DeliveryConfig::default(),
             admin_listen: None,
             callbacks_listen: None,
+            auth: wxpush_auth::AuthSettings::off(),
         }
     }
 
@@ -159,6 +164,7 @@ impl Suite {
             wechat: opts.wechat.clone(),
             // The sandbox's demo apps carry their secrets inline.
             allow_inline_secrets: true,
+            auth: opts.auth.clone(),
             ..Default::default()
         })
         .await?;
@@ -166,6 +172,7 @@ impl Suite {
             TemplateConfig {
                 token_endpoint: this.clone(),
                 wechat: opts.wechat.clone(),
+                auth: opts.auth.clone(),
                 ..Default::default()
             },
             opts.templates,
@@ -180,6 +187,7 @@ impl Suite {
                 template_endpoint: this.clone(),
                 token_endpoint: this,
                 wechat: opts.wechat,
+                auth: opts.auth.clone(),
                 ..opts.delivery
             },
             wxpush_delivery::InProcess {
@@ -212,7 +220,8 @@ impl Suite {
             )?);
         }
         let (drain, signal) = Shutdown::manual();
-        let running = process::start(components, listeners, signal).await?;
+        let gate = wxpush_server::rpc::GateLayer::from_settings(&opts.auth)?;
+        let running = process::start(components, listeners, gate, signal).await?;
         Ok(Self {
             grpc_addr: running.grpc_addr,
             admin_addr: running.admin_addr,

@@ -31,6 +31,7 @@ fn spawn_delivery(h: &Harness, redis: &RedisServer) -> Child {
         .env("RUST_LOG", "info")
         .env("WXPUSH_DELIVERY__LISTEN", "127.0.0.1:0")
         .env("WXPUSH_DELIVERY__ADMIN_LISTEN", "127.0.0.1:0")
+        .env("WXPUSH_DELIVERY__AUTH__MODE", "off")
         .env("WXPUSH_DELIVERY__TEMPLATE_ENDPOINT", h.suite.grpc_url())
         .env("WXPUSH_DELIVERY__TOKEN_ENDPOINT", h.suite.grpc_url())
         .env("WXPUSH_DELIVERY__WECHAT__BASE_URL", sandbox)

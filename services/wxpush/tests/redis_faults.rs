@@ -131,6 +131,7 @@ async fn faultsuite_a_service_refuses_an_evicting_redis_and_warns_about_a_volati
         }
         cmd.env(format!("{prefix}__LISTEN"), "127.0.0.1:0")
             .env(format!("{prefix}__ADMIN_LISTEN"), "127.0.0.1:0")
+            .env(format!("{prefix}__AUTH__MODE"), "off")
             .env(format!("{prefix}__BACKEND__KIND"), "redis")
             .env(format!("{prefix}__BACKEND__REDIS_URL"), redis.url())
             .env("RUST_LOG", "warn")

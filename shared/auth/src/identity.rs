@@ -87,6 +87,17 @@ pub struct Authenticator {
     grants: Grants,
 }
 
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of it.
+        f.debug_struct("Authenticator")
+            .field("jwt", &self.jwt.is_some())
+            .field("trust_mesh", &self.trust_mesh)
+            .field("grants", &self.grants)
+            .finish()
+    }
+}
+
 impl Authenticator {
     /// From the `auth.jwt` settings (none: no bearer tokens), whether the
     /// mesh's header is trusted, and the callers' grants.

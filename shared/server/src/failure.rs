@@ -56,6 +56,8 @@ macro_rules! reasons {
 
 reasons! {
     FieldInvalid => "FIELD_INVALID": "A request field is missing, malformed or over a limit; `BadRequest` names each field.",
+    Unauthenticated => "UNAUTHENTICATED": "No credentials, or credentials that are refused (expired, another key or audience, an untrusted mesh header, an unknown caller); the message says which.",
+    PermissionDenied => "PERMISSION_DENIED": "The caller has no grant for this operation on this app or template; the message names them.",
     AppUnknown => "APP_UNKNOWN": "The app id is not configured in the token service.",
     TemplateNotFound => "TEMPLATE_NOT_FOUND": "No business template has this key.",
     TemplateExists => "TEMPLATE_EXISTS": "A create (`expected_version` 0) found the key taken.",
@@ -303,6 +305,8 @@ pub fn for_code(code: Code) -> Reason {
         Code::NotFound => Reason::NotFound,
         Code::InvalidArgument | Code::OutOfRange => Reason::RequestMalformed,
         Code::ResourceExhausted | Code::Unavailable => Reason::Overloaded,
+        Code::Unauthenticated => Reason::Unauthenticated,
+        Code::PermissionDenied => Reason::PermissionDenied,
         _ => Reason::Internal,
     }
 }

@@ -43,12 +43,30 @@ pub fn channel(endpoint: &crate::config::GrpcEndpoint) -> Channel {
         .connect_lazy()
 }
 
+/// A traced [`channel`] to a peer service of the suite whose calls present
+/// this service's own identity (`auth.call_as`, read now: a token file that
+/// cannot be read is an error at start).
+pub fn peer(
+    endpoint: &crate::config::GrpcEndpoint,
+    auth: &wxpush_auth::AuthSettings,
+) -> Result<crate::rpc::TracedChannel, String> {
+    let credentials = auth
+        .call_as
+        .token_file
+        .as_deref()
+        .map(crate::rpc::Credentials::from_file)
+        .transpose()?;
+    Ok(crate::rpc::traced_as(channel(endpoint), credentials))
+}
+
 /// Serves `routes` on `listener` until `shutdown` completes, then lets
 /// in-flight calls finish. `names` are the fully-qualified service names
-/// (`wxpush.v1.TokenService`) reported as SERVING by the health service.
+/// (`wxpush.v1.TokenService`) reported as SERVING by the health service;
+/// `gate` decides who may call ([`crate::rpc::GateLayer`]).
 pub async fn serve(
     routes: Routes,
     names: Vec<&'static str>,
+    gate: crate::rpc::GateLayer,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -85,6 +103,7 @@ pub async fn serve(
     Server::builder()
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .layer(crate::rpc::ServerTraceLayer)
+        .layer(gate)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

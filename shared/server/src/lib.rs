@@ -19,9 +19,12 @@
 //!   and client side, and trace propagation (headers, Istio, the queue).
 //! - [`logging`]: a logs-only subscriber (tests); binaries use
 //!   `wxpush_telemetry::init`.
+//! - [`caller`]: who is calling (found by the gate layer) and the app
+//!   and template checks services make.
 //! - [`build_info`]: the version and commit (`--version`, `wxpush_build_info`).
 
 pub mod build_info;
+pub mod caller;
 pub mod component;
 pub mod config;
 pub mod deadline;

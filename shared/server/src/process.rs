@@ -16,16 +16,19 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use wxpush_metrics::SharedRegistry;
 
-/// Where a service listens: every service config implements this.
+/// Where a service listens and who may call it: every service config
+/// implements this.
 pub trait Listen {
     /// The gRPC address.
     fn listen(&self) -> SocketAddr;
     /// The admin HTTP address (`/metrics`, `/healthz`).
     fn admin_listen(&self) -> SocketAddr;
+    /// The `auth:` section.
+    fn auth(&self) -> &wxpush_auth::AuthSettings;
 }
 
 /// Implements [`Listen`] for a config with `listen` and `admin_listen`
-/// fields of type `SocketAddr`.
+/// fields of type `SocketAddr` and an `auth` field.
 #[macro_export]
 macro_rules! listen_on_fields {
     ($config:ty) => {
@@ -35,6 +38,9 @@ macro_rules! listen_on_fields {
             }
             fn admin_listen(&self) -> std::net::SocketAddr {
                 self.admin_listen
+            }
+            fn auth(&self) -> &wxpush_auth::AuthSettings {
+                &self.auth
             }
         }
     };
@@ -97,16 +103,19 @@ impl Running {
     }
 }
 
-/// Runs start-up steps, then serves the components until `drain` fires.
+/// Runs start-up steps, then serves the components until `drain` fires,
+/// every call passing `gate`.
 pub async fn start(
     components: Vec<Component>,
     listeners: Listeners,
+    gate: crate::rpc::GateLayer,
     drain: Shutdown,
 ) -> anyhow::Result<Running> {
     let grpc_addr = listeners.grpc_addr();
     let admin_addr = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
     let metrics = SharedRegistry::new();
     metrics.register_with(|r| crate::rpc::RpcMetrics::global().register(r));
+    metrics.register_with(|r| crate::rpc::GateMetrics::global().register(r));
     metrics.register_with(crate::build_info::register);
     let mut shared = BTreeSet::new();
     let mut routes = tonic::service::Routes::default();
@@ -142,6 +151,7 @@ pub async fn start(
     let server = tokio::spawn(crate::grpc::serve(
         routes,
         names,
+        gate,
         listeners.grpc,
         drain.wait(),
     ));
@@ -236,6 +246,7 @@ where
     Fut: Future<Output = anyhow::Result<Component>>,
 {
     let (grpc, admin) = (config.listen(), config.admin_listen());
+    gate(&config)?;
     build(config).await?;
     Listeners::bind(grpc, Some(admin)).await?;
     Ok(())
@@ -249,6 +260,15 @@ where
     Fut: Future<Output = anyhow::Result<Component>>,
 {
     let listeners = Listeners::bind(config.listen(), Some(config.admin_listen())).await?;
+    let gate = gate(&config)?;
     let component = build(config).await?;
-    start(vec![component], listeners, drain).await?.wait().await
+    start(vec![component], listeners, gate, drain)
+        .await?
+        .wait()
+        .await
+}
+
+/// The gate of a service's `auth:` section (its key and grants read).
+fn gate(config: &impl Listen) -> anyhow::Result<crate::rpc::GateLayer> {
+    Ok(crate::rpc::GateLayer::from_settings(config.auth())?)
 }

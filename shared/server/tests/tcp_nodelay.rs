@@ -54,7 +54,8 @@ async fn accepted_connections_have_tcp_nodelay() {
     tokio::spawn(wxpush_server::grpc::serve(
         routes,
         Vec::new(),
-        listener,
+        wxpush_server::rpc::GateLayer::open(),
+listener,
         std::future::pending(),
     ));
     let client = tokio::net::TcpStream::connect(server).await.unwrap();

@@ -24,8 +24,11 @@ impl CheckConfig {
             }
         }
         // Defaults bind 0.0.0.0 on fixed ports; a check binds free ones.
+        // Callers are checked by default; these checks are of the rest
+        // (`AUTH__MODE` in `env` turns it back on).
         cmd.env(format!("{}__LISTEN", self.prefix), "127.0.0.1:0")
-            .env(format!("{}__ADMIN_LISTEN", self.prefix), "127.0.0.1:0");
+            .env(format!("{}__ADMIN_LISTEN", self.prefix), "127.0.0.1:0")
+            .env(format!("{}__AUTH__MODE", self.prefix), "off");
         for (key, value) in env {
             cmd.env(format!("{}__{key}", self.prefix), value);
         }
@@ -51,6 +54,27 @@ impl CheckConfig {
     pub fn assert_standard(&self) {
         let (ok, out) = self.run(None, &[]);
         assert!(ok && out.contains("config OK"), "defaults refused: {out}");
+
+        // Checking callers is the default: on without a caller is refused
+        // at start, naming the settings, and so is a grants file that
+        // cannot be read.
+        let (ok, out) = self.run(None, &[("AUTH__MODE", "on")]);
+        assert!(
+            !ok && out.contains("auth.jwt or auth.trust_mesh") && out.contains("auth.mode: off"),
+            "auth on without callers accepted: {out}"
+        );
+        let (ok, out) = self.run(
+            None,
+            &[
+                ("AUTH__MODE", "on"),
+                ("AUTH__TRUST_MESH", "true"),
+                ("AUTH__GRANTS_FILE", "/nonexistent/grants.yaml"),
+            ],
+        );
+        assert!(
+            !ok && out.contains("auth.grants_file /nonexistent/grants.yaml"),
+            "a missing grants file accepted: {out}"
+        );
 
         let (ok, out) = self.run(None, &[("LISTEN", "foo")]);
         assert!(!ok && out.contains("listen"), "bad address accepted: {out}");

@@ -183,7 +183,8 @@ impl Replica {
             let _ = wxpush_server::grpc::serve(
                 routes,
                 vec!["wxpush.v1.TokenService"],
-                listener,
+                wxpush_server::rpc::GateLayer::open(),
+listener,
                 async {
                     let _ = stopped.await;
                 },

@@ -73,7 +73,7 @@ impl Topology {
     }
 
     /// On a given Redis, with extra settings (`WXPUSH_DELIVERY__...`) for
-    /// the processes.
+    /// the processes, each taking those of its prefix.
     pub async fn start_with(redis: RedisServer, extra: &[(&str, &str)]) -> Self {
         Self::start_full(redis, extra, None, None, false).await
     }
@@ -166,13 +166,25 @@ impl Topology {
         let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/templates.yaml");
         let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
         let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+        // Callers are not checked unless an extra setting turns it on
+        // (`WXPUSH_TOKEN__AUTH__MODE=on`): each process takes the extra
+        // settings of its prefix, after these.
         let common = |prefix: &str, grpc: u16| {
-            vec![
+            let mut env = vec![
                 (format!("{prefix}__LISTEN"), format!("127.0.0.1:{grpc}")),
                 (format!("{prefix}__ADMIN_LISTEN"), "127.0.0.1:0".to_string()),
                 (format!("{prefix}__BACKEND__KIND"), "redis".into()),
                 (format!("{prefix}__BACKEND__REDIS_URL"), redis_url.clone()),
-            ]
+                (format!("{prefix}__AUTH__MODE"), "off".into()),
+            ];
+            let mine = format!("{prefix}__");
+            env.extend(
+                extra
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&mine))
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+            env
         };
         let mut token = common("WXPUSH_TOKEN", ports[0]);
         token.push(("WXPUSH_TOKEN__WECHAT__BASE_URL".into(), sandbox.api_url()));
@@ -185,12 +197,6 @@ impl Topology {
             sandbox.api_url(),
         ));
         let mut delivery = common("WXPUSH_DELIVERY", ports[2]);
-        delivery.extend(
-            extra
-                .iter()
-                .filter(|(k, _)| !k.starts_with("WXPUSH_LOGQUERY__"))
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
         delivery.push(("WXPUSH_DELIVERY__TOKEN_ENDPOINT".into(), url(0)));
         delivery.push(("WXPUSH_DELIVERY__TEMPLATE_ENDPOINT".into(), url(1)));
         delivery.push((
@@ -198,12 +204,6 @@ impl Topology {
             sandbox.api_url(),
         ));
         let mut logquery = common("WXPUSH_LOGQUERY", ports[3]);
-        logquery.extend(
-            extra
-                .iter()
-                .filter(|(k, _)| k.starts_with("WXPUSH_LOGQUERY__"))
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
         if let Some(pg) = &postgres {
             for (prefix, env) in [
                 ("WXPUSH_TEMPLATE", &mut template),

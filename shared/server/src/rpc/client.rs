@@ -1,10 +1,12 @@
 //! The client half: a span per outgoing call, its context injected as
 //! `traceparent` / `tracestate`, and the Istio headers of the incoming call
-//! forwarded. Without an OpenTelemetry subscriber (plain unit tests) the
+//! forwarded, and the service's own credentials presented
+//! ([`super::credentials`]). Without an OpenTelemetry subscriber (plain unit tests) the
 //! request's own `traceparent`, if any, is left as it is.
 
 use super::RpcName;
 use super::body::{Finish, ObservedBody, Side};
+use super::credentials::Credentials;
 use super::propagation::{Forwarded, inject};
 use opentelemetry::trace::TraceContextExt;
 use std::future::Future;
@@ -21,18 +23,29 @@ pub type TracedChannel = ClientTrace<Channel>;
 
 /// Wraps a channel (lazy or connected) in [`ClientTraceLayer`].
 pub fn traced(channel: Channel) -> TracedChannel {
-    ClientTraceLayer.layer(channel)
+    ClientTraceLayer::default().layer(channel)
+}
+
+/// [`traced`], presenting `credentials` (if any) on every call: a
+/// service's own hops to the suite.
+pub fn traced_as(channel: Channel, credentials: Option<Credentials>) -> TracedChannel {
+    ClientTraceLayer { credentials }.layer(channel)
 }
 
 /// Adds [`ClientTrace`] around a gRPC client transport.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClientTraceLayer;
+#[derive(Debug, Clone, Default)]
+pub struct ClientTraceLayer {
+    credentials: Option<Credentials>,
+}
 
 impl<S> Layer<S> for ClientTraceLayer {
     type Service = ClientTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientTrace { inner }
+        ClientTrace {
+            inner,
+            credentials: self.credentials.clone(),
+        }
     }
 }
 
@@ -40,6 +53,7 @@ impl<S> Layer<S> for ClientTraceLayer {
 #[derive(Debug, Clone)]
 pub struct ClientTrace<S> {
     inner: S,
+    credentials: Option<Credentials>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ClientTrace<S>
@@ -74,6 +88,11 @@ where
             inject(&cx, request.headers_mut());
         }
         Forwarded::current().apply_to_call(request.headers_mut());
+        if let Some(c) = &self.credentials {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, c.header());
+        }
         let future = span.in_scope(|| self.inner.call(request));
         let finish = Finish {
             span: span.clone(),

@@ -10,6 +10,8 @@
 //! - [`ClientTraceLayer`] ([`traced`] wraps a `Channel`): a client span per
 //!   outgoing call whose context is injected into the request, so the callee's
 //!   server span is its child.
+//! - [`GateLayer`] (added by [`crate::grpc::serve`], inside the trace
+//!   layer): who is calling and whether it may ([`crate::caller`]).
 //! - [`propagation`]: header carriers, the Istio/Envoy headers (`b3`,
 //!   `x-b3-*`, `x-request-id`) forwarded from the incoming call to every
 //!   outgoing one, and the queue hop (a trace carried inside a message).
@@ -22,11 +24,15 @@
 
 pub mod body;
 mod client;
+pub mod credentials;
+mod gate;
 mod metrics;
 pub mod propagation;
 mod server;
 
-pub use client::{ClientTrace, ClientTraceLayer, TracedChannel, traced};
+pub use client::{ClientTrace, ClientTraceLayer, TracedChannel, traced, traced_as};
+pub use credentials::Credentials;
+pub use gate::{Gate, GateLayer, GateMetrics};
 pub use metrics::RpcMetrics;
 pub use server::{DEADLINE_MARGIN, ServerTrace, ServerTraceLayer};
 

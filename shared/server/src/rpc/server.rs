@@ -47,6 +47,7 @@ fn server_span(name: &RpcName, headers: &http::HeaderMap) -> Span {
         rpc.method = %name.method,
         rpc.grpc.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
+        wxpush.caller = tracing::field::Empty,
     );
     let parent = extract(headers);
     // No (valid) traceparent: a new root, never whatever span happens to be
