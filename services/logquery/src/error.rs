@@ -31,6 +31,9 @@ pub enum LogQueryError {
     Invalid(Vec<Violation>),
     #[error("message {0:?} not found")]
     NotFound(String),
+    /// The caller may not see what it asked for.
+    #[error("permission denied")]
+    Denied(Failure),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Every `TailLogs` stream this replica allows is open.
@@ -49,6 +52,7 @@ impl From<LogQueryError> for Status {
         let message = e.to_string();
         let failure = match e {
             LogQueryError::Invalid(v) => Failure::invalid(&v),
+            LogQueryError::Denied(f) => f,
             LogQueryError::NotFound(id) => {
                 Failure::new(Code::NotFound, Reason::MessageNotFound, message)
                     .with("message_id", id)

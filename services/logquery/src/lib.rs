@@ -16,6 +16,7 @@
 //!
 //! [`build`] puts them together as one component.
 
+pub mod access;
 pub mod error;
 pub mod filter;
 pub mod ingest;
@@ -50,6 +51,10 @@ pub struct LogQueryConfig {
     /// Who may call (`auth.mode`, the callers' credentials and grants)
     /// and what this service presents on its own calls to the suite.
     pub auth: wxpush_auth::AuthSettings,
+    /// The key content is masked with for callers without `read_content`
+    /// (a mounted Secret of 32+ bytes, so every replica masks a value
+    /// alike); unset: a random key per process.
+    pub mask_key_file: Option<std::path::PathBuf>,
     /// The memory backend keeps at most this many records (oldest evicted).
     pub max_records: usize,
     /// Records older than this (by accepted_at) are dropped, by both backends.
@@ -92,6 +97,7 @@ impl Default for LogQueryConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50054)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9094)),
             auth: wxpush_auth::AuthSettings::default(),
+            mask_key_file: None,
             max_records: 100_000,
             retention_secs: 7 * 24 * 3600,
             retention_sweep_secs: 60,
@@ -131,6 +137,19 @@ pub async fn build_with_sources(
     config: LogQueryConfig,
     in_process: InProcess,
 ) -> anyhow::Result<Component> {
+    let masks = match &config.mask_key_file {
+        Some(path) => {
+            let key = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("mask_key_file {}: {e}", path.display()))?;
+            anyhow::ensure!(
+                key.trim_ascii().len() >= 32,
+                "mask_key_file {}: shorter than 32 bytes",
+                path.display()
+            );
+            access::Masker::new(key.trim_ascii())
+        }
+        None => access::Masker::random(),
+    };
     let b = &config.backend;
     let mut prepare = None;
     let store: Arc<dyn LogStore> = match b.kind {
@@ -173,7 +192,11 @@ pub async fn build_with_sources(
         component = component.on_start(async move { store.prepare().await });
     }
     component = component
-        .grpc(LogQueryGrpc::new(store.clone(), tail.clone()).into_server())
+        .grpc(
+            LogQueryGrpc::new(store.clone(), tail.clone())
+                .masked_with(masks)
+                .into_server(),
+        )
         .metrics(|r| metrics::LogQueryMetrics::global().register(r));
     if let Some(relay) = relay {
         component = component.task(move |_| relay);

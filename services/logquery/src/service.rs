@@ -1,10 +1,12 @@
-//! The `wxpush.v1.LogQueryService` gRPC API over a [`LogStore`]. Errors
-//! become `Status` in one place: `From<LogQueryError> for Status`.
+//! The `wxpush.v1.LogQueryService` gRPC API over a [`LogStore`], each
+//! answer as its caller may see it ([`crate::access`]). Errors become
+//! `Status` in one place: `From<LogQueryError> for Status`.
 
+use crate::access::{Masker, View};
 use crate::error::LogQueryError;
-use crate::filter::{check_filter, check_query, matches};
-use crate::stats::check_stats;
-use crate::store::LogStore;
+use crate::filter::{Query, check_filter, check_query, matches, micros};
+use crate::stats::{StatsCounter, StatsQuery, check_stats};
+use crate::store::{LogStore, Page};
 use crate::tail::Tail;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
@@ -17,12 +19,83 @@ use wxpush_proto::v1::*;
 pub struct LogQueryGrpc {
     store: Arc<dyn LogStore>,
     tail: Tail,
+    masks: Masker,
 }
 
 impl LogQueryGrpc {
     /// Handlers over `store`; `tail` is the one ingestion publishes to.
+    /// Content is masked with a random key ([`Self::masked_with`]).
     pub fn new(store: Arc<dyn LogStore>, tail: Tail) -> Self {
-        Self { store, tail }
+        Self {
+            store,
+            tail,
+            masks: Masker::random(),
+        }
+    }
+
+    /// Masks content with `masks` (a configured key: every replica alike).
+    pub fn masked_with(mut self, masks: Masker) -> Self {
+        self.masks = masks;
+        self
+    }
+
+    /// A page of the records `view` may see: one query, or one per app it
+    /// may see, merged in the store's order (newest first).
+    async fn page(&self, view: &View, query: Query) -> Result<Page, LogQueryError> {
+        let filters = view.narrow(&query.filter)?;
+        let mut records = Vec::new();
+        let mut more = false;
+        let single = filters.len() == 1;
+        for filter in filters {
+            let page = self
+                .store
+                .query(&Query {
+                    filter,
+                    ..query.clone()
+                })
+                .await?;
+            if single {
+                return Ok(page);
+            }
+            more |= !page.next_page_token.is_empty();
+            records.extend(page.records);
+        }
+        records.sort_by(|a, b| {
+            (micros(b.accepted_at.as_ref()), &b.message_id)
+                .cmp(&(micros(a.accepted_at.as_ref()), &a.message_id))
+        });
+        more |= records.len() > query.page_size;
+        records.truncate(query.page_size);
+        Ok(Page::new(records, more))
+    }
+
+    /// Counts over the records `view` may see (per app, summed).
+    async fn stats(
+        &self,
+        view: &View,
+        query: StatsQuery,
+    ) -> Result<Vec<StatsSeries>, LogQueryError> {
+        let filters = view.narrow(&query.filter)?;
+        if filters.len() == 1 {
+            let filter = filters.into_iter().next().expect("one filter");
+            return Ok(self.store.stats(&StatsQuery { filter, ..query }).await?);
+        }
+        let mut counter = StatsCounter::default();
+        for filter in filters {
+            let series = self
+                .store
+                .stats(&StatsQuery {
+                    filter,
+                    ..query.clone()
+                })
+                .await?;
+            for s in series {
+                for p in s.points {
+                    counter.add(s.group.clone(), micros(p.bucket_start.as_ref()), p.count);
+                }
+            }
+        }
+        Ok(counter.into_series())
     }
 
     /// The tonic service to add to a server.
@@ -41,11 +114,12 @@ impl LogQueryGrpc {
         if !v.is_empty() {
             return Err(v.into());
         }
-        let record = self
-            .store
-            .get(&id)
-            .await?
-            .ok_or(LogQueryError::NotFound(id))?;
+        // Another app's message is as unknown as a missing one.
+        let view = View::current();
+        let record = match self.store.get(&id).await? {
+            Some(r) if view.sees(&r) => view.show(r, &self.masks),
+            _ => return Err(LogQueryError::NotFound(id)),
+        };
         Ok(GetMessageHistoryResponse {
             attempts: record.history.clone(),
             record: Some(record),
@@ -60,13 +134,14 @@ impl LogQueryService for LogQueryGrpc {
         request: Request<QueryLogsRequest>,
     ) -> Result<Response<QueryLogsResponse>, Status> {
         let query = check_query(request.into_inner()).map_err(LogQueryError::from)?;
-        let page = self
-            .store
-            .query(&query)
-            .await
-            .map_err(LogQueryError::from)?;
+        let view = View::current();
+        let page = self.page(&view, query).await?;
         Ok(Response::new(QueryLogsResponse {
-            records: page.records,
+            records: page
+                .records
+                .into_iter()
+                .map(|r| view.show(r, &self.masks))
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -83,11 +158,7 @@ impl LogQueryService for LogQueryGrpc {
         request: Request<GetStatsRequest>,
     ) -> Result<Response<GetStatsResponse>, Status> {
         let query = check_stats(request.into_inner()).map_err(LogQueryError::from)?;
-        let series = self
-            .store
-            .stats(&query)
-            .await
-            .map_err(LogQueryError::from)?;
+        let series = self.stats(&View::current(), query).await?;
         Ok(Response::new(GetStatsResponse { series }))
     }
 
@@ -103,10 +174,19 @@ impl LogQueryService for LogQueryGrpc {
         if !v.is_empty() {
             return Err(LogQueryError::from(v).into());
         }
+        let view = View::current();
+        // A filter naming another app is refused here as in QueryLogs.
+        view.narrow(&filter)?;
+        let (sees, masks) = (view.clone(), self.masks.clone());
         let records = self
             .tail
-            .stream(move |r| matches(&filter, r))
+            .stream(move |r| matches(&filter, r) && sees.sees(r))
             .ok_or(LogQueryError::TooManyTails(crate::tail::MAX_STREAMS))?;
-        Ok(Response::new(Box::pin(records.map(Ok))))
+        Ok(Response::new(Box::pin(records.map(move |mut event| {
+            if let Some(tail_logs_response::Event::Record(r)) = event.event.take() {
+                event.event = Some(tail_logs_response::Event::Record(view.show(r, &masks)));
+            }
+            Ok(event)
+        }))))
     }
 }
