@@ -122,7 +122,8 @@ impl Intake {
                 .buffered(RENDER_CONCURRENCY)
                 .collect()
                 .await;
-        // A missing template fails the whole batch, before anything is queued.
+        // A missing template, or one the caller may not send, fails the
+        // whole batch before anything is queued.
         if let Some(i) = checked
             .iter()
             .position(|c| matches!(c, Err(Refusal::Batch(_))))
@@ -209,6 +210,8 @@ impl Intake {
                 QueuedMessage::accepted(req, &message_id, &rendered.response.app_id, trace),
                 rendered,
             )),
+            // A batch has one template: no grant for it refuses them all.
+            Err(e @ DeliveryError::Denied(_)) => Err(Refusal::Batch(e)),
             Err(e) => Err(item(e)),
         }
     }

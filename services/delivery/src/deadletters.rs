@@ -5,7 +5,9 @@ use crate::error::DeliveryError;
 use crate::intake::Intake;
 use crate::message::{MessageCtx, Step};
 use crate::queue::DeadRecord;
+use wxpush_auth::Operation;
 use wxpush_proto::v1::*;
+use wxpush_server::caller::Caller;
 use wxpush_server::status::{Violation, check_timestamp};
 use wxpush_server::trace_context::TraceContext;
 
@@ -36,6 +38,33 @@ fn check_dead_letter_filter(f: &DeadLetterFilter) -> Result<(), DeliveryError> {
     }
 }
 
+/// The app a dead-letter call acts on: the filter's, if the caller may
+/// replay it; the caller's one app when the filter names none; a caller of
+/// several apps names one.
+fn replay_scope(filter: &mut DeadLetterFilter) -> Result<(), DeliveryError> {
+    let caller = Caller::current();
+    if !filter.app_id.is_empty() {
+        return caller
+            .check(Operation::Replay, &filter.app_id, None)
+            .map_err(DeliveryError::Denied);
+    }
+    match caller.apps() {
+        None => Ok(()),
+        Some(apps) if apps.len() == 1 => {
+            filter.app_id = apps[0].clone();
+            Ok(())
+        }
+        Some(apps) => Err(DeliveryError::InvalidArgument(vec![Violation::new(
+            "filter.app_id",
+            format!(
+                "required: caller {} may replay for {} only",
+                caller.name(),
+                apps.join(", ")
+            ),
+        )])),
+    }
+}
+
 impl Intake {
     /// Dead letters matching the filter, newest first.
     pub async fn list_dead_letters(
@@ -49,8 +78,9 @@ impl Intake {
                 "is not a token returned by ListDeadLetters",
             )]));
         }
-        let filter = req.filter.unwrap_or_default();
+        let mut filter = req.filter.unwrap_or_default();
         check_dead_letter_filter(&filter)?;
+        replay_scope(&mut filter)?;
         let page = self
             .ledger
             .queue
@@ -75,10 +105,14 @@ impl Intake {
                     req.message_ids.len()
                 ),
             )]));
-        } else if !req.message_ids.is_empty() {
+        } else if !req.message_ids.is_empty() && Caller::current().apps().is_none() {
             req.message_ids
-        } else if let Some(filter) = req.filter {
+        } else if !req.message_ids.is_empty() || req.filter.is_some() {
+            // A caller of some apps replays ids of those only: the ids are
+            // looked up under its app's filter.
+            let mut filter = req.filter.unwrap_or_default();
             check_dead_letter_filter(&filter)?;
+            replay_scope(&mut filter)?;
             let mut ids = Vec::new();
             let mut token = String::new();
             loop {
@@ -92,6 +126,9 @@ impl Intake {
                     break;
                 }
                 token = page.next_page_token;
+            }
+            if !req.message_ids.is_empty() {
+                ids.retain(|id| req.message_ids.contains(id));
             }
             ids.truncate(MAX_REPLAY);
             ids
@@ -135,6 +172,13 @@ impl Intake {
                 "is required",
             )]));
         }
-        Ok(self.ledger.queue.status(message_id).await?)
+        // Another app's message is as unknown as a missing one.
+        let caller = Caller::current();
+        Ok(self
+            .ledger
+            .queue
+            .status(message_id)
+            .await?
+            .filter(|r| caller.sees_app(&r.app_id)))
     }
 }

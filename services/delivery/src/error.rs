@@ -29,9 +29,12 @@ pub enum DeliveryError {
     /// The template cannot be sent as configured (e.g. bad quiet hours).
     #[error("{0}")]
     Unsendable(String),
-    /// No message with this id is known.
+    /// No message with this id is known (or none the caller may see).
     #[error("message {0:?} not found")]
     NotFound(String),
+    /// The caller has no grant for this (PERMISSION_DENIED naming it).
+    #[error("permission denied")]
+    Denied(Failure),
     /// The app's circuit breaker is open: WeChat is failing, nothing was sent.
     #[error("WeChat is failing for app {app_id}; the circuit breaker is open, nothing was sent")]
     BreakerOpen {
@@ -135,6 +138,7 @@ impl DeliveryError {
             Self::InvalidArgument(_)
             | Self::UnknownKind(_)
             | Self::Unsendable(_)
+            | Self::Denied(_)
             | Self::NotFound(_) => false,
             Self::BreakerOpen { .. }
             | Self::RateLimited { .. }
@@ -160,6 +164,7 @@ impl DeliveryError {
             ),
             Self::NotFound(id) => Failure::new(Code::NotFound, Reason::MessageNotFound, message)
                 .with("message_id", id),
+            Self::Denied(f) => f.clone(),
             Self::BreakerOpen {
                 app_id,
                 retry_after,

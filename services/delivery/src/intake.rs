@@ -11,7 +11,9 @@ use crate::ratelimit::RateLimiter;
 use crate::sender::{Rendered, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wxpush_auth::Operation;
 use wxpush_proto::v1::{DeliveryResult, SendRequest};
+use wxpush_server::caller::Caller;
 use wxpush_server::status::Violation;
 use wxpush_server::trace_context::TraceContext;
 
@@ -143,7 +145,8 @@ impl Intake {
     }
 }
 
-/// A template of another app than the one the request names is refused.
+/// A template of another app than the one the request names is refused,
+/// and so is a send the caller has no grant for (its app and template).
 pub(crate) fn check_app(req: &SendRequest, rendered: &Rendered) -> Result<(), DeliveryError> {
     let app_id = &rendered.response.app_id;
     if !req.app_id.is_empty() && &req.app_id != app_id {
@@ -152,5 +155,7 @@ pub(crate) fn check_app(req: &SendRequest, rendered: &Rendered) -> Result<(), De
             format!("template {} belongs to app {app_id}", req.template_key),
         )]));
     }
-    Ok(())
+    Caller::current()
+        .check(Operation::Send, app_id, Some(&req.template_key))
+        .map_err(DeliveryError::Denied)
 }

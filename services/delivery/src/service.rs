@@ -143,6 +143,9 @@ impl DeliveryService for DeliveryGrpc {
         if !v.is_empty() {
             return Err(DeliveryError::InvalidArgument(v).into());
         }
+        wxpush_server::caller::Caller::current()
+            .check(wxpush_auth::Operation::Send, &r.app_id, None)
+            .map_err(DeliveryError::Denied)?;
         let consents = self
             .intake
             .sender()

@@ -178,7 +178,11 @@ mod tests {
                 assert!(matches!(view.narrow(&other), Err(LogQueryError::Denied(_))));
                 assert!(view.sees(&record));
                 let shown = view.show(record.clone(), &masks);
-                assert!(!shown.data_json.contains("13800000000"), "{}", shown.data_json);
+                assert!(
+                    !shown.data_json.contains("13800000000"),
+                    "{}",
+                    shown.data_json
+                );
             })
             .await;
         reader(&[Operation::ReadLogs, Operation::ReadContent])
@@ -190,6 +194,9 @@ mod tests {
         // auth off: everything, in clear.
         let view = View::current();
         assert_eq!(view.narrow(&LogFilter::default()).unwrap().len(), 1);
-        assert_eq!(view.show(record.clone(), &masks).data_json, record.data_json);
+        assert_eq!(
+            view.show(record.clone(), &masks).data_json,
+            record.data_json
+        );
     }
 }

@@ -52,10 +52,15 @@ async fn replica(backend: &Backend, ingests: bool) -> Replica {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let names = [log_query_service_server::SERVICE_NAME];
-        wxpush_server::grpc::serve(routes, names.to_vec(), wxpush_server::rpc::GateLayer::open(),
-listener, async {
-            let _ = stopped.await;
-        })
+        wxpush_server::grpc::serve(
+            routes,
+            names.to_vec(),
+            wxpush_server::rpc::GateLayer::open(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        )
         .await
         .unwrap();
     });

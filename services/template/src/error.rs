@@ -15,6 +15,9 @@ pub enum TemplateError {
     /// No template with this key.
     #[error("template {0:?} not found")]
     NotFound(String),
+    /// The caller has no grant for this (PERMISSION_DENIED naming it).
+    #[error("permission denied")]
+    Denied(Failure),
     /// A write named a version that is no longer current (ABORTED: re-read
     /// and retry).
     #[error("template {key:?} is at version {actual}, not the expected {expected}")]
@@ -57,6 +60,7 @@ impl From<TemplateError> for Status {
         let message = e.to_string();
         let failure = match e {
             TemplateError::InvalidArgument(v) => Failure::invalid(&v),
+            TemplateError::Denied(f) => f,
             TemplateError::NotFound(key) => {
                 Failure::new(Code::NotFound, Reason::TemplateNotFound, message).with("key", key)
             }

@@ -5,11 +5,13 @@ use crate::registry::TemplateRegistry;
 use crate::render::{RenderInput, render};
 use crate::sync::{TemplateSource, WechatSource, resolve_kind, sync_app};
 use std::sync::Arc;
-use wxpush_server::rpc::TracedChannel;
 use tonic::{Request, Response, Status};
+use wxpush_auth::Operation;
 use wxpush_proto::v1::template_service_server::{TemplateService, TemplateServiceServer};
 use wxpush_proto::v1::*;
+use wxpush_server::caller::Caller;
 use wxpush_server::paging;
+use wxpush_server::rpc::TracedChannel;
 use wxpush_server::status::Violation;
 use wxpush_server::trace_context::TraceContext;
 use wxpush_wechat::WechatClient;
@@ -78,6 +80,13 @@ impl TemplateGrpc {
     }
 }
 
+/// `manage_templates` on this app and key, or PERMISSION_DENIED.
+fn may_manage(app_id: &str, key: &str) -> Result<(), TemplateError> {
+    Caller::current()
+        .check(Operation::ManageTemplates, app_id, Some(key))
+        .map_err(TemplateError::Denied)
+}
+
 fn required_key(key: &str) -> Result<(), TemplateError> {
     if key.trim().is_empty() {
         Err(TemplateError::InvalidArgument(vec![Violation::new(
@@ -102,6 +111,14 @@ impl TemplateService for TemplateGrpc {
         let template = req.template.ok_or_else(|| {
             TemplateError::InvalidArgument(vec![Violation::new("template", "is required")])
         })?;
+        // The caller's app and key, and the app of the template it would
+        // replace: no moving another app's template into one's own.
+        may_manage(&template.app_id, &template.key)?;
+        if !template.key.is_empty()
+            && let Ok(current) = self.registry.get(&template.key).await
+        {
+            may_manage(&current.app_id, &current.key)?;
+        }
         let stored = self.registry.upsert(template, req.expected_version).await?;
         Ok(Response::new(UpsertTemplateResponse {
             template: Some(stored),
@@ -186,6 +203,9 @@ impl TemplateService for TemplateGrpc {
     ) -> Result<Response<DeleteTemplateResponse>, Status> {
         let req = request.into_inner();
         required_key(&req.key)?;
+        if let Ok(current) = self.registry.get(&req.key).await {
+            may_manage(&current.app_id, &current.key)?;
+        }
         self.registry.delete(&req.key, req.expected_version).await?;
         Ok(Response::new(DeleteTemplateResponse {}))
     }
@@ -240,6 +260,9 @@ impl TemplateService for TemplateGrpc {
             )])
             .into());
         }
+        Caller::current()
+            .check(Operation::ManageTemplates, &req.app_id, None)
+            .map_err(TemplateError::Denied)?;
         let asked = AppKind::try_from(req.kind).unwrap_or(AppKind::Unspecified);
         let kind = resolve_kind(&self.registry, &req.app_id, asked).await?;
         let out = sync_app(&self.registry, source.as_ref(), &req.app_id, kind, &trace).await?;

@@ -6,9 +6,11 @@ use crate::config::AppKindConfig;
 use crate::error::TokenError;
 use crate::store::StoredToken;
 use tonic::{Request, Response, Status};
+use wxpush_auth::Operation;
 use wxpush_proto::timestamp;
 use wxpush_proto::v1::token_service_server::{TokenService, TokenServiceServer};
 use wxpush_proto::v1::*;
+use wxpush_server::caller::Caller;
 use wxpush_server::paging;
 
 /// Apps per `ListApps` page when the caller names no size.
@@ -62,7 +64,9 @@ impl TokenService for TokenGrpc {
         &self,
         request: Request<GetAccessTokenRequest>,
     ) -> Result<Response<GetAccessTokenResponse>, Status> {
-        let t = self.cache.get(&request.into_inner().app_id).await?;
+        let app_id = request.into_inner().app_id;
+        Caller::current().check(Operation::Token, &app_id, None)?;
+        let t = self.cache.get(&app_id).await?;
         Ok(Response::new(token_response(t)))
     }
 
@@ -71,6 +75,7 @@ impl TokenService for TokenGrpc {
         request: Request<InvalidateAccessTokenRequest>,
     ) -> Result<Response<InvalidateAccessTokenResponse>, Status> {
         let req = request.into_inner();
+        Caller::current().check(Operation::Token, &req.app_id, None)?;
         let t = self.cache.invalidate(&req.app_id, &req.bad_token).await?;
         let GetAccessTokenResponse {
             access_token,

@@ -168,9 +168,14 @@ async fn delivery_behind_recorder(h: &Harness) -> (Recorder, DeliveryServiceClie
         .await
         .unwrap();
     let (_, never) = Shutdown::manual();
-    let running = wxpush_server::process::start(vec![component], listeners, wxpush_server::rpc::GateLayer::open(), never)
-        .await
-        .unwrap();
+    let running = wxpush_server::process::start(
+        vec![component],
+        listeners,
+        wxpush_server::rpc::GateLayer::open(),
+        never,
+    )
+    .await
+    .unwrap();
     let client = DeliveryServiceClient::connect(format!("http://{}", running.grpc_addr))
         .await
         .unwrap();

@@ -332,9 +332,14 @@ async fn extra_delivery(
     // Its trigger dropped, the drain signal never fires: it serves until
     // the test ends.
     let (_, never) = Shutdown::manual();
-    let running = wxpush_server::process::start(vec![component], listeners, wxpush_server::rpc::GateLayer::open(), never)
-        .await
-        .unwrap();
+    let running = wxpush_server::process::start(
+        vec![component],
+        listeners,
+        wxpush_server::rpc::GateLayer::open(),
+        never,
+    )
+    .await
+    .unwrap();
     DeliveryServiceClient::connect(format!("http://{}", running.grpc_addr))
         .await
         .unwrap()

@@ -119,9 +119,14 @@ async fn item7_a_stalled_template_service_cannot_hold_a_send() {
         .await
         .unwrap();
     let (_, never) = wxpush_server::shutdown::Shutdown::manual();
-    let running = wxpush_server::process::start(vec![component], listeners, wxpush_server::rpc::GateLayer::open(), never)
-        .await
-        .unwrap();
+    let running = wxpush_server::process::start(
+        vec![component],
+        listeners,
+        wxpush_server::rpc::GateLayer::open(),
+        never,
+    )
+    .await
+    .unwrap();
     let mut delivery = wxpush_proto::v1::delivery_service_client::DeliveryServiceClient::connect(
         format!("http://{}", running.grpc_addr),
     )

@@ -167,8 +167,14 @@ mod tests {
     #[test]
     fn on_without_a_way_in_or_a_caller_is_refused_naming_the_settings() {
         let none = parse("mode: on").unwrap().authenticator().unwrap_err();
-        assert!(none.to_string().contains("auth.jwt or auth.trust_mesh"), "{none}");
-        let nobody = parse("trust_mesh: true").unwrap().authenticator().unwrap_err();
+        assert!(
+            none.to_string().contains("auth.jwt or auth.trust_mesh"),
+            "{none}"
+        );
+        let nobody = parse("trust_mesh: true")
+            .unwrap()
+            .authenticator()
+            .unwrap_err();
         assert!(nobody.to_string().contains("auth.callers"), "{nobody}");
         let ok = parse(
             "trust_mesh: true\ncallers:\n  - name: orders\n    subjects: [spiffe://c/ns/a/sa/b]\n    apps: ['*']\n    operations: [send]\n",

@@ -134,7 +134,11 @@ mod tests {
     #[tokio::test]
     async fn a_call_knows_its_caller_and_unchecked_work_may_do_anything() {
         assert_eq!(Caller::current().name(), UNCHECKED);
-        assert!(Caller::current().check(Operation::Token, "wx_z", None).is_ok());
+        assert!(
+            Caller::current()
+                .check(Operation::Token, "wx_z", None)
+                .is_ok()
+        );
         orders()
             .scope(async {
                 let c = Caller::current();

@@ -55,7 +55,7 @@ async fn accepted_connections_have_tcp_nodelay() {
         routes,
         Vec::new(),
         wxpush_server::rpc::GateLayer::open(),
-listener,
+        listener,
         std::future::pending(),
     ));
     let client = tokio::net::TcpStream::connect(server).await.unwrap();

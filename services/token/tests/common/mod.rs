@@ -184,7 +184,7 @@ impl Replica {
                 routes,
                 vec!["wxpush.v1.TokenService"],
                 wxpush_server::rpc::GateLayer::open(),
-listener,
+                listener,
                 async {
                     let _ = stopped.await;
                 },

@@ -83,7 +83,7 @@ pub struct Gate<S> {
 struct Refusal {
     who: String,
     outcome: &'static str,
-    failure: Failure,
+    failure: Box<Failure>,
 }
 
 impl<S> Gate<S> {
@@ -95,11 +95,11 @@ impl<S> Gate<S> {
         let (_, grant) = auth.identify(headers).map_err(|e| Refusal {
             who: REFUSED.to_string(),
             outcome: "unauthenticated",
-            failure: Failure::new(
+            failure: Box::new(Failure::new(
                 tonic::Code::Unauthenticated,
                 Reason::Unauthenticated,
                 e.to_string(),
-            ),
+            )),
         })?;
         if let Some(op) = Operation::of_method(path)
             && !grant.operations.contains(&op)
@@ -107,7 +107,7 @@ impl<S> Gate<S> {
             return Err(Refusal {
                 who: grant.name.clone(),
                 outcome: "permission_denied",
-                failure: denied(&grant.name, op.name()),
+                failure: Box::new(denied(&grant.name, op.name())),
             });
         }
         Ok(Caller::granted(grant.clone()))
@@ -153,7 +153,7 @@ where
             }) => {
                 GateMetrics::global().count(&who, &name, outcome);
                 tracing::info!(caller = %who, method = %name.span_name(), reason = %failure.reason().as_str(), "call refused");
-                let status: tonic::Status = failure.into();
+                let status: tonic::Status = (*failure).into();
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }
         }
