@@ -17,6 +17,8 @@ pub struct MessageCtx {
     pub kind: i32,
     pub accepted_at: SystemTime,
     pub data_json: String,
+    /// Who sent it (the configured caller's name).
+    pub caller: String,
 }
 
 /// The outcome of one attempt (or a status change without one).
@@ -82,6 +84,7 @@ impl MessageCtx {
             kind: 0,
             accepted_at: SystemTime::now(),
             data_json: String::new(),
+            caller: wxpush_server::caller::Caller::current().name().to_string(),
         }
         .rendered(rendered)
     }
@@ -120,6 +123,7 @@ impl MessageCtx {
             kind: 0,
             accepted_at: crate::queue::ms_to_time(m.accepted_at_ms),
             data_json: String::new(),
+            caller: m.caller.clone(),
         }
     }
 
@@ -151,6 +155,7 @@ impl MessageCtx {
             accepted_at: Some(timestamp(self.accepted_at)),
             occurred_at: Some(timestamp(SystemTime::now())),
             data_json: self.data_json.clone(),
+            caller: self.caller.clone(),
         }
     }
 

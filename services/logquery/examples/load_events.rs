@@ -30,6 +30,7 @@ fn event(n: u64, count: u64, users: u64, now: SystemTime) -> DeliveryEvent {
         }
         .into(),
         openid: format!("o_bench_{}", n % users),
+        caller: "bench".into(),
         template_key: TEMPLATES[(n % 4) as usize].into(),
         template_id: format!("tmpl_{}", n % 4),
         kind: MessageKind::Template.into(),

@@ -109,6 +109,7 @@ pub fn check_filter(f: &LogFilter, prefix: &str, v: &mut Vec<Violation>) {
         ("openid", &f.openid),
         ("app_id", &f.app_id),
         ("template_key", &f.template_key),
+        ("caller", &f.caller),
     ] {
         no_control(v, &format!("{prefix}{name}"), value);
     }
@@ -164,6 +165,7 @@ pub fn matches(f: &LogFilter, r: &LogRecord) -> bool {
         && eq(&f.app_id, &r.app_id)
         && eq(&f.template_key, &r.template_key)
         && eq(&f.template_id, &r.template_id)
+        && eq(&f.caller, &r.caller)
         && (f.status == 0 || f.status == r.status)
         && f.errcode.is_none_or(|e| e == r.errcode)
         && in_range

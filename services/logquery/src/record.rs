@@ -35,6 +35,7 @@ impl StoredRecord {
                 template_id: e.template_id.clone(),
                 kind: e.kind,
                 accepted_at: e.accepted_at,
+                caller: e.caller.clone(),
                 ..Default::default()
             },
             event_ids: Vec::new(),
@@ -105,6 +106,10 @@ impl StoredRecord {
         }
         if !e.data_json.is_empty() {
             r.data_json = e.data_json.clone();
+        }
+        // The sender's events name it; WeChat's receipts do not.
+        if r.caller.is_empty() && !e.caller.is_empty() {
+            r.caller = e.caller.clone();
         }
         if e.status == DeliveryStatus::Sent as i32 {
             r.wechat_msgid = e.wechat_msgid.clone();

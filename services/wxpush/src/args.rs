@@ -34,6 +34,16 @@ pub(crate) struct Target {
     /// Give up connecting, and on each call, after this long (500ms, 10s, 2m).
     #[arg(long, global = true, default_value = "30s", value_parser = cli::parse_duration)]
     timeout: std::time::Duration,
+    /// A bearer token (JWT) sent as `authorization: Bearer ...` where the
+    /// suite checks callers (`auth.mode: on`).
+    #[arg(
+        long,
+        env = "WXPUSH_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_parser = cli::parse_token
+    )]
+    token: Option<cli::BearerToken>,
 }
 
 impl Target {
@@ -42,6 +52,7 @@ impl Target {
             addr: self.addr,
             json: self.json,
             timeout: self.timeout,
+            token: self.token,
         }
     }
 }
@@ -203,6 +214,9 @@ pub(crate) enum Command {
         /// Only this business template's messages.
         #[arg(long = "template", default_value = "")]
         template_key: String,
+        /// Only messages this caller sent (its configured name).
+        #[arg(long, default_value = "")]
+        caller: String,
         /// Only messages in this status: SENT, FAILED, QUEUED, ...
         #[arg(long)]
         status: Option<String>,

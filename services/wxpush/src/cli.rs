@@ -31,6 +31,33 @@ pub struct Target {
     pub json: bool,
     /// Connecting, and each unary call (sent as its gRPC deadline).
     pub timeout: Duration,
+    /// `--token`: sent on every call.
+    pub token: Option<BearerToken>,
+}
+
+/// A bearer token from `--token` / `WXPUSH_TOKEN`, ready to send; never
+/// printed.
+#[derive(Clone)]
+pub struct BearerToken(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(REDACTED)")
+    }
+}
+
+/// `--token`: one line of visible ASCII (a JWT); the error never repeats it.
+pub fn parse_token(s: &str) -> Result<BearerToken, String> {
+    let token = s.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("not a bearer token (one word of visible ASCII, e.g. a JWT)".into());
+    }
+    let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+        format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "not a bearer token".to_string())?;
+    value.set_sensitive(true);
+    Ok(BearerToken(value))
 }
 
 /// `--var key=value` into a map; the error names the bad argument.
@@ -98,10 +125,21 @@ async fn connect(t: &Target) -> Result<Channel, String> {
         .map_err(|e| format!("cannot connect to {}: {e}", t.addr))
 }
 
-/// A unary request carrying the target's deadline.
+/// A unary request carrying the target's deadline and credentials.
 fn call<M>(t: &Target, message: M) -> tonic::Request<M> {
-    let mut request = tonic::Request::new(message);
+    let mut request = authorized(t, message);
     request.set_timeout(t.timeout);
+    request
+}
+
+/// A request carrying the target's credentials (`--token`), if any.
+fn authorized<M>(t: &Target, message: M) -> tonic::Request<M> {
+    let mut request = tonic::Request::new(message);
+    if let Some(BearerToken(value)) = &t.token {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+    }
     request
 }
 
@@ -207,7 +245,7 @@ pub async fn follow(t: &Target, filter: LogFilter, limit: u32) -> i32 {
     };
     let result = async {
         let mut stream = LogQueryServiceClient::new(channel.clone())
-            .tail_logs(request)
+            .tail_logs(authorized(t, request))
             .await?
             .into_inner();
         let shown = recent(t, channel, &filter, limit).await?.records;

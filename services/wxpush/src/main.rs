@@ -126,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
             trace_id,
             app_id,
             template_key,
+            caller,
             status,
             errcode,
             limit,
@@ -142,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
                 openid,
                 app_id,
                 template_key,
+                caller,
                 status,
                 errcode,
                 ..Default::default()

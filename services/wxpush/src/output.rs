@@ -93,6 +93,9 @@ pub fn record_line(r: &LogRecord) -> String {
         shown(&r.openid),
         shown(&r.trace_id)
     );
+    if !r.caller.is_empty() {
+        line += &format!("  caller={}", shown(&r.caller));
+    }
     if r.errcode != 0 {
         line += &format!("  errcode={} errmsg={:?}", r.errcode, r.errmsg);
     }

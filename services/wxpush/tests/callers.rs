@@ -566,9 +566,100 @@ async fn a_caller_of_app_a_never_sees_a_record_of_app_b_and_content_needs_read_c
     assert_eq!(ids_of(&both), ids_of(&all));
     assert!(both.iter().any(|r| b_ids.contains(&r.message_id)));
 
+    // The caller on the record, filterable: ops sent those; what orders
+    // sends, now or through the queue, is its own.
+    assert!(all.iter().all(|r| r.caller == "ops"), "{all:?}");
+    let now_sent = c
+        .delivery()
+        .await
+        .send(c.req("orders", send_to(A, "by-orders")))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap()
+        .message_id;
+    let queued = c
+        .delivery()
+        .await
+        .send_async(c.req(
+            "orders",
+            SendAsyncRequest {
+                template_key: "order_shipped".into(),
+                openid: "o_demo_follower".into(),
+                variables: send_to(A, "by-orders-queued").variables,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .message_id;
+    let by_orders = LogFilter {
+        caller: "orders".into(),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut found: Vec<String> = c
+            .records("ops", by_orders.clone(), 50)
+            .await
+            .into_iter()
+            .map(|r| r.message_id)
+            .collect();
+        found.sort();
+        let mut want = vec![now_sent.clone(), queued.clone()];
+        want.sort();
+        if found == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "by orders: {found:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // `wxpush logs --token` shows what its caller may see; without a
+    // token the call is refused and says so.
+    let port =
+        c.t.processes
+            .iter()
+            .find(|p| p.name == "logquery")
+            .unwrap()
+            .grpc;
+    let cli = |token: Option<String>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wxpush"));
+        cmd.args(["logs", "--json", "--limit", "100", "--addr"])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .env_remove("WXPUSH_TOKEN");
+        if let Some(t) = token {
+            cmd.env("WXPUSH_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let shown = cli(Some(c.tokens["orders"].clone()));
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(
+        text.contains(&ids[A][0]) && !text.contains(&ids[B][0]),
+        "{text}"
+    );
+    assert!(text.contains("masked:") && !text.contains("PII-"), "{text}");
+    let refused = cli(None);
+    assert_eq!(refused.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated: no credentials"),
+        "{refused:?}"
+    );
+
     // Content: in clear with read_content, masked without.
-    let clear = c.records("support", LogFilter::default(), 500).await;
-    let masked = c.records("orders", LogFilter::default(), 500).await;
+    let ops_sent = LogFilter {
+        caller: "ops".into(),
+        ..Default::default()
+    };
+    let clear = c.records("support", ops_sent.clone(), 500).await;
+    let masked = c.records("orders", ops_sent, 500).await;
     assert!(
         clear.iter().all(|r| r.data_json.contains("PII-")),
         "support lacks content"

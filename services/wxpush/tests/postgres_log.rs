@@ -34,7 +34,7 @@ fn wxpush_migrate_applies_the_schema_once_and_refuses_a_bad_url() {
     let pg = PostgresServer::start();
     let (code, out, err) = migrate(&pg.url());
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("logquery: applied [1, 2]"), "{out}");
+    assert!(out.contains("logquery: applied [1, 2, 3]"), "{out}");
     assert!(out.contains("template: applied [1]"), "{out}");
     assert!(out.contains("delivery: applied [1]"), "{out}");
     assert_eq!(pg.psql("SELECT count(*) FROM delivery_statuses"), "12");

@@ -46,6 +46,8 @@ struct Entry {
     last_errcode: i64,
     #[prost(string, tag = "17")]
     last_errmsg: String,
+    #[prost(string, tag = "18")]
+    caller: String,
 }
 
 /// The stored bytes of `m`.
@@ -85,6 +87,7 @@ pub fn encode(m: &QueuedMessage) -> Vec<u8> {
         token_refreshed: m.token_refreshed,
         last_errcode: m.last_errcode,
         last_errmsg: m.last_errmsg.clone(),
+        caller: m.caller.clone(),
     }
     .encode_to_vec()
 }
@@ -122,6 +125,7 @@ pub fn decode(bytes: &[u8]) -> Result<QueuedMessage, String> {
         token_refreshed: e.token_refreshed,
         last_errcode: e.last_errcode,
         last_errmsg: e.last_errmsg,
+        caller: e.caller,
     })
 }
 

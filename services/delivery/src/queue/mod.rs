@@ -59,6 +59,9 @@ pub struct QueuedMessage {
     pub last_errcode: i64,
     #[serde(default)]
     pub last_errmsg: String,
+    /// Who sent it (the configured caller's name).
+    #[serde(default)]
+    pub caller: String,
 }
 
 impl QueuedMessage {
@@ -101,6 +104,7 @@ impl QueuedMessage {
                 .as_ref()
                 .map(|m| (m.appid.clone(), m.pagepath.clone())),
             accepted_at_ms: now_ms(),
+            caller: wxpush_server::caller::Caller::current().name().to_string(),
             ..Default::default()
         }
     }

@@ -29,6 +29,7 @@ fn record_keys(r: &LogRecord) -> Vec<IndexKey> {
         (b'a', &r.app_id),
         (b'k', &r.template_key),
         (b'd', &r.template_id),
+        (b'c', &r.caller),
     ] {
         if !v.is_empty() {
             keys.push((tag, v.clone()));
@@ -54,6 +55,7 @@ fn filter_keys(f: &LogFilter) -> Vec<IndexKey> {
         (b'a', f.app_id.clone()),
         (b'k', f.template_key.clone()),
         (b'd', f.template_id.clone()),
+        (b'c', f.caller.clone()),
     ] {
         if !v.is_empty() {
             keys.push((tag, v));

@@ -227,6 +227,12 @@ pub fn generate(n: usize, seed: u64) -> Vec<DeliveryEvent> {
             kind: 1,
             accepted_at: ts(accepted),
             data_json: r#"{"order_id":{"value":"SF1234567"},"amount":{"value":"88.00元"}}"#.into(),
+            // Three callers, and records from before callers were recorded.
+            caller: if i % 7 == 0 {
+                String::new()
+            } else {
+                format!("caller_{}", i % 3)
+            },
             ..Default::default()
         };
         let (final_status, final_code) = FINALS[rng.below(FINALS.len() as u64) as usize];
@@ -297,6 +303,7 @@ pub fn brute_force<'a>(all: &'a [LogRecord], f: &LogFilter) -> Vec<&'a LogRecord
                 && eq(&f.app_id, &r.app_id)
                 && eq(&f.template_key, &r.template_key)
                 && eq(&f.template_id, &r.template_id)
+                && eq(&f.caller, &r.caller)
                 && (f.status == 0 || f.status == r.status)
                 && f.errcode.is_none_or(|e| e == r.errcode)
                 && in_range
@@ -350,6 +357,9 @@ pub fn random_filter(rng: &mut Rng, all: &[LogRecord]) -> LogFilter {
             start: if rng.chance(80) { ts(lo) } else { None },
             end: if rng.chance(80) { ts(hi) } else { None },
         });
+    }
+    if rng.chance(p) {
+        f.caller = pick(rng).caller.clone();
     }
     f
 }

@@ -45,6 +45,11 @@ pub const MIGRATIONS: Migrations = Migrations {
             name: "records by WeChat msgid, receipt statuses",
             sql: include_str!("../../../migrations/0002_receipts.sql"),
         },
+        Migration {
+            version: 3,
+            name: "the caller that sent each message",
+            sql: include_str!("../../../migrations/0003_caller.sql"),
+        },
     ],
 };
 

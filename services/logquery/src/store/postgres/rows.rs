@@ -13,8 +13,8 @@ use wxpush_proto::v1::{Attempt, LogRecord};
 /// The select list that reads whole records as `r`.
 pub const SELECT_RECORDS: &str = "SELECT r.accepted_at, r.message_id, r.trace_id, r.app_id, r.openid, \
     r.template_key, r.template_id, r.kind, r.status, r.errcode, r.errmsg, r.wechat_msgid, \
-    r.attempts, r.latency_ms, r.sent_at, r.updated_at, r.data_json, r.event_ids, r.history::text \
-    FROM log_records r";
+    r.attempts, r.latency_ms, r.sent_at, r.updated_at, r.data_json, r.event_ids, r.history::text, \
+    r.caller FROM log_records r";
 
 /// One attempt as `history` holds it.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -95,6 +95,7 @@ pub fn stored_record(row: &Row) -> Result<StoredRecord, StoreError> {
         updated_at: row.try_get::<_, Option<Micros>>(15)?.map(timestamp),
         data_json: row.try_get(16)?,
         history,
+        caller: row.try_get(19)?,
     };
     Ok(StoredRecord {
         record,
@@ -105,18 +106,19 @@ pub fn stored_record(row: &Row) -> Result<StoredRecord, StoreError> {
 /// Upserts records given as column arrays.
 pub const UPSERT_RECORDS: &str = "INSERT INTO log_records (accepted_at, message_id, trace_id, app_id, \
     openid, template_key, template_id, kind, status, errcode, errmsg, wechat_msgid, attempts, \
-    latency_ms, sent_at, updated_at, data_json, event_ids, history) \
+    latency_ms, sent_at, updated_at, data_json, event_ids, history, caller) \
     SELECT a, m, tr, ap, o, tk, ti, k, s, e, em, w, n, l, sa, ua, d, \
-    ARRAY(SELECT jsonb_array_elements_text(ev::jsonb)), h::jsonb FROM unnest(\
+    ARRAY(SELECT jsonb_array_elements_text(ev::jsonb)), h::jsonb, c FROM unnest(\
     $1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
     $8::int[], $9::int[], $10::bigint[], $11::text[], $12::text[], $13::int[], $14::int[], \
-    $15::timestamptz[], $16::timestamptz[], $17::text[], $18::text[], $19::text[]) \
-    AS t(a, m, tr, ap, o, tk, ti, k, s, e, em, w, n, l, sa, ua, d, ev, h) \
+    $15::timestamptz[], $16::timestamptz[], $17::text[], $18::text[], $19::text[], $20::text[]) \
+    AS t(a, m, tr, ap, o, tk, ti, k, s, e, em, w, n, l, sa, ua, d, ev, h, c) \
     ON CONFLICT (accepted_at, message_id) DO UPDATE SET \
     status = EXCLUDED.status, errcode = EXCLUDED.errcode, errmsg = EXCLUDED.errmsg, \
     wechat_msgid = EXCLUDED.wechat_msgid, attempts = EXCLUDED.attempts, \
     latency_ms = EXCLUDED.latency_ms, sent_at = EXCLUDED.sent_at, updated_at = EXCLUDED.updated_at, \
-    data_json = EXCLUDED.data_json, event_ids = EXCLUDED.event_ids, history = EXCLUDED.history";
+    data_json = EXCLUDED.data_json, event_ids = EXCLUDED.event_ids, history = EXCLUDED.history, \
+    caller = EXCLUDED.caller";
 
 /// Records as the column arrays of [`UPSERT_RECORDS`].
 #[derive(Default)]
@@ -143,6 +145,7 @@ pub struct RecordColumns {
     event_ids: Vec<String>,
     /// Each record's attempts as a JSON array (the `history` column).
     history: Vec<String>,
+    caller: Vec<String>,
 }
 
 impl RecordColumns {
@@ -169,13 +172,14 @@ impl RecordColumns {
         self.event_ids
             .push(serde_json::to_string(&s.event_ids).unwrap_or_else(|_| "[]".into()));
         self.history.push(history_json(&r.history));
+        self.caller.push(r.caller.clone());
     }
 
     pub fn is_empty(&self) -> bool {
         self.message_id.is_empty()
     }
 
-    pub fn params(&self) -> [&(dyn postgres_types::ToSql + Sync); 19] {
+    pub fn params(&self) -> [&(dyn postgres_types::ToSql + Sync); 20] {
         [
             &self.accepted_at,
             &self.message_id,
@@ -196,6 +200,7 @@ impl RecordColumns {
             &self.data_json,
             &self.event_ids,
             &self.history,
+            &self.caller,
         ]
     }
 }

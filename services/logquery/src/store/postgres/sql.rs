@@ -37,6 +37,7 @@ impl Condition {
             ("r.app_id =", &f.app_id),
             ("r.template_key =", &f.template_key),
             ("r.template_id =", &f.template_id),
+            ("r.caller =", &f.caller),
         ] {
             if !value.is_empty() {
                 c.push(column, Box::new(value.clone()));

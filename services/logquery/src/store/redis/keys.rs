@@ -3,13 +3,13 @@
 //! | key | type | holds |
 //! |-----|------|-------|
 //! | `log:r:{message_id}` | string, `PXAT` accepted_at + retention | the record (protobuf) and the ids of the events folded in |
-//! | `log:c:{status}\|{errcode}\|{app}\|{template_key}\|{template_id}` | zset | the messages with exactly these values ("combo") |
+//! | `log:c:{status}\|{errcode}\|{app}\|{template_key}\|{template_id}[\|{caller}]` | zset | the messages with exactly these values ("combo") |
 //! | `log:combos` | set | the names of the combo zsets |
 //! | `log:o:{openid}` | zset, `PXAT` newest + retention | one user's messages |
 //! | `log:tb:{day}:{bucket}` | hash, `PXAT` end of day + retention | the first message of each trace of that day ([`super::trace`]) |
 //! | `log:t:{trace_id}` | zset, `PXAT` newest + retention | a trace's later messages |
 //!
-//! The five low-cardinality fields share one combo index instead of a zset
+//! The low-cardinality fields (the caller too: configured names) share one combo index instead of a zset
 //! each: a record costs one large-zset entry for them instead of five
 //! (~130 bytes each), a filter on any of them is the union of the matching
 //! combos (exact, no record to check), and `GetStats` counts combos with
@@ -61,6 +61,9 @@ pub struct Combo {
     pub app_id: String,
     pub template_key: String,
     pub template_id: String,
+    /// The sender (a sixth part of the name, left out when empty: combos
+    /// from before callers were recorded keep their names).
+    pub caller: String,
 }
 
 fn escape(s: &str) -> String {
@@ -79,25 +82,32 @@ impl Combo {
             app_id: r.app_id.clone(),
             template_key: r.template_key.clone(),
             template_id: r.template_id.clone(),
+            caller: r.caller.clone(),
         }
     }
 
     /// The name in `log:combos` and in the key.
     pub fn name(&self) -> String {
-        format!(
+        let mut name = format!(
             "{}|{}|{}|{}|{}",
             self.status,
             self.errcode,
             escape(&self.app_id),
             escape(&self.template_key),
             escape(&self.template_id)
-        )
+        );
+        if !self.caller.is_empty() {
+            name += &format!("|{}", escape(&self.caller));
+        }
+        name
     }
 
     pub fn parse(name: &str) -> Option<Self> {
         let parts: Vec<&str> = name.split('|').collect();
-        let [status, errcode, app, key, id] = parts.as_slice() else {
-            return None;
+        let (status, errcode, app, key, id, caller) = match parts.as_slice() {
+            [status, errcode, app, key, id] => (status, errcode, app, key, id, ""),
+            [status, errcode, app, key, id, caller] => (status, errcode, app, key, id, *caller),
+            _ => return None,
         };
         Some(Self {
             status: status.parse().ok()?,
@@ -105,6 +115,7 @@ impl Combo {
             app_id: unescape(app),
             template_key: unescape(key),
             template_id: unescape(id),
+            caller: unescape(caller),
         })
     }
 
@@ -114,6 +125,7 @@ impl Combo {
         eq(&f.app_id, &self.app_id)
             && eq(&f.template_key, &self.template_key)
             && eq(&f.template_id, &self.template_id)
+            && eq(&f.caller, &self.caller)
             && (f.status == 0 || f.status == self.status)
             && f.errcode.is_none_or(|e| e == self.errcode)
     }
@@ -124,6 +136,7 @@ pub fn has_combo_fields(f: &LogFilter) -> bool {
     !f.app_id.is_empty()
         || !f.template_key.is_empty()
         || !f.template_id.is_empty()
+        || !f.caller.is_empty()
         || f.status != 0
         || f.errcode.is_some()
 }
@@ -140,8 +153,15 @@ mod tests {
             app_id: "wx|a%7C".into(),
             template_key: "k".into(),
             template_id: String::new(),
+            caller: String::new(),
         };
-        assert_eq!(Combo::parse(&c.name()), Some(c));
+        assert_eq!(c.name(), "7|-1|wx%7Ca%257C|k|", "as before callers");
+        assert_eq!(Combo::parse(&c.name()), Some(c.clone()));
+        let sent_by = Combo {
+            caller: "ord|ers".into(),
+            ..c
+        };
+        assert_eq!(Combo::parse(&sent_by.name()), Some(sent_by));
         assert_eq!(Combo::parse("1|2|3"), None);
     }
 }
