@@ -75,14 +75,20 @@ _REPORTS_VALUES = {"name": "reports", "subjects": ["reports-job"], "apps": ["*"]
 # run through the binaries' --check-config): auth off (YAML's `off`, a
 # boolean to Helm, as well); behind Istio an HS256 key and a JWT caller
 # without a JWKS (no RequestAuthentication: bearer calls let through to the
-# service); an inline JWKS; without Istio, JWTs only, the suite's own hops
-# presenting service-account tokens and no GetTemplate test.
+# service); an inline JWKS; behind Istio without trusting it, and without
+# Istio: JWTs only, the suite's own hops presenting service-account tokens,
+# no GetTemplate test.
 VARIANTS = [
     (["auth.mode=off"], {"auth": {"mode": "off"}}),
     (["auth.mode=false", "tests.templateKey=order_paid"], {"auth": {"mode": False}, "tests": {"templateKey": "order_paid"}}),
     (_MESH + _JWT + _REPORTS, {"auth": {"callers": _MESH_VALUES + [_REPORTS_VALUES], "jwt": _JWT_VALUES}}),
     (_MESH + _JWT + _REPORTS + [f"auth.jwt.jwks={_JWKS_SET}", "tests.templateKey=order_paid"],
      {"auth": {"callers": _MESH_VALUES + [_REPORTS_VALUES], "jwt": {**_JWT_VALUES, "jwks": '{"keys":[]}'}},
+      "tests": {"templateKey": "order_paid"}}),
+    (["auth.trustMesh=false", "auth.callAs.serviceAccountToken=true", "tests.templateKey=order_paid"]
+     + _JWT + ["auth.jwt.keyType=public"] + [s.replace("callers[1]", "callers[0]") for s in _REPORTS],
+     {"auth": {"trustMesh": False, "callAs": {"serviceAccountToken": True}, "jwt": {**_JWT_VALUES, "keyType": "public"},
+               "callers": [_REPORTS_VALUES]},
       "tests": {"templateKey": "order_paid"}}),
     (["istio.enabled=false", "auth.jwt.existingSecret=wxpush-jwt", "auth.jwt.key=sa.pub",
       "auth.jwt.issuer=https://kubernetes.default.svc", "auth.jwt.audience=wxpush",
@@ -105,6 +111,7 @@ def auth_refusals(refused, default):
     refused(default, ["istio.enabled=false"], "auth.mode is on but no caller can be recognised")
     refused(default, ["istio.enabled=false"] + _JWT, "auth.callAs.serviceAccountToken")
     refused(default, ["auth.callAs.serviceAccountToken=true"], "auth.callAs.serviceAccountToken needs auth.jwt")
+    refused(default, ["auth.callAs.serviceAccountToken=true"] + _JWT, "needs auth.jwt.keyType public")
     refused(default, ["auth.jwt.issuer=https://id.example.com"], "auth.jwt.existingSecret is required with auth.jwt.issuer")
     refused(default, [s for s in _JWT if not s.startswith("auth.jwt.audience")], "auth.jwt.audience is required")
     refused(default, _JWT + ["auth.jwt.jwksUri=https://id.example.com/jwks", f"auth.jwt.jwks={_JWKS_SET}"],
@@ -368,6 +375,8 @@ def policies(docs, values, namespace, configs, accounts, test_account, test_key)
             want_tests = [TEST_PATHS + ([GET_TEMPLATE] if c == "template" and test_key else [])]
         check(tests == want_tests, f"{name}: helm test calls health and reflection (and GetTemplate) only: {tests}")
         if mode == "on":
+            # The own hops may be known by their tokens only (trustMesh off).
             subjects = {s[len("spiffe://"):] for caller in known for s in caller["subjects"] if s.startswith("spiffe://")}
+            subjects |= {principal(h) for h in HOPS[c]}
             check(set(got_p) <= subjects, f"{name}: every principal let in is a caller {c} knows: {set(got_p) - subjects}")
     return seen

@@ -342,6 +342,9 @@ token.extraCallers principal without a caller holding `token`. */}}
 {{- if and $auth.callAs.serviceAccountToken (not $jwt.existingSecret) -}}
 {{- fail "auth.callAs.serviceAccountToken needs auth.jwt (the cluster's service-account token issuer and its public key): the services must verify the tokens their peers present" -}}
 {{- end -}}
+{{- if and $auth.callAs.serviceAccountToken (eq $jwt.keyType "hs256") -}}
+{{- fail "auth.callAs.serviceAccountToken needs auth.jwt.keyType public: service-account tokens are signed with the cluster's key (RS256 or ES256), never HS256" -}}
+{{- end -}}
 {{- if eq $mode "on" -}}
 {{- if not (or (include "wxpush.trustMesh" .) $jwt.existingSecret) -}}
 {{- fail "auth.mode is on but no caller can be recognised: set auth.trustMesh (behind Istio, istio.enabled) or auth.jwt, or auth.mode off to let anyone call" -}}
