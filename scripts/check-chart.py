@@ -32,7 +32,12 @@
 - the callback service, on and off (chart_checks/callback.py): its Token and
   EncodingAESKey files from a Secret, the Gateway and route exposing only
   /wechat/callback/ of its public port, the policies letting in only the
-  ingress gateway there and refusing it everywhere else, its Redis ACL user.
+  ingress gateway there and refusing it everywhere else, its Redis ACL user;
+- who may call (chart_checks/auth.py), on and off, with and without JWTs
+  and Istio: every service's `auth:` section (the suite's own callers and
+  auth.callers), the JWT key and the own hops' token mounted where the
+  config points, RequestAuthentications only with a JWKS, each service's
+  AuthorizationPolicy admitting exactly the callers its grants serve.
 
 Run by scripts/test.sh; needs kubernetes-validate
 (scripts/install-test-tools.sh: it brings jsonschema and PyYAML too). Exits
@@ -64,6 +69,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from chart_checks import by_kind, check, count, merged, pods_selected  # noqa: E402
 from chart_checks.alert_rules import prometheus_rule  # noqa: E402
+from chart_checks.auth import (  # noqa: E402
+    VARIANTS as AUTH_VARIANTS, auth, auth_refusals, test_template_key)
 from chart_checks.autoscaling import autoscaling  # noqa: E402
 from chart_checks.callback import VARIANTS as CALLBACK_VARIANTS, callback, callback_refusals  # noqa: E402
 from chart_checks.canary import HEADER, pinned_to_canary  # noqa: E402
@@ -94,6 +101,7 @@ ISTIO_KINDS = {
     "PeerAuthentication": "istio/peerauthentication-security-v1.strict.json",
     "AuthorizationPolicy": "istio/authorizationpolicy-security-v1.strict.json",
     "Gateway": "istio/gateway-networking-v1.strict.json",
+    "RequestAuthentication": "istio/requestauthentication-security-v1.strict.json",
 }
 CRD_KINDS = {
     **ISTIO_KINDS,
@@ -108,6 +116,15 @@ PROTO_SERVICES = {
 }
 DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$")
 PG_STAND_IN = "postgres://wxpush:stand-in@127.0.0.1:5432/wxpush"
+# Stand-ins for the mounted JWT key (auth.jwt: an HS256 secret of 32 bytes
+# at least, or a public key, here EC P-256) and the own hops' token.
+JWT_STAND_INS = {
+    "hs256_secret_file": "stand-in-hs256-secret-of-32-bytes-at-least\n",
+    "public_key_file": "-----BEGIN PUBLIC KEY-----\n"
+                       "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE2024mLzvKFhXJBsKc4TnPb0OiQQW\n"
+                       "f8Zs2b/w4oLYGcVKXCBHkOksljvPTwvq7Zt7yxFgq+3ZPOBx6TxOL7mD9w==\n"
+                       "-----END PUBLIC KEY-----\n",
+}
 
 
 def helm_binary():
@@ -281,13 +298,16 @@ def cross_references(docs, values):
 
     trust = values.get("istio", {}).get("trustDomain", "cluster.local")
     extra = set(values.get("token", {}).get("extraCallers", []))
+    # Callers of other namespaces (auth.callers): chart_checks/auth.py.
+    extra |= {s[len("spiffe://"):] for c in merged(DEFAULTS, values)["auth"]["callers"]
+              for s in c["subjects"] if s.startswith("spiffe://")}
     cb = merged(DEFAULTS, values)["callback"]
     if cb["enabled"]:  # the ingress gateway: let into the callback, refused elsewhere
         extra |= set(cb["gateway"]["principals"])
     for ap in by_kind(docs, "AuthorizationPolicy"):
         for rule in ap["spec"]["rules"]:
             for src in rule.get("from", []):
-                for p in src["source"]["principals"]:
+                for p in src["source"].get("principals", []):
                     m = re.fullmatch(rf"{re.escape(trust)}/ns/{NAMESPACE}/sa/(.+)", p)
                     check(p in extra or (m and m.group(1) in accounts), f"principal {p} is a rendered service account")
 
@@ -320,6 +340,16 @@ def binaries_accept(docs, values_name, redis_url):
                         stand_in.parent.mkdir(parents=True, exist_ok=True)
                         stand_in.write_text(value)
                         app[field] = str(stand_in)
+            # The JWT key and the token of the own hops likewise.
+            auth_files = [(rendered.get("auth", {}).get("jwt", {}), field, value)
+                          for field, value in JWT_STAND_INS.items()]
+            auth_files.append((rendered.get("auth", {}).get("call_as", {}), "token_file", "stand-in.jwt.token\n"))
+            for section, field, value in auth_files:
+                if field in section:
+                    stand_in = pathlib.Path(tmp) / section[field].lstrip("/")
+                    stand_in.parent.mkdir(parents=True, exist_ok=True)
+                    stand_in.write_text(value)
+                    section[field] = str(stand_in)
             config.write_text(yaml.safe_dump(rendered))
             env = dict(os.environ)
             prefix = f"WXPUSH_{component.upper()}"
@@ -413,6 +443,7 @@ def operations(docs, values):
         seen.add("PrometheusRule")
     if callback(docs, values, NAMESPACE):
         seen.add("callback")
+    seen |= auth(docs, values, NAMESPACE, test_template_key(values))
     return seen
 
 
@@ -507,18 +538,20 @@ def main():
     refused(default, ["alerts.enabled=yes"], "enabled")
     cluster_refusals(refused, default)
     callback_refusals(refused, default)
+    auth_refusals(refused, default)
     for sets, values in [
         (["canary.enabled=true", "canary.weight=0"], {"canary": {"enabled": True, "weight": 0}}),
         (["canary.enabled=true", "canary.weight=100"], {"canary": {"enabled": True, "weight": 100}}),
         (["istio.clusterDomain=corp.example"], {"istio": {"clusterDomain": "corp.example"}}),
         (["metrics.serviceMonitor.enabled=true"], {"metrics": {"serviceMonitor": {"enabled": True}}}),
         # Without Istio: NetworkPolicies, test Pods out of the mesh; a
-        # plain-HTTP WeChat (a sandbox) on its own port; no OTLP export.
+        # plain-HTTP WeChat (a sandbox) on its own port; no OTLP export;
+        # auth off (no mesh to trust; with JWTs: chart_checks/auth.py).
         (["istio.enabled=false", "networkPolicy.enabled=true", "wechat.baseUrl=http://wechat-sandbox:9100",
-          "otel.endpoint=", "networkPolicy.metricsFrom=null", "tests.templateKey=order_paid"],
+          "otel.endpoint=", "networkPolicy.metricsFrom=null", "tests.templateKey=order_paid", "auth.mode=off"],
          {"istio": {"enabled": False}, "networkPolicy": {"enabled": True, "metricsFrom": []},
           "wechat": {"baseUrl": "http://wechat-sandbox:9100"}, "otel": {"endpoint": ""},
-          "tests": {"templateKey": "order_paid"}}),
+          "tests": {"templateKey": "order_paid"}, "auth": {"mode": "off"}}),
         # Everything off that is on by default; logquery alone autoscaled
         # with one pod at least (no PodDisruptionBudget).
         (["tests.enabled=false", "logquery.autoscaling.enabled=true", "logquery.autoscaling.minReplicas=1"],
@@ -553,6 +586,15 @@ def main():
         if redis_cluster(docs, values):
             binaries_accept(docs, f"--set {' '.join(sets)}", stand_in_url(values))
         redis_users(docs, values)
+    for sets, values in AUTH_VARIANTS:
+        docs = render(default, *sets)
+        validate_schemas(docs)
+        cross_references(docs, values)
+        seen |= operations(docs, values)
+        binaries_accept(docs, f"--set {' '.join(sets)}", stand_in_url(values))
+    check(seen >= {"auth off", "JWT", "RequestAuthentication", "bearer calls", "call as"},
+          f"the ci values files and auth variants render auth off, JWTs with and without a RequestAuthentication "
+          f"and the own hops' tokens: {seen}")
     no_redis.unlink()
     def checksums(docs):
         return {
@@ -566,7 +608,7 @@ def main():
     after = checksums(render(default, "backend.kind=postgres", "postgres.existingSecret=wxpush-postgres"))
     changed = sorted(n for n in before if before[n] != after[n])
     check(changed == sorted(before), f"a change of backend.kind rolls every service's pods: {changed}")
-    off = render(default, "istio.enabled=false")
+    off = render(default, "istio.enabled=false", "auth.mode=off")
     check(not any(d["kind"] in ISTIO_KINDS for d in off), "istio.enabled=false renders no Istio objects")
     print(f"check-chart: {count()} checks passed")
 

@@ -3,7 +3,7 @@ the counter and helpers every check shares, and (in this package's modules)
 the checks of one topic each: canary pinning, scheduling, ServiceMonitors,
 the PostgreSQL backend, a Redis Cluster and the stream partitions,
 autoscaling, NetworkPolicies, helm test hooks, the PrometheusRule, the
-callback service and its public route."""
+callback service and its public route, who may call (auth)."""
 
 import sys
 

@@ -51,15 +51,17 @@ ACL_COMMANDS = ["-@all", "+ping", "+info", "+evalsha", "+eval", "+script|load", 
                 "+cluster|slots", "+asking"]
 
 # Rendered over ci/default-values.yaml by check-chart.py: without Istio,
-# NetworkPolicies letting nobody in (no ingress, nothing scraping); and
+# NetworkPolicies letting nobody in (no ingress, nothing scraping; auth off,
+# no mesh to trust); and
 # behind Istio on a Redis Cluster with per-service ACL users, a plaintext
 # app and another key prefix.
 _ON = ["callback.enabled=true", "callback.secretName=wxpush-callback", "callback.apps[0].appId=wx_a"]
 VARIANTS = [
     (_ON + ["istio.enabled=false", "networkPolicy.enabled=true", "networkPolicy.callbackFrom=null",
-            "networkPolicy.metricsFrom=null"],
+            "networkPolicy.metricsFrom=null", "auth.mode=off"],
      {"callback": {"enabled": True, "secretName": "wxpush-callback", "apps": [{"appId": "wx_a"}]},
-      "istio": {"enabled": False}, "networkPolicy": {"enabled": True, "callbackFrom": [], "metricsFrom": []}}),
+      "istio": {"enabled": False}, "networkPolicy": {"enabled": True, "callbackFrom": [], "metricsFrom": []},
+      "auth": {"mode": "off"}}),
     (_ON + ["callback.apps[0].plaintext=true", "callback.gateway.host=cb.example.com", "redis.cluster=true",
             "redis.url=", "redis.existingSecret=wxpush-redis", "redis.perServiceSecret=wxpush-redis-users",
             "redis.keyPrefix=shop:", "backend.kind=postgres", "postgres.existingSecret=wxpush-postgres"],

@@ -3,19 +3,22 @@
 One Pod per component calling grpc.health.v1.Health/Check for its service
 (a `service` of proto/wxpush/v1, the one that component serves), and one
 calling wxpush.v1.TemplateService/GetTemplate for tests.templateKey, else
-the first of template.templates (neither: no such Pod). Each is a `test`
+the first of template.templates (neither, or auth.mode on where the
+services do not trust the mesh, so the Pod has no identity: no such Pod). Each is a `test`
 hook, restartPolicy Never, dialling a rendered Service's name in the
 release's namespace on its gRPC port, as a test service account that is a
 hook too and created first; no Service or PodDisruptionBudget selects the
 Pods. Under Istio they join the mesh with a native sidecar (so they can
-finish), and the token service's AuthorizationPolicy lets their account
-call its health method only.
+finish), and every service's AuthorizationPolicy lets their account call
+its health method and reflection (grpcurl looks the method up with it)
+only, and template's GetTemplate.
 """
 
 import json
 import re
 
 from . import by_kind, check, component, labels_match
+from .auth import GET_TEMPLATE, TEST_PATHS, test_template_key
 
 SERVES = {"token": "TokenService", "template": "TemplateService",
           "delivery": "DeliveryService", "logquery": "LogQueryService"}
@@ -32,7 +35,7 @@ def helm_tests(docs, values, namespace, proto_services):
         return False
     services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
     accounts = {a["metadata"]["name"]: a for a in by_kind(docs, "ServiceAccount")}
-    key = t["templateKey"] or next(iter(values["template"].get("templates") or []), {}).get("key")
+    key = test_template_key(values)
     calls = {}
     for pod in pods:
         name = f"Pod {pod['metadata']['name']}"
@@ -73,11 +76,15 @@ def helm_tests(docs, values, namespace, proto_services):
     check({s for s in SERVES.values()} <= proto_services, f"the services are the proto's: {sorted(proto_services)}")
     if values["istio"]["enabled"]:
         account = pods[0]["spec"]["serviceAccountName"]
-        policy = next(p for p in by_kind(docs, "AuthorizationPolicy")
-                      if component(p) == "token" and p["spec"].get("action", "ALLOW") == "ALLOW")
-        rules = [r for r in policy["spec"]["rules"]
-                 if any(p.endswith(f"/sa/{account}") for f in r.get("from", []) for p in f["source"]["principals"])]
-        check(len(rules) == 1 and rules[0]["to"] == [{"operation": {
-            "ports": [str(values["token"]["grpcPort"])], "paths": ["/grpc.health.v1.Health/Check"]}}],
-              f"the token service lets {account} call its health method only: {rules}")
+        policies = [p for p in by_kind(docs, "AuthorizationPolicy")
+                    if component(p) in SERVES and p["spec"].get("action", "ALLOW") == "ALLOW"]
+        check(any(component(p) == "token" for p in policies), "the token service has an ALLOW policy")
+        for policy in policies:
+            c = component(policy)
+            rules = [r for r in policy["spec"]["rules"]
+                     if any(p.endswith(f"/sa/{account}") for f in r.get("from", []) for p in f["source"].get("principals", []))]
+            paths = TEST_PATHS + ([GET_TEMPLATE] if c == "template" and key else [])
+            check(len(rules) == 1 and rules[0]["to"] == [{"operation": {
+                "ports": [str(values[c]["grpcPort"])], "paths": paths}}],
+                  f"{c} lets {account} call its health method and reflection only{' and GetTemplate' if c == 'template' and key else ''}: {rules}")
     return True

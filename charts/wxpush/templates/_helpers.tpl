@@ -240,6 +240,181 @@ Istio) no host for the Gateway. */}}
 {{- printf "%s/ns/%s/sa/%s" .root.Values.istio.trustDomain .root.Release.Namespace (include "wxpush.name" .) -}}
 {{- end -}}
 
+{{/* auth.mode as the services read it: "on" or "off" (YAML's on/off may
+arrive as a boolean). */}}
+{{- define "wxpush.authMode" -}}
+{{- $mode := .Values.auth.mode -}}
+{{- if kindIs "bool" $mode -}}
+{{- ternary "on" "off" $mode -}}
+{{- else -}}
+{{- $mode | toString -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the services take the caller's SPIFFE id from the sidecar's
+x-forwarded-client-cert: behind Istio only (anyone can write the header
+elsewhere). */}}
+{{- define "wxpush.trustMesh" -}}
+{{- if and .Values.istio.enabled .Values.auth.trustMesh }}true{{ end -}}
+{{- end -}}
+
+{{/* Where the JWT key (auth.jwt.existingSecret) is mounted, by keyType. */}}
+{{- define "wxpush.jwtKeyFile" -}}
+{{- printf "/var/run/secrets/wxpush/jwt/%s" (ternary "hs256-secret" "public-key.pem" (eq .Values.auth.jwt.keyType "hs256")) -}}
+{{- end -}}
+
+{{/* The components presenting an identity on the suite's own hops
+(delivery -> template, delivery -> token, template -> token). */}}
+{{- define "wxpush.ownCallers" -}}
+template delivery
+{{- end -}}
+
+{{/* The helm test Pods' service account (templates/tests.yaml). */}}
+{{- define "wxpush.testAccount" -}}
+{{- printf "%s-test" (include "wxpush.fullname" .) -}}
+{{- end -}}
+
+{{/* The template helm test reads with GetTemplate (none: no such test):
+tests.templateKey, else the first of template.templates; with auth.mode on
+only where the services trust the mesh (the test Pod's identity is its
+mesh one). */}}
+{{- define "wxpush.testTemplateKey" -}}
+{{- if and .Values.tests.enabled (or (include "wxpush.trustMesh" .) (eq (include "wxpush.authMode" .) "off")) -}}
+{{- $key := .Values.tests.templateKey | default (first (.Values.template.templates | default (list (dict)))).key -}}
+{{- if $key }}{{ $key }}{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Every caller the services know (auth.mode on), as a YAML list: the
+suite's own (wxpush-delivery and wxpush-template: operation token, every
+app; their mesh identity, and their service-account token's subject with
+auth.callAs.serviceAccountToken), the helm test Pods' behind Istio (no
+operation: it reads a template), then auth.callers. */}}
+{{- define "wxpush.callers" -}}
+{{- $ := . -}}
+{{- $callers := list -}}
+{{- range $component := splitList " " (include "wxpush.ownCallers" .) -}}
+{{- $ctx := dict "root" $ "component" $component -}}
+{{- $subjects := list -}}
+{{- if include "wxpush.trustMesh" $ -}}
+{{- $subjects = append $subjects (printf "spiffe://%s" (include "wxpush.principal" $ctx)) -}}
+{{- end -}}
+{{- if $.Values.auth.callAs.serviceAccountToken -}}
+{{- $subjects = append $subjects (printf "system:serviceaccount:%s:%s" $.Release.Namespace (include "wxpush.name" $ctx)) -}}
+{{- end -}}
+{{- $callers = append $callers (dict "name" (printf "wxpush-%s" $component) "subjects" $subjects "apps" (list "*") "operations" (list "token")) -}}
+{{- end -}}
+{{- if and (include "wxpush.trustMesh" .) (include "wxpush.testTemplateKey" .) -}}
+{{- $test := printf "spiffe://%s/ns/%s/sa/%s" .Values.istio.trustDomain .Release.Namespace (include "wxpush.testAccount" .) -}}
+{{- $callers = append $callers (dict "name" "wxpush-test" "subjects" (list $test) "apps" (list "*") "operations" (list)) -}}
+{{- end -}}
+{{- concat $callers .Values.auth.callers | toYaml -}}
+{{- end -}}
+
+{{/* Fails when auth cannot work as configured: an unknown mode; with mode
+on no way to recognise a caller, or none for the suite's own hops; a JWT
+setting without its Secret or a Secret without issuer and audience; a
+caller with a reserved name or a subject of the chart's own callers; a
+token.extraCallers principal without a caller holding `token`. */}}
+{{- define "wxpush.requireAuth" -}}
+{{- $auth := .Values.auth -}}
+{{- $jwt := $auth.jwt -}}
+{{- $mode := include "wxpush.authMode" . -}}
+{{- if not (has $mode (list "on" "off")) -}}
+{{- fail (printf "auth.mode must be on or off, not %s" $mode) -}}
+{{- end -}}
+{{- if $jwt.existingSecret -}}
+{{- range $field := list "key" "issuer" "audience" -}}
+{{- if not (index $jwt $field) -}}
+{{- fail (printf "auth.jwt.%s is required with auth.jwt.existingSecret" $field) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $jwt.jwksUri $jwt.jwks -}}
+{{- fail "auth.jwt: set jwksUri or jwks, not both (the keys Istio's RequestAuthentication checks tokens with)" -}}
+{{- end -}}
+{{- else -}}
+{{- range $field := list "key" "issuer" "audience" "jwksUri" "jwks" -}}
+{{- if index $jwt $field -}}
+{{- fail (printf "auth.jwt.existingSecret is required with auth.jwt.%s: the Secret holding the HS256 secret or the public key the services verify tokens with" $field) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $auth.callAs.serviceAccountToken (not $jwt.existingSecret) -}}
+{{- fail "auth.callAs.serviceAccountToken needs auth.jwt (the cluster's service-account token issuer and its public key): the services must verify the tokens their peers present" -}}
+{{- end -}}
+{{- if and $auth.callAs.serviceAccountToken (eq $jwt.keyType "hs256") -}}
+{{- fail "auth.callAs.serviceAccountToken needs auth.jwt.keyType public: service-account tokens are signed with the cluster's key (RS256 or ES256), never HS256" -}}
+{{- end -}}
+{{- if eq $mode "on" -}}
+{{- if not (or (include "wxpush.trustMesh" .) $jwt.existingSecret) -}}
+{{- fail "auth.mode is on but no caller can be recognised: set auth.trustMesh (behind Istio, istio.enabled) or auth.jwt, or auth.mode off to let anyone call" -}}
+{{- end -}}
+{{- if not (or (include "wxpush.trustMesh" .) $auth.callAs.serviceAccountToken) -}}
+{{- fail "auth.mode is on but the suite's own calls (delivery -> template, delivery -> token, template -> token) carry no identity: set auth.trustMesh (behind Istio, istio.enabled) or auth.callAs.serviceAccountToken, or auth.mode off" -}}
+{{- end -}}
+{{- end -}}
+{{- $own := dict -}}
+{{- range (fromYamlArray (include "wxpush.callers" .)) -}}
+{{- if hasPrefix "wxpush-" .name -}}
+{{- range .subjects -}}
+{{- $_ := set $own . true -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $names := dict -}}
+{{- range $i, $c := $auth.callers -}}
+{{- if hasPrefix "wxpush-" $c.name -}}
+{{- fail (printf "auth.callers[%d]: the name %s is reserved (wxpush-* are the chart's own callers)" $i $c.name) -}}
+{{- end -}}
+{{- if hasKey $names $c.name -}}
+{{- fail (printf "auth.callers: two callers are named %s" $c.name) -}}
+{{- end -}}
+{{- $_ := set $names $c.name true -}}
+{{- range $c.subjects -}}
+{{- if hasKey $own . -}}
+{{- fail (printf "auth.callers[%d] (%s): subject %s is the chart's own caller (delivery's, template's or helm test's)" $i $c.name .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $mode "on" -}}
+{{- $tokenHolders := dict -}}
+{{- range $auth.callers -}}
+{{- if has "token" .operations -}}
+{{- range .subjects -}}
+{{- $_ := set $tokenHolders (trimPrefix "spiffe://" .) true -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.token.extraCallers -}}
+{{- if not (hasKey $tokenHolders .) -}}
+{{- fail (printf "token.extraCallers: %s may reach the token service but no caller in auth.callers holds operation token with subject spiffe://%s: add one, or auth.mode off" . .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's `auth:` section (dict "root" $ "component" "token"): the
+same callers everywhere; the JWT key where the Deployment mounts it; the
+service-account token delivery and template present on their own calls. */}}
+{{- define "wxpush.authConfig" -}}
+{{- $ := .root -}}
+{{- $auth := $.Values.auth -}}
+{{- if eq (include "wxpush.authMode" $) "off" -}}
+{{- dict "mode" "off" | toYaml -}}
+{{- else -}}
+{{- $config := dict "mode" "on" "trust_mesh" (not (not (include "wxpush.trustMesh" $))) "callers" (fromYamlArray (include "wxpush.callers" $)) -}}
+{{- with $auth.jwt.existingSecret -}}
+{{- $jwt := dict "issuer" $auth.jwt.issuer "audience" $auth.jwt.audience "leeway_secs" (int $auth.jwt.leewaySecs) -}}
+{{- $_ := set $jwt (ternary "hs256_secret_file" "public_key_file" (eq $auth.jwt.keyType "hs256")) (include "wxpush.jwtKeyFile" $) -}}
+{{- $_ := set $config "jwt" $jwt -}}
+{{- end -}}
+{{- if and $auth.callAs.serviceAccountToken (has .component (splitList " " (include "wxpush.ownCallers" $))) -}}
+{{- $_ := set $config "call_as" (dict "token_file" "/var/run/secrets/wxpush/call-as/token") -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
+{{- end -}}
+
 {{/* A component's config file (dict "root" $ "component" "token"): what the
 chart sets, with `<component>.config` over it. */}}
 {{- define "wxpush.config" -}}
@@ -291,6 +466,7 @@ Token and EncodingAESKey are files mounted from callback.secretName. */}}
 {{- $_ := set $config "token_endpoint" (include "wxpush.endpoint" (dict "root" $ "component" "token")) }}
 {{- $_ := set $config "template_endpoint" (include "wxpush.endpoint" (dict "root" $ "component" "template")) }}
 {{- end }}
+{{- $_ := set $config "auth" (fromYaml (include "wxpush.authConfig" .)) }}
 {{- mustMergeOverwrite $config (deepCopy ($c.config | default dict)) | toYaml }}
 {{- end -}}
 
