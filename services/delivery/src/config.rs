@@ -181,6 +181,10 @@ pub struct DeliveryConfig {
     /// Who may call (`auth.mode`, the callers' credentials and grants)
     /// and what this service presents on its own calls to the suite.
     pub auth: wxpush_auth::AuthSettings,
+    /// The key (32+ bytes, a mounted Secret) templates' private fields are
+    /// hashed with before they reach the log; unset: a random key per
+    /// process (hashes then compare within one replica's messages).
+    pub private_fields_key_file: Option<std::path::PathBuf>,
     /// The template service, e.g. `http://wxpush-template:50052`.
     pub template_endpoint: GrpcEndpoint,
     /// The token service, e.g. `http://wxpush-token:50051`.
@@ -202,6 +206,7 @@ impl Default for DeliveryConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50053)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9093)),
             auth: wxpush_auth::AuthSettings::default(),
+            private_fields_key_file: None,
             template_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50052")
                 .expect("a valid default"),
             token_endpoint: GrpcEndpoint::parse("http://127.0.0.1:50051").expect("a valid default"),

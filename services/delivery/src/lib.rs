@@ -78,6 +78,13 @@ impl Delivery {
             wxpush_wechat::WechatClient::new(&config.wechat)?,
             breaker::Breakers::new(config.breaker.clone()),
             backends.consent,
+        )
+        .with_private_fields_key(
+            wxpush_auth::privacy::KeyedHash::from_file(
+                "private_fields_key_file",
+                config.private_fields_key_file.as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?,
         );
         let sender = if config.backend.kind == BackendKind::Postgres {
             sender.notified_of_changes()

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Status;
+use wxpush_auth::privacy::KeyedHash;
 use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::*;
@@ -63,6 +64,9 @@ pub struct Sender {
     /// How long a plan copy is used: [`local::PLAN_TTL`], or longer where
     /// change notices drop copies at once ([`Sender::notified_of_changes`]).
     plan_ttl: std::time::Duration,
+    /// Hashes the values of templates' private fields before they reach
+    /// the log ([`Sender::with_private_fields_key`]).
+    private: KeyedHash,
 }
 
 /// A request to a peer carrying `trace` (a child of the message's span)
@@ -121,12 +125,33 @@ impl Sender {
             tokens: Copies::default(),
             plans: Copies::default(),
             plan_ttl: local::PLAN_TTL,
+            private: KeyedHash::random(),
         }
     }
 
     /// This sender hears of every template change as it commits (the
     /// postgres backend's `LISTEN`), so it keeps plan copies for
     /// [`local::NOTIFIED_PLAN_TTL`]: fewer calls to the template service.
+    /// Private fields hashed with `hash` (a configured key: every replica
+    /// alike) instead of a random key.
+    pub fn with_private_fields_key(mut self, hash: KeyedHash) -> Self {
+        self.private = hash;
+        self
+    }
+
+    /// The data the log keeps of a message: the template's private fields
+    /// as keyed hashes (`hashed:` and 32 hex digits), never in clear.
+    fn kept(&self, plan: &Template, data_json: String) -> String {
+        if plan.private_fields.is_empty() {
+            return data_json;
+        }
+        KeyedHash::map_values(
+            &data_json,
+            |field| plan.private_fields.iter().any(|p| p == field),
+            |value| format!("hashed:{}", self.private.hex(value, 16)),
+        )
+    }
+
     pub fn notified_of_changes(mut self) -> Self {
         self.plan_ttl = local::NOTIFIED_PLAN_TTL;
         self
@@ -169,6 +194,7 @@ impl Sender {
         })?;
         let api = MessageApi::try_from(plan.kind)?;
         let consent = ConsentMode::try_from(plan.consent).unwrap_or_default();
+        let data_json = self.kept(&plan, rendered.data_json);
         let response = RenderTemplateResponse {
             body_json: rendered.body_json,
             preview: rendered.preview,
@@ -176,7 +202,7 @@ impl Sender {
             app_id: plan.app_id,
             template_id: plan.template_id,
             kind: plan.kind,
-            data_json: rendered.data_json,
+            data_json,
         };
         Ok(Rendered {
             response,

@@ -5,9 +5,8 @@
 //! two records can still be compared without being read.
 
 use crate::error::LogQueryError;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use wxpush_auth::Operation;
+use wxpush_auth::privacy::KeyedHash;
 use wxpush_proto::v1::{LogFilter, LogRecord};
 use wxpush_server::caller::Caller;
 
@@ -67,64 +66,44 @@ impl View {
     }
 }
 
-/// Masks content values with a keyed hash (HMAC-SHA-256, cut to 8 hex
-/// digits): without the key a short value (an amount, a date) cannot be
-/// found by trying every one.
-#[derive(Clone)]
+/// Masks content values with a keyed hash, cut to 8 hex digits
+/// ([`KeyedHash`]).
+#[derive(Debug, Clone)]
 pub struct Masker {
-    key: Vec<u8>,
-}
-
-impl std::fmt::Debug for Masker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Masker")
-    }
+    hash: KeyedHash,
 }
 
 impl Masker {
     /// With `key` (a configured secret, so every replica masks alike).
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self {
+            hash: KeyedHash::new(key),
+        }
+    }
+
+    /// Over a configured keyed hash.
+    pub fn with(hash: KeyedHash) -> Self {
+        Self { hash }
     }
 
     /// With a random key: masks compare within this process's answers only.
     pub fn random() -> Self {
-        Self::new(&rand::random::<[u8; 32]>())
+        Self::with(KeyedHash::random())
     }
 
     /// `masked:<chars>:<hash>`.
     pub fn mask(&self, value: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(value.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-        format!("masked:{}:{hash}", value.chars().count())
+        format!(
+            "masked:{}:{}",
+            value.chars().count(),
+            self.hash.hex(value, 4)
+        )
     }
 
-    /// WeChat's `data` (`{"field": {"value": "..."}}`) with every value
-    /// masked and the field names kept; anything else masked whole.
+    /// WeChat's `data` with every value masked and the field names kept;
+    /// anything else masked whole.
     pub fn mask_json(&self, json: &str) -> String {
-        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(json) else {
-            return self.mask(json);
-        };
-        for field in fields.values_mut() {
-            match field {
-                serde_json::Value::Object(f) => {
-                    if let Some(v) = f.get_mut("value") {
-                        *v = self.mask_value(v).into();
-                    }
-                }
-                other => *other = self.mask_value(other).into(),
-            }
-        }
-        serde_json::Value::Object(fields).to_string()
-    }
-
-    fn mask_value(&self, v: &serde_json::Value) -> String {
-        match v {
-            serde_json::Value::String(s) => self.mask(s),
-            other => self.mask(&other.to_string()),
-        }
+        KeyedHash::map_values(json, |_| true, |v| self.mask(v))
     }
 }
 

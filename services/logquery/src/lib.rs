@@ -137,19 +137,13 @@ pub async fn build_with_sources(
     config: LogQueryConfig,
     in_process: InProcess,
 ) -> anyhow::Result<Component> {
-    let masks = match &config.mask_key_file {
-        Some(path) => {
-            let key = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("mask_key_file {}: {e}", path.display()))?;
-            anyhow::ensure!(
-                key.trim_ascii().len() >= 32,
-                "mask_key_file {}: shorter than 32 bytes",
-                path.display()
-            );
-            access::Masker::new(key.trim_ascii())
-        }
-        None => access::Masker::random(),
-    };
+    let masks = access::Masker::with(
+        wxpush_auth::privacy::KeyedHash::from_file(
+            "mask_key_file",
+            config.mask_key_file.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     let b = &config.backend;
     let mut prepare = None;
     let store: Arc<dyn LogStore> = match b.kind {

@@ -15,7 +15,7 @@
 //! ```
 
 use crate::error::TemplateError;
-use crate::validate::{check_mapping, check_target};
+use crate::validate::{check_mapping, check_private_fields, check_target};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,6 +60,8 @@ pub struct TemplateSpec {
     /// Subscribe templates: `observe` (default) or `enforce` (delivery
     /// refuses a message to a user without consent, WeChat not called).
     pub consent: String,
+    /// WeChat fields whose values the log keeps only as a keyed hash.
+    pub private_fields: Vec<String>,
 }
 
 /// A template message's mini-program jump target, as written in the file.
@@ -128,6 +130,7 @@ impl TemplateSpec {
             wechat_template_missing: false,
             updated_at: None,
             consent: consent as i32,
+            private_fields: self.private_fields,
         })
     }
 }
@@ -232,6 +235,7 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
         check_mapping(t, &t.wechat_content, &mut v);
     }
     check_target(t, &mut v);
+    check_private_fields(t, &mut v);
     match ConsentMode::try_from(t.consent) {
         Ok(ConsentMode::Enforce) if t.kind != MessageKind::Subscribe as i32 => {
             v.push(Violation::new(

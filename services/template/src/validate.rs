@@ -71,6 +71,28 @@ pub fn check_mapping(t: &Template, content: &str, v: &mut Vec<Violation>) {
     }
 }
 
+/// Each private field names a field of the template, once.
+pub fn check_private_fields(t: &Template, v: &mut Vec<Violation>) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in t.private_fields.iter().enumerate() {
+        let field = format!("template.private_fields[{i}]");
+        if !t.fields.contains_key(name) {
+            let mut known: Vec<&str> = t.fields.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            v.push(Violation::new(
+                field,
+                format!(
+                    "{:?} is no field of the template (one of {})",
+                    name.chars().take(64).collect::<String>(),
+                    known.join(", ")
+                ),
+            ));
+        } else if !seen.insert(name) {
+            v.push(Violation::new(field, format!("{name} is listed twice")));
+        }
+    }
+}
+
 /// The jump-target settings of a subscribe message.
 pub fn check_target(t: &Template, v: &mut Vec<Violation>) {
     if !is_subscribe(t) {
@@ -112,5 +134,35 @@ pub fn check_values(t: &Template, fields: &[RenderedField], v: &mut Vec<Violatio
                 format!("{e} (value from {from})"),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_fields_name_fields_of_the_template_once() {
+        let t = Template {
+            fields: [("phone".to_string(), "{{phone}}".to_string())].into(),
+            private_fields: vec!["phone".into(), "nmae".into(), "phone".into()],
+            ..Default::default()
+        };
+        let mut v = Vec::new();
+        check_private_fields(&t, &mut v);
+        let found: Vec<(&str, &str)> = v
+            .iter()
+            .map(|v| (v.field.as_str(), v.description.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "template.private_fields[1]",
+                    "\"nmae\" is no field of the template (one of phone)"
+                ),
+                ("template.private_fields[2]", "phone is listed twice"),
+            ]
+        );
     }
 }

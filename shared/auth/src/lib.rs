@@ -8,6 +8,7 @@
 pub mod grants;
 pub mod identity;
 pub mod operation;
+pub mod privacy;
 pub mod settings;
 
 pub use grants::{CallerGrant, GrantError, Grants, Request};
