@@ -202,6 +202,12 @@ async fn a_send_is_one_trace_across_every_hop_exported_over_otlp() {
             attr(&send.attributes, "rpc.grpc.status_code").as_deref(),
             Some("0")
         );
+        // Who called: the configured caller's name (wxpush dev checks no
+        // caller).
+        assert_eq!(
+            attr(&send.attributes, "wxpush.caller").as_deref(),
+            Some("anonymous")
+        );
         // The first Send finds delivery's copies of the render plan and the
         // token cold and asks their owners, in its trace; the second uses
         // the copies (delivery/src/local.rs) and makes no such hop.
