@@ -12,7 +12,6 @@ use wechat_sandbox::MessageQuery;
 use wxpush::SuiteOptions;
 use wxpush_delivery::DeliveryConfig;
 use wxpush_delivery::config::{BreakerSettings, QueueSettings, RateLimitSettings, RetrySettings};
-use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::*;
 
 fn config() -> DeliveryConfig {
@@ -298,17 +297,8 @@ async fn a_scheduled_message_waits_for_send_at() {
 #[tokio::test]
 async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
     let h = harness(config()).await;
-    let mut templates = TemplateServiceClient::new(h.channel.clone());
-    let mut t = templates
-        .get_template(GetTemplateRequest {
-            key: "order_shipped".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .template
-        .unwrap();
+    let mut templates = h.templates();
+    let mut t = h.template("order_shipped").await;
     let hour = chrono::Utc::now()
         .format("%H")
         .to_string()

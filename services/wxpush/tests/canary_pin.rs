@@ -19,9 +19,7 @@ use wxpush_proto::v1::template_service_server::{TemplateService, TemplateService
 use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::token_service_server::{TokenService, TokenServiceServer};
 use wxpush_proto::v1::*;
-use wxpush_server::process::Listeners;
 use wxpush_server::rpc::propagation::CANARY_HEADER;
-use wxpush_server::shutdown::Shutdown;
 
 /// One call the recorder saw: the method, its canary header and deadline.
 #[derive(Debug, Clone)]
@@ -164,21 +162,7 @@ async fn delivery_behind_recorder(h: &Harness) -> (Recorder, DeliveryServiceClie
     config.template_endpoint = endpoint.clone();
     config.token_endpoint = endpoint;
     let component = wxpush_delivery::build(config).await.unwrap();
-    let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let (_, never) = Shutdown::manual();
-    let running = wxpush_server::process::start(
-        vec![component],
-        listeners,
-        wxpush_server::rpc::GateLayer::open(),
-        never,
-    )
-    .await
-    .unwrap();
-    let client = DeliveryServiceClient::connect(format!("http://{}", running.grpc_addr))
-        .await
-        .unwrap();
+    let client = common::serve_delivery(component).await;
     (recorder, client)
 }
 

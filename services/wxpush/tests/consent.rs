@@ -10,7 +10,6 @@ use common::{Harness, status_to};
 use std::time::{Duration, Instant};
 use wechat_sandbox::{Answer, AnswerEvent};
 use wxpush_delivery::consent::ConsentMetrics;
-use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::*;
 
 const SUBSCRIBE_PATH: &str = "/cgi-bin/message/subscribe/send";
@@ -19,24 +18,7 @@ const TEMPLATE_ID: &str = "MP_ORDER_STATUS_p8Qx";
 
 /// `order_status` again as `key`, with `consent`.
 async fn template_with(h: &Harness, key: &str, consent: ConsentMode) {
-    let mut templates = TemplateServiceClient::new(h.channel.clone());
-    let mut t = templates
-        .get_template(GetTemplateRequest {
-            key: "order_status".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .template
-        .unwrap();
-    t.key = key.into();
-    t.consent = consent as i32;
-    templates
-        .upsert_template(UpsertTemplateRequest {
-            template: Some(t),
-            expected_version: 0,
-        })
+    h.copy_template("order_status", key, |t| t.consent = consent as i32)
         .await
         .unwrap();
 }

@@ -16,8 +16,6 @@ use wxpush_delivery::config::{BreakerSettings, RateLimitSettings, RetrySettings,
 use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
 use wxpush_proto::v1::*;
 use wxpush_server::config::{BackendKind, BackendSettings};
-use wxpush_server::process::Listeners;
-use wxpush_server::shutdown::Shutdown;
 use wxpush_testkit::RedisServer;
 
 fn quick_delivery() -> DeliveryConfig {
@@ -326,23 +324,7 @@ async fn extra_delivery(
     )
     .await
     .unwrap();
-    let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    // Its trigger dropped, the drain signal never fires: it serves until
-    // the test ends.
-    let (_, never) = Shutdown::manual();
-    let running = wxpush_server::process::start(
-        vec![component],
-        listeners,
-        wxpush_server::rpc::GateLayer::open(),
-        never,
-    )
-    .await
-    .unwrap();
-    DeliveryServiceClient::connect(format!("http://{}", running.grpc_addr))
-        .await
-        .unwrap()
+    common::serve_delivery(component).await
 }
 
 #[tokio::test]

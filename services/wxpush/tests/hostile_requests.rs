@@ -115,23 +115,7 @@ async fn item7_a_stalled_template_service_cannot_hold_a_send() {
     config.token_endpoint =
         wxpush_server::config::GrpcEndpoint::parse(&h.suite.grpc_url()).unwrap();
     let component = wxpush_delivery::build(config).await.unwrap();
-    let listeners = wxpush_server::process::Listeners::bind("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let (_, never) = wxpush_server::shutdown::Shutdown::manual();
-    let running = wxpush_server::process::start(
-        vec![component],
-        listeners,
-        wxpush_server::rpc::GateLayer::open(),
-        never,
-    )
-    .await
-    .unwrap();
-    let mut delivery = wxpush_proto::v1::delivery_service_client::DeliveryServiceClient::connect(
-        format!("http://{}", running.grpc_addr),
-    )
-    .await
-    .unwrap();
+    let mut delivery = common::serve_delivery(component).await;
     // A guard against a hang, far beyond the budget; not a timing check.
     let guard = Duration::from_secs(60);
     let sync = tokio::time::timeout(guard, delivery.send(shipped_to("o_demo_follower")))

@@ -8,30 +8,14 @@ mod common;
 use common::{Harness, status_to, vars};
 use tonic::Code;
 use wechat_sandbox::MessageQuery;
-use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::*;
 
 #[tokio::test]
 async fn private_fields_reach_wechat_and_the_log_keeps_only_their_hash() {
     let h = Harness::start().await;
-    let mut templates = TemplateServiceClient::new(h.channel.clone());
-    let mut private = templates
-        .get_template(GetTemplateRequest {
-            key: "order_status".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .template
-        .unwrap();
-    private.key = "order_status_private".into();
-    private.version = 0;
-    private.private_fields = vec!["amount3".into(), "amount9".into()];
-    let refused = templates
-        .upsert_template(UpsertTemplateRequest {
-            template: Some(private.clone()),
-            expected_version: 0,
+    let refused = h
+        .copy_template("order_status", "order_status_private", |t| {
+            t.private_fields = vec!["amount3".into(), "amount9".into()];
         })
         .await
         .unwrap_err();
@@ -43,14 +27,11 @@ async fn private_fields_reach_wechat_and_the_log_keeps_only_their_hash() {
         "{}",
         refused.message()
     );
-    private.private_fields = vec!["amount3".into()];
-    templates
-        .upsert_template(UpsertTemplateRequest {
-            template: Some(private),
-            expected_version: 0,
-        })
-        .await
-        .unwrap();
+    h.copy_template("order_status", "order_status_private", |t| {
+        t.private_fields = vec!["amount3".into()];
+    })
+    .await
+    .unwrap();
 
     let send = |amount: &str, order: &str| {
         let mut r = status_to("o_demo_subscriber");

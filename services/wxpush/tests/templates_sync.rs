@@ -7,20 +7,14 @@ mod common;
 
 use common::{Harness, vars};
 use tonic::Code;
-use tonic::transport::Channel;
 use wechat_sandbox::MessageQuery;
-use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::token_service_client::TokenServiceClient;
 use wxpush_proto::v1::*;
 use wxpush_server::status::field_violations;
 use wxpush_wechat::{ClientSettings, MessageApi, WechatClient};
 
-fn templates(h: &Harness) -> TemplateServiceClient<Channel> {
-    TemplateServiceClient::new(h.channel.clone())
-}
-
 async fn sync(h: &Harness, app_id: &str, kind: AppKind) -> SyncTemplatesResponse {
-    templates(h)
+    h.templates()
         .sync_templates(SyncTemplatesRequest {
             app_id: app_id.into(),
             kind: kind as i32,
@@ -52,16 +46,7 @@ async fn sync_finds_the_sandbox_templates_and_their_fields() {
     );
 
     // The business template now carries WeChat's content.
-    let t = templates(&h)
-        .get_template(GetTemplateRequest {
-            key: "order_status".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .template
-        .unwrap();
+    let t = h.template("order_status").await;
     assert_eq!(
         t.wechat_content,
         "订单号:{{character_string1.DATA}}\n状态:{{thing2.DATA}}\n金额:{{amount3.DATA}}"
@@ -73,7 +58,8 @@ async fn sync_finds_the_sandbox_templates_and_their_fields() {
     assert!(again.added.is_empty() && again.changed.is_empty() && again.removed.is_empty());
 
     // A kind that cannot be inferred must be given.
-    let e = templates(&h)
+    let e = h
+        .templates()
         .sync_templates(SyncTemplatesRequest {
             app_id: "wx_unknown".into(),
             kind: 0,
@@ -96,7 +82,7 @@ async fn a_business_template_whose_wechat_template_vanished_is_flagged_not_delet
         fields: [("keyword1".to_string(), "{{x}}".to_string())].into(),
         ..Default::default()
     };
-    templates(&h)
+    h.templates()
         .upsert_template(UpsertTemplateRequest {
             template: Some(orphan),
             expected_version: 0,
@@ -105,23 +91,15 @@ async fn a_business_template_whose_wechat_template_vanished_is_flagged_not_delet
         .unwrap();
     let r = sync(&h, "wx_demo_oa", AppKind::OfficialAccount).await;
     assert_eq!(r.flagged_keys, ["orphan"]);
-    let t = templates(&h)
-        .get_template(GetTemplateRequest {
-            key: "orphan".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .template
-        .unwrap();
+    let t = h.template("orphan").await;
     assert!(t.wechat_template_missing);
     assert_eq!(t.version, 2);
     h.suite.shutdown().await;
 }
 
 async fn post_rendered(h: &Harness, req: RenderTemplateRequest, api: MessageApi) -> String {
-    let r = templates(h)
+    let r = h
+        .templates()
         .render_template(req)
         .await
         .expect("RenderTemplate")
@@ -217,7 +195,8 @@ async fn rendered_bodies_are_accepted_by_the_sandbox_after_a_sync() {
 async fn bad_input_is_refused_naming_each_field() {
     let h = Harness::start().await;
     sync(&h, "wx_demo_mp", AppKind::MiniProgram).await;
-    let e = templates(&h)
+    let e = h
+        .templates()
         .render_template(RenderTemplateRequest {
             key: "order_status".into(),
             variables: vars(&[("order_id", "SF1"), ("status", &"已".repeat(21))]),
@@ -237,19 +216,11 @@ async fn bad_input_is_refused_naming_each_field() {
 
     // After the sync the registry knows WeChat's real fields: a field the
     // WeChat template does not have is refused when written.
-    let mut t = templates(&h)
-        .get_template(GetTemplateRequest {
-            key: "order_status".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .template
-        .unwrap();
+    let mut t = h.template("order_status").await;
     t.fields.insert("thing9".into(), "{{note}}".into());
     let version = t.version;
-    let e = templates(&h)
+    let e = h
+        .templates()
         .upsert_template(UpsertTemplateRequest {
             template: Some(t),
             expected_version: version,

@@ -10,6 +10,7 @@ use wechat_sandbox::{AdminClient, Fault, Outage};
 use wxpush::{Suite, SuiteOptions};
 use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
 use wxpush_proto::v1::log_query_service_client::LogQueryServiceClient;
+use wxpush_proto::v1::template_service_client::TemplateServiceClient;
 use wxpush_proto::v1::*;
 
 /// The sandbox path every template message send goes to.
@@ -153,6 +154,48 @@ impl Harness {
 }
 
 impl Harness {
+    /// The template service's client.
+    pub fn templates(&self) -> TemplateServiceClient<Channel> {
+        TemplateServiceClient::new(self.channel.clone())
+    }
+
+    /// A stored template.
+    pub async fn template(&self, key: &str) -> Template {
+        self.templates()
+            .get_template(GetTemplateRequest {
+                key: key.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .template
+            .unwrap()
+    }
+
+    /// Template `from` created again as `to` after `edit`; the answer.
+    pub async fn copy_template(
+        &self,
+        from: &str,
+        to: &str,
+        edit: impl FnOnce(&mut Template),
+    ) -> Result<Template, tonic::Status> {
+        let mut t = self.template(from).await;
+        t.key = to.into();
+        t.version = 0;
+        edit(&mut t);
+        let stored = self
+            .templates()
+            .upsert_template(UpsertTemplateRequest {
+                template: Some(t),
+                expected_version: 0,
+            })
+            .await?;
+        Ok(stored.into_inner().template.unwrap())
+    }
+}
+
+impl Harness {
     /// Polls GetMessage until the message's status is final (SENT, FAILED,
     /// DEAD) or `timeout` passes; returns the last status seen.
     pub async fn settled(&self, message_id: &str, timeout: Duration) -> DeliveryResult {
@@ -252,4 +295,28 @@ pub async fn logged_as(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Serves `component` (a delivery service built by the test) on a free
+/// loopback port, callers unchecked, until the test ends; its client.
+pub async fn serve_delivery(
+    component: wxpush_server::component::Component,
+) -> DeliveryServiceClient<Channel> {
+    let listeners = wxpush_server::process::Listeners::bind("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    // Its trigger dropped, the drain signal never fires.
+    let (_, never) = wxpush_server::shutdown::Shutdown::manual();
+    let running = wxpush_server::process::start(
+        vec![component],
+        listeners,
+        wxpush_server::rpc::GateLayer::open(),
+        never,
+    )
+    .await
+    .unwrap();
+    // Dropping `running` leaves its tasks running.
+    DeliveryServiceClient::connect(format!("http://{}", running.grpc_addr))
+        .await
+        .unwrap()
 }
