@@ -117,13 +117,17 @@ PROTO_SERVICES = {
 DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$")
 PG_STAND_IN = "postgres://wxpush:stand-in@127.0.0.1:5432/wxpush"
 # Stand-ins for the mounted JWT key (auth.jwt: an HS256 secret of 32 bytes
-# at least, or a public key, here EC P-256) and the own hops' token.
+# at least, a public key, here EC P-256, or that key as a JWKS) and the own
+# hops' token.
 JWT_STAND_INS = {
     "hs256_secret_file": "stand-in-hs256-secret-of-32-bytes-at-least\n",
     "public_key_file": "-----BEGIN PUBLIC KEY-----\n"
                        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE2024mLzvKFhXJBsKc4TnPb0OiQQW\n"
                        "f8Zs2b/w4oLYGcVKXCBHkOksljvPTwvq7Zt7yxFgq+3ZPOBx6TxOL7mD9w==\n"
                        "-----END PUBLIC KEY-----\n",
+    "jwks_file": '{"keys": [{"kty": "EC", "crv": "P-256", "kid": "stand-in", '
+                 '"x": "2024mLzvKFhXJBsKc4TnPb0OiQQWf8Zs2b_w4oLYGcU", '
+                 '"y": "SlwgR5DpLJY7z08L6u2be8sRYKvt2Tzgcek8Ti-5g_c"}]}\n',
 }
 
 

@@ -85,6 +85,8 @@ VARIANTS = [
     (_MESH + _JWT + _REPORTS + [f"auth.jwt.jwks={_JWKS_SET}", "tests.templateKey=order_paid"],
      {"auth": {"callers": _MESH_VALUES + [_REPORTS_VALUES], "jwt": {**_JWT_VALUES, "jwks": '{"keys":[]}'}},
       "tests": {"templateKey": "order_paid"}}),
+    (_MESH + _JWT + _REPORTS + ["auth.jwt.keyType=jwks"],
+     {"auth": {"callers": _MESH_VALUES + [_REPORTS_VALUES], "jwt": {**_JWT_VALUES, "keyType": "jwks"}}}),
     (["auth.trustMesh=false", "auth.callAs.serviceAccountToken=true", "tests.templateKey=order_paid"]
      + _JWT + ["auth.jwt.keyType=public"] + [s.replace("callers[1]", "callers[0]") for s in _REPORTS],
      {"auth": {"trustMesh": False, "callAs": {"serviceAccountToken": True}, "jwt": {**_JWT_VALUES, "keyType": "public"},
@@ -245,7 +247,7 @@ def jwt_key(c, got, jwt, pods):
         for pod in pods:
             check("auth-jwt" not in {v["name"] for v in pod["volumes"]}, f"{c}: no JWT key mounted without auth.jwt")
         return
-    field = "hs256_secret_file" if jwt["keyType"] == "hs256" else "public_key_file"
+    field = {"hs256": "hs256_secret_file", "public": "public_key_file", "jwks": "jwks_file"}[jwt["keyType"]]
     j = got.get("jwt", {})
     check(set(j) == {field, "issuer", "audience", "leeway_secs"} and j["issuer"] == jwt["issuer"]
           and j["audience"] == jwt["audience"] and j["leeway_secs"] == jwt["leewaySecs"],

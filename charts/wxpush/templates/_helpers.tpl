@@ -260,7 +260,7 @@ elsewhere). */}}
 
 {{/* Where the JWT key (auth.jwt.existingSecret) is mounted, by keyType. */}}
 {{- define "wxpush.jwtKeyFile" -}}
-{{- printf "/var/run/secrets/wxpush/jwt/%s" (ternary "hs256-secret" "public-key.pem" (eq .Values.auth.jwt.keyType "hs256")) -}}
+{{- printf "/var/run/secrets/wxpush/jwt/%s" (get (dict "hs256" "hs256-secret" "public" "public-key.pem" "jwks" "jwks.json") .Values.auth.jwt.keyType) -}}
 {{- end -}}
 
 {{/* The components presenting an identity on the suite's own hops
@@ -343,7 +343,7 @@ token.extraCallers principal without a caller holding `token`. */}}
 {{- fail "auth.callAs.serviceAccountToken needs auth.jwt (the cluster's service-account token issuer and its public key): the services must verify the tokens their peers present" -}}
 {{- end -}}
 {{- if and $auth.callAs.serviceAccountToken (eq $jwt.keyType "hs256") -}}
-{{- fail "auth.callAs.serviceAccountToken needs auth.jwt.keyType public: service-account tokens are signed with the cluster's key (RS256 or ES256), never HS256" -}}
+{{- fail "auth.callAs.serviceAccountToken needs auth.jwt.keyType public or jwks: service-account tokens are signed with the cluster's key (RS256 or ES256), never HS256" -}}
 {{- end -}}
 {{- if eq $mode "on" -}}
 {{- if not (or (include "wxpush.trustMesh" .) $jwt.existingSecret) -}}
@@ -405,7 +405,7 @@ service-account token delivery and template present on their own calls. */}}
 {{- $config := dict "mode" "on" "trust_mesh" (not (not (include "wxpush.trustMesh" $))) "callers" (fromYamlArray (include "wxpush.callers" $)) -}}
 {{- with $auth.jwt.existingSecret -}}
 {{- $jwt := dict "issuer" $auth.jwt.issuer "audience" $auth.jwt.audience "leeway_secs" (int $auth.jwt.leewaySecs) -}}
-{{- $_ := set $jwt (ternary "hs256_secret_file" "public_key_file" (eq $auth.jwt.keyType "hs256")) (include "wxpush.jwtKeyFile" $) -}}
+{{- $_ := set $jwt (get (dict "hs256" "hs256_secret_file" "public" "public_key_file" "jwks" "jwks_file") $auth.jwt.keyType) (include "wxpush.jwtKeyFile" $) -}}
 {{- $_ := set $config "jwt" $jwt -}}
 {{- end -}}
 {{- if and $auth.callAs.serviceAccountToken (has .component (splitList " " (include "wxpush.ownCallers" $))) -}}

@@ -5,7 +5,7 @@
 
 use crate::grants::{CallerGrant, Grants};
 use http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use crate::keys::Verifier;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -24,6 +24,10 @@ pub struct JwtConfig {
     /// RS256 or ES256: the public key's PEM file (the algorithm is the
     /// key's: an RSA key takes RS256 only, an EC P-256 key ES256 only).
     pub public_key_file: Option<PathBuf>,
+    /// RS256 / ES256 public keys as a JWKS file (an identity provider's
+    /// `jwks_uri`, saved): a token names its key by `kid` (a set of one
+    /// key needs none); each key takes its own algorithm only.
+    pub jwks_file: Option<PathBuf>,
     /// Required `iss`.
     pub issuer: String,
     /// Required `aud`.
@@ -35,8 +39,10 @@ pub struct JwtConfig {
 /// Why the authenticator cannot be built (at start).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("auth.jwt: set exactly one of hs256_secret_file and public_key_file")]
+    #[error("auth.jwt: set exactly one of hs256_secret_file, public_key_file and jwks_file")]
     OneKey,
+    #[error("auth.jwt.jwks_file {path}: {reason}")]
+    Jwks { path: PathBuf, reason: String },
     #[error("auth.jwt.{field}: is required")]
     Required { field: &'static str },
     #[error("auth.jwt: cannot read {path}: {source}")]
@@ -82,7 +88,7 @@ pub struct Identity {
 
 /// Finds the caller of a call from its headers.
 pub struct Authenticator {
-    jwt: Option<(DecodingKey, Validation)>,
+    jwt: Option<Verifier>,
     trust_mesh: bool,
     grants: Grants,
 }
@@ -106,7 +112,7 @@ impl Authenticator {
         trust_mesh: bool,
         grants: Grants,
     ) -> Result<Self, SetupError> {
-        let jwt = jwt.map(verifier).transpose()?;
+        let jwt = jwt.map(Verifier::new).transpose()?;
         Ok(Self {
             jwt,
             trust_mesh,
@@ -155,12 +161,13 @@ impl Authenticator {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(AuthError::NotBearer)?;
-        let (key, validation) = self.jwt.as_ref().ok_or(AuthError::NoJwtKey)?;
+        let token = token.trim();
+        let (key, validation) = self.jwt.as_ref().ok_or(AuthError::NoJwtKey)?.pick(token)?;
         #[derive(Deserialize)]
         struct Claims {
             sub: String,
         }
-        let data = jsonwebtoken::decode::<Claims>(token.trim(), key, validation)
+        let data = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| AuthError::BadToken(reason(e.kind())))?;
         Ok(data.claims.sub)
     }
@@ -195,51 +202,6 @@ fn workload(xfcc: &str) -> Option<String> {
             && v.trim().trim_matches('"').starts_with("spiffe://"))
         .then(|| v.trim().trim_matches('"').to_string())
     })
-}
-
-/// The key and the checks of `auth.jwt`.
-fn verifier(c: &JwtConfig) -> Result<(DecodingKey, Validation), SetupError> {
-    let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|source| SetupError::Read {
-            path: path.clone(),
-            source,
-        })
-    };
-    let (key, algorithm) = match (&c.hs256_secret_file, &c.public_key_file) {
-        (Some(path), None) => {
-            let secret = read(path)?;
-            let secret = secret.trim_ascii();
-            if secret.len() < 32 {
-                return Err(SetupError::ShortSecret { path: path.clone() });
-            }
-            let key = DecodingKey::from_secret(secret).map_err(|_| SetupError::OneKey)?;
-            (key, Algorithm::HS256)
-        }
-        (None, Some(path)) => {
-            let pem = read(path)?;
-            match DecodingKey::from_rsa_pem(&pem) {
-                Ok(key) => (key, Algorithm::RS256),
-                Err(_) => match DecodingKey::from_ec_pem(&pem) {
-                    Ok(key) => (key, Algorithm::ES256),
-                    Err(_) => return Err(SetupError::Key { path: path.clone() }),
-                },
-            }
-        }
-        _ => return Err(SetupError::OneKey),
-    };
-    if c.issuer.is_empty() {
-        return Err(SetupError::Required { field: "issuer" });
-    }
-    if c.audience.is_empty() {
-        return Err(SetupError::Required { field: "audience" });
-    }
-    let mut v = Validation::new(algorithm);
-    v.leeway = c.leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS);
-    v.validate_nbf = true;
-    v.set_issuer(&[&c.issuer]);
-    v.set_audience(&[&c.audience]);
-    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    Ok((key, v))
 }
 
 #[cfg(test)]

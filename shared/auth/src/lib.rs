@@ -7,6 +7,7 @@
 
 pub mod grants;
 pub mod identity;
+mod keys;
 pub mod operation;
 pub mod privacy;
 pub mod settings;

@@ -251,3 +251,63 @@ fn a_grants_file_with_an_unknown_operation_is_refused_naming_it() {
     .to_string();
     assert!(e.contains("appz"), "{e}");
 }
+
+/// A JWKS (an identity provider's keys, saved): each token names its key
+/// by `kid`, and each key verifies its own algorithm only.
+#[test]
+fn a_jwks_picks_the_key_a_token_names() {
+    let jwks = JwtConfig {
+        jwks_file: Some(keys("jwks.json")),
+        issuer: "https://sso.example.com".into(),
+        audience: "wxpush".into(),
+        ..Default::default()
+    };
+    let a = Authenticator::new(Some(&jwks), false, grants()).unwrap();
+    let with_kid = |alg: Algorithm, kid: Option<&str>, key: &EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(&header, &claims(now() + 300, "wxpush"), key).unwrap()
+    };
+    let rsa = rsa_key("rs256-private.pem");
+    let ec = EncodingKey::from_ec_pem(&std::fs::read(keys("es256-private.pem")).unwrap()).unwrap();
+    for token in [
+        with_kid(Algorithm::RS256, Some("rsa-1"), &rsa),
+        with_kid(Algorithm::ES256, Some("ec-1"), &ec),
+    ] {
+        assert_eq!(a.identify(&bearer(&token)).unwrap().0.caller, "orders");
+    }
+    let why = |token: String| match refused(&a, &bearer(&token)) {
+        AuthError::BadToken(why) => why,
+        other => panic!("{other:?}"),
+    };
+    // The RSA key's kid on an ES256 token; a key it does not have; no kid.
+    assert!(why(with_kid(Algorithm::ES256, Some("rsa-1"), &ec)).contains("algorithm"));
+    let other = rsa_key("other-rs256-private.pem");
+    assert!(why(with_kid(Algorithm::RS256, Some("rsa-1"), &other)).contains("signature"));
+    assert!(why(with_kid(Algorithm::RS256, Some("rsa-9"), &rsa)).contains("does not have"));
+    assert!(why(with_kid(Algorithm::RS256, None, &rsa)).contains("names no key"));
+
+    // A JWKS with a symmetric key is refused at start, naming the key.
+    let dir = std::env::temp_dir().join(format!("wxpush-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("oct.json"),
+        r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#,
+    )
+    .unwrap();
+    let e = Authenticator::new(
+        Some(&JwtConfig {
+            jwks_file: Some(dir.join("oct.json")),
+            ..jwks.clone()
+        }),
+        false,
+        grants(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("jwks_file") && e.contains("keys[0]: only RSA and EC P-256"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
