@@ -448,8 +448,43 @@ async fn sent_and_logged(c: &Checked, n: usize) -> BTreeMap<&'static str, Vec<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_of_app_a_never_sees_a_record_of_app_b_and_content_needs_read_content() {
     let c = start().await;
+    // Tailing before anything is sent: the live log narrowed to A, masked.
+    let mut tail = c
+        .logs()
+        .await
+        .tail_logs(c.req("orders", TailLogsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
     let ids = sent_and_logged(&c, 6).await;
     let b_ids: HashSet<&String> = ids[B].iter().collect();
+    // Every A record comes; then a second more, and still nothing of B.
+    let mut tailed = HashSet::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut more = None;
+    loop {
+        let at = more.unwrap_or(until);
+        let Ok(event) = tokio::time::timeout_at(at.into(), tail.message()).await else {
+            assert!(more.is_some(), "the tail showed {tailed:?} of A's records");
+            break;
+        };
+        let event = event.unwrap().expect("the tail stays open");
+        if let Some(tail_logs_response::Event::Record(r)) = event.event {
+            assert_eq!(r.app_id, A, "orders tailed {r:?}");
+            assert!(
+                !r.data_json.contains("PII-"),
+                "tailed in clear: {}",
+                r.data_json
+            );
+            tailed.insert(r.message_id);
+        }
+        if more.is_none() && tailed.len() == ids[A].len() {
+            more = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+    let want: HashSet<String> = ids[A].iter().cloned().collect();
+    assert_eq!(tailed, want);
+    drop(tail);
     let all = c.records("ops", LogFilter::default(), 500).await;
     let of_a: Vec<&LogRecord> = all.iter().filter(|r| r.app_id == A).collect();
     let b_record = all.iter().find(|r| r.app_id == B).unwrap();

@@ -4,8 +4,8 @@
 //! be a configured caller's. Errors name what is wrong, never a token.
 
 use crate::grants::{CallerGrant, Grants};
-use http::HeaderMap;
 use crate::keys::Verifier;
+use http::HeaderMap;
 use serde::Deserialize;
 use std::path::PathBuf;
 

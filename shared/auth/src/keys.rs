@@ -89,7 +89,9 @@ impl Verifier {
                 .find(|k| k.kid.as_deref() == Some(kid.as_str()))
                 .map(Key::pair)
                 .ok_or_else(|| {
-                    AuthError::BadToken("signed with a key the configured JWKS does not have".into())
+                    AuthError::BadToken(
+                        "signed with a key the configured JWKS does not have".into(),
+                    )
                 }),
         }
     }
