@@ -9,6 +9,8 @@
     add --latency-ms 20               # the sandbox answers 20 ms later (concurrency must carry)
     add --backend postgres            # the log, templates and dead letters in a private
                                       # PostgreSQL (backend.kind: postgres), the hot path on Redis
+    add --auth                        # callers checked: every call carries an HS256 JWT,
+                                      # the suite's own hops too (auth.mode: on)
 
 Every run starts its own production topology on free loopback ports: a private
 redis-server, the WeChat sandbox, and the four services as separate processes
@@ -25,6 +27,9 @@ installed when missing; every load is bounded in time and aims at 127.0.0.1 only
 """
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import os
 import pathlib
@@ -40,6 +45,8 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 K6 = ROOT / "bench" / "k6"
 RESULTS = ROOT / "bench" / "results"
+# With --auth: the `authorization` value every k6 call carries.
+AUTHORIZATION = None
 TICKS = os.sysconf("SC_CLK_TCK")
 APP, SECRET, TEMPLATE_ID = "wx_demo_oa", "demo-oa-secret-7f3a9c", "OA_ORDER_SHIPPED_k3J9"
 
@@ -158,10 +165,47 @@ class Postgres(Proc):
         return own
 
 
+def jwt_hs256(secret, sub):
+    """An HS256 JWT for `sub`, valid for an hour."""
+    def part(d):
+        return base64.urlsafe_b64encode(json.dumps(d, separators=(",", ":")).encode()).rstrip(b"=")
+    now = int(time.time())
+    signed = part({"alg": "HS256", "typ": "JWT"}) + b"." + part(
+        {"sub": sub, "iss": "wxpush-bench", "aud": "wxpush", "exp": now + 3600, "nbf": now - 5})
+    sig = base64.urlsafe_b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).rstrip(b"=")
+    return (signed + b"." + sig).decode()
+
+
+def auth_env(directory, prefix, service):
+    """Callers checked: an HS256 key, the grants (the bench's caller may do
+    everything; the own hops fetch tokens), and the own hops' tokens."""
+    secret = (directory / "hs256.key")
+    if not secret.exists():
+        secret.write_bytes(os.urandom(24).hex().encode())
+        (directory / "grants.yaml").write_text(
+            "callers:\n"
+            "  - {name: bench, subjects: [bench], apps: ['*'],\n"
+            "     operations: [send, read_logs, read_content, manage_templates, replay, token]}\n"
+            "  - {name: wxpush-delivery, subjects: [wxpush-delivery], apps: ['*'], operations: [token]}\n"
+            "  - {name: wxpush-template, subjects: [wxpush-template], apps: ['*'], operations: [token]}\n")
+        for own in ("wxpush-delivery", "wxpush-template"):
+            (directory / f"{own}.jwt").write_text(jwt_hs256(secret.read_bytes(), own))
+    env = {
+        f"{prefix}__AUTH__MODE": "on",
+        f"{prefix}__AUTH__JWT__HS256_SECRET_FILE": str(secret),
+        f"{prefix}__AUTH__JWT__ISSUER": "wxpush-bench",
+        f"{prefix}__AUTH__JWT__AUDIENCE": "wxpush",
+        f"{prefix}__AUTH__GRANTS_FILE": str(directory / "grants.yaml"),
+    }
+    if service in ("delivery", "template"):
+        env[f"{prefix}__AUTH__CALL_AS__TOKEN_FILE"] = str(directory / f"wxpush-{service}.jwt")
+    return env
+
+
 class Topology:
     """Redis, the sandbox and the four services; torn down on exit."""
 
-    def __init__(self, latency_ms, backend="redis"):
+    def __init__(self, latency_ms, backend="redis", auth=False):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="wxpush-bench-"))
         self.dir.chmod(0o755)
         self.procs = []
@@ -200,9 +244,11 @@ class Topology:
                 f"{p}__ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
                 f"{p}__BACKEND__KIND": "redis",
                 f"{p}__BACKEND__REDIS_URL": redis_url,
-                # The seed design checks no caller either.
+                # The seed design checks no caller either (unless --auth).
                 f"{p}__AUTH__MODE": "off",
             }
+            if auth:
+                env.update(auth_env(self.dir, p, service))
             if postgres and service != "token":
                 env[f"{p}__BACKEND__KIND"] = "postgres"
                 env[f"{p}__BACKEND__POSTGRES_URL"] = postgres.url
@@ -230,6 +276,9 @@ class Topology:
         for service, port in self.ports.items():
             wait_tcp(port, service)
         time.sleep(0.5)
+        global AUTHORIZATION
+        AUTHORIZATION = (f"Bearer {jwt_hs256((self.dir / 'hs256.key').read_bytes(), 'bench')}"
+                         if auth else None)
 
     def url(self, service):
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -291,7 +340,10 @@ def k6(script, vus, duration=None, iterations=None, env=None):
             args += ["--duration", duration]
         if iterations:
             args += ["--iterations", str(iterations)]
-        for k, v in (env or {}).items():
+        env = dict(env or {})
+        if AUTHORIZATION and "ADDR" in env and "PROTO_ROOT" in env:
+            env["AUTHORIZATION"] = AUTHORIZATION
+        for k, v in env.items():
             args += ["-e", f"{k}={v}"]
         subprocess.run(args + [str(K6 / script)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -526,11 +578,13 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000, help="logquery: delivery events to ingest")
     parser.add_argument("--backend", choices=["redis", "postgres"], default="redis",
                         help="postgres: the log, templates and dead letters in a private PostgreSQL")
+    parser.add_argument("--auth", action="store_true",
+                        help="callers checked: an HS256 JWT on every call (auth.mode: on)")
     args = parser.parse_args()
     ensure_tools()
     RESULTS.mkdir(exist_ok=True)
     for name in (SCENARIOS if args.scenario == "all" else [args.scenario]):
-        topology = Topology(args.latency_ms, args.backend)
+        topology = Topology(args.latency_ms, args.backend, args.auth)
         try:
             if name == "logquery":
                 rows = scenario_logquery(topology, args.duration, records=args.records)
@@ -539,8 +593,8 @@ def main():
         finally:
             topology.stop()
         suffix = (f"-{args.latency_ms}ms" if args.latency_ms else "") + (
-            f"-{args.backend}" if args.backend != "redis" else "")
-        result = {"scenario": name, "latency_ms": args.latency_ms, "backend": args.backend,
+            f"-{args.backend}" if args.backend != "redis" else "") + ("-auth" if args.auth else "")
+        result = {"scenario": name, "latency_ms": args.latency_ms, "backend": args.backend, "auth": args.auth,
                   "machine": machine(), "rows": rows}
         (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
         print(f"\n### {name}{' (sandbox +' + str(args.latency_ms) + ' ms)' if args.latency_ms else ''}\n")

@@ -20,6 +20,8 @@ export default function () {
     template_key: 'order_shipped',
     common_variables: { ship_time: '2026-11-23 10:00', carrier: 'SF' },
     recipients,
-  }, { timeout: '60s' });
+  }, __ENV.AUTHORIZATION
+    ? { timeout: '60s', metadata: { authorization: __ENV.AUTHORIZATION } }
+    : { timeout: '60s' });
   check(res, { accepted: (r) => r && r.status === grpc.StatusOK && r.message.accepted === size });
 }

@@ -25,6 +25,9 @@ export default function () {
   if (exec.vu.iterationInScenario === 0) {
     client.connect(__ENV.ADDR, { plaintext: true, timeout: '10s' });
   }
-  const res = client.invoke('wxpush.v1.LogQueryService/QueryLogs', { filter: filter(), page_size: 50 }, { timeout: '10s' });
+  const res = client.invoke('wxpush.v1.LogQueryService/QueryLogs', { filter: filter(), page_size: 50 },
+    __ENV.AUTHORIZATION
+      ? { timeout: '10s', metadata: { authorization: __ENV.AUTHORIZATION } }
+      : { timeout: '10s' });
   check(res, { ok: (r) => r && r.status === grpc.StatusOK && (r.message.records || []).length > 0 });
 }

@@ -18,6 +18,13 @@ const outcome = {
   other: new Counter('rpc_other_error'),
 };
 
+// With AUTHORIZATION (bench.py --auth) every call carries it.
+function params(timeout) {
+  const p = { timeout };
+  if (__ENV.AUTHORIZATION) p.metadata = { authorization: __ENV.AUTHORIZATION };
+  return p;
+}
+
 export default function () {
   if (exec.vu.iterationInScenario === 0) {
     client.connect(__ENV.ADDR, { plaintext: true, timeout: '10s' });
@@ -26,7 +33,7 @@ export default function () {
     template_key: 'order_shipped',
     openid: 'o_demo_follower',
     variables: { order_id: `B${exec.scenario.iterationInTest}`, ship_time: '2026-11-23 10:00', carrier: 'SF' },
-  }, { timeout: '10s' });
+  }, params('10s'));
   const ok = res && res.status === grpc.StatusOK;
   check(res, { ok: () => ok });
   if (ok) {

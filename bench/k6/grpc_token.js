@@ -11,6 +11,7 @@ export default function () {
   if (exec.vu.iterationInScenario === 0) {
     client.connect(__ENV.ADDR, { plaintext: true, timeout: '10s' });
   }
-  const res = client.invoke('wxpush.v1.TokenService/GetAccessToken', { app_id: __ENV.APP_ID });
+  const res = client.invoke('wxpush.v1.TokenService/GetAccessToken', { app_id: __ENV.APP_ID },
+    __ENV.AUTHORIZATION ? { metadata: { authorization: __ENV.AUTHORIZATION } } : {});
   check(res, { ok: (r) => r && r.status === grpc.StatusOK && (r.message.accessToken || '').length > 0 });
 }

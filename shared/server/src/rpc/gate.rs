@@ -107,7 +107,7 @@ impl<S> Gate<S> {
             return Err(Refusal {
                 who: grant.name.clone(),
                 outcome: "permission_denied",
-                failure: Box::new(denied(&grant.name, op.name())),
+                failure: Box::new(denied(&grant.name, &format!("{op} (for any app)"))),
             });
         }
         Ok(Caller::granted(grant.clone()))
