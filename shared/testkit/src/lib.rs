@@ -17,11 +17,42 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free loopback port (bound, then released for the server to take).
+///
+/// Tests start several servers at once, each on a port found here and
+/// bound a moment later, while other servers bind port 0. So the port comes
+/// from below the kernel's ephemeral range (where port-0 binds are served
+/// from, so none of those can take it meanwhile), and one test process
+/// never hands out the same port twice (two topologies starting together
+/// once got the same port: "Address already in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static HANDED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let handed = HANDED.get_or_init(Default::default);
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOWEST: u16 = 10_000;
+    if ephemeral_from > LOWEST + 1000 {
+        let span = u32::from(ephemeral_from - LOWEST);
+        // Processes running at once start at different places.
+        let start = (std::process::id().wrapping_mul(7919)) % span;
+        let mut handed = handed.lock().expect("port set");
+        for i in 0..span {
+            let port = LOWEST + ((start + i * 13) % span) as u16;
+            if !handed.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                handed.insert(port);
+                return port;
+            }
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("a free loopback port")
+        .expect("a free loopback port");
+    handed.lock().expect("port set").insert(port);
+    port
 }
 
 /// A private `redis-server` for one test: no persistence, or (durable) an

@@ -146,7 +146,10 @@ impl Topology {
         let sandbox = Sandbox::start(sandbox_config.clone(), any, any)
             .await
             .unwrap();
-        let dir = std::env::temp_dir().join(format!("wxpush-hostile-{}", std::process::id()));
+        // Each topology its own files: tests start several at once.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wxpush-hostile-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut apps = String::from("apps:\n");
         let mut secrets = Vec::new();
@@ -217,7 +220,7 @@ impl Topology {
         let config = dir.join("token.yaml");
         // Kept after the test for a failing run.
         let log_dir =
-            std::env::temp_dir().join(format!("wxpush-hostile-logs-{}", std::process::id()));
+            std::env::temp_dir().join(format!("wxpush-hostile-logs-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&log_dir).unwrap();
         let mut processes = vec![
             spawn("token", ports[0], token, Some(&config), &log_dir),
