@@ -80,6 +80,16 @@ impl TemplateGrpc {
     }
 }
 
+/// The template, if the caller may see its app; as unknown as a missing
+/// one otherwise (a caller of app A never reads app B's templates).
+fn visible(t: Template) -> Result<Template, TemplateError> {
+    if Caller::current().sees_app(&t.app_id) {
+        Ok(t)
+    } else {
+        Err(TemplateError::NotFound(t.key))
+    }
+}
+
 /// `manage_templates` on this app and key, or PERMISSION_DENIED.
 fn may_manage(app_id: &str, key: &str) -> Result<(), TemplateError> {
     Caller::current()
@@ -131,11 +141,11 @@ impl TemplateService for TemplateGrpc {
     ) -> Result<Response<GetTemplateResponse>, Status> {
         let req = request.into_inner();
         required_key(&req.key)?;
-        let template = if req.for_render {
+        let template = visible(if req.for_render {
             self.render_plan(&req.key).await?
         } else {
             self.registry.get(&req.key).await?
-        };
+        })?;
         Ok(Response::new(GetTemplateResponse {
             template: Some(template),
         }))
@@ -146,10 +156,19 @@ impl TemplateService for TemplateGrpc {
         request: Request<ListTemplatesRequest>,
     ) -> Result<Response<ListTemplatesResponse>, Status> {
         let req = request.into_inner();
+        let caller = Caller::current();
+        if !req.app_id.is_empty() && !caller.sees_app(&req.app_id) {
+            return Err(TemplateError::Denied(wxpush_server::caller::denied(
+                caller.name(),
+                &format!("list the templates of app {}", req.app_id),
+            ))
+            .into());
+        }
         let filter = (!req.app_id.is_empty()).then_some(req.app_id.as_str());
         let size = paging::page_size(req.page_size, DEFAULT_PAGE_SIZE);
         // The registry is small (configuration): listed whole, paged here.
-        let all = self.registry.list(filter).await?;
+        let mut all = self.registry.list(filter).await?;
+        all.retain(|t| caller.sees_app(&t.app_id));
         let (templates, next_page_token) =
             paging::page(all, |t| t.key.as_str(), size, &req.page_token)
                 .map_err(|v| TemplateError::InvalidArgument(vec![v]))?;
@@ -178,7 +197,10 @@ impl TemplateService for TemplateGrpc {
             Some(id) => Some(id.parse::<i64>().map_err(|_| bad_token())?),
             None => None,
         };
-        let page = self.registry.revisions(&req.key, size, before).await?;
+        let mut page = self.registry.revisions(&req.key, size, before).await?;
+        let caller = Caller::current();
+        page.revisions
+            .retain(|r| caller.sees_app(&r.template.app_id));
         let next_page_token = match page.revisions.last() {
             Some(last) if page.more => paging::encode_token(&last.id.to_string()),
             _ => String::new(),
@@ -216,7 +238,7 @@ impl TemplateService for TemplateGrpc {
     ) -> Result<Response<RenderTemplateResponse>, Status> {
         let req = request.into_inner();
         required_key(&req.key)?;
-        let template = self.render_plan(&req.key).await?;
+        let template = visible(self.render_plan(&req.key).await?)?;
         let rendered = render(
             &template,
             &RenderInput {

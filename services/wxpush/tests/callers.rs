@@ -580,6 +580,41 @@ async fn a_caller_of_app_a_never_sees_a_record_of_app_b_and_content_needs_read_c
             .sum();
         assert_eq!(counted, of_a.len() as u64, "{caller} stats");
     }
+    // Nor B's templates: unknown to it, and left out of its lists.
+    let mut templates = TemplateServiceClient::new(c.t.channel("template").await);
+    let unknown = templates
+        .get_template(c.req(
+            "orders",
+            GetTemplateRequest {
+                key: key_of(B).into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let listed = templates
+        .list_templates(c.req("orders", ListTemplatesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .templates;
+    assert!(
+        !listed.is_empty() && listed.iter().all(|t| t.app_id == A),
+        "{listed:?}"
+    );
+    let named = templates
+        .list_templates(c.req(
+            "orders",
+            ListTemplatesRequest {
+                app_id: B.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(named.code(), Code::PermissionDenied);
+
     // A's sender cannot look up B's message in delivery either.
     let status = c
         .delivery()
