@@ -1,7 +1,9 @@
 //! Async delivery: SendAsync and SendBatch on the durable queue, retries as
 //! delayed re-queues, dead letters and replay, send_at and quiet hours,
-//! degradation while the breaker is open, on the suite's memory queue
-//! (the Redis queue with real processes: `delivery_processes.rs`).
+//! degradation while the breaker is open. Each test twice: on the suite's
+//! memory queue, and with delivery's queue, statuses, idempotency and
+//! limits on a private three-master Redis Cluster (the queue in three
+//! partitions). The Redis queue with real processes: `delivery_processes.rs`.
 
 mod common;
 
@@ -13,6 +15,8 @@ use wxpush::SuiteOptions;
 use wxpush_delivery::DeliveryConfig;
 use wxpush_delivery::config::{BreakerSettings, QueueSettings, RateLimitSettings, RetrySettings};
 use wxpush_proto::v1::*;
+use wxpush_server::config::{BackendKind, BackendSettings};
+use wxpush_testkit::RedisCluster;
 
 fn config() -> DeliveryConfig {
     DeliveryConfig {
@@ -44,11 +48,83 @@ fn config() -> DeliveryConfig {
     }
 }
 
-async fn harness(delivery: DeliveryConfig) -> Harness {
+/// Where delivery keeps its state.
+#[derive(Clone, Copy)]
+enum On {
+    Memory,
+    Cluster,
+}
+
+/// The suite, and the cluster it uses (stopped when the test ends).
+struct Suite {
+    h: Harness,
+    _cluster: Option<RedisCluster>,
+}
+
+impl Suite {
+    /// Drains the suite, then stops the cluster.
+    async fn shutdown(self) {
+        self.h.suite.shutdown().await;
+    }
+}
+
+impl std::ops::Deref for Suite {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
+}
+
+async fn harness(mut delivery: DeliveryConfig, on: On) -> Suite {
+    let cluster = match on {
+        On::Memory => None,
+        On::Cluster => {
+            let cluster = RedisCluster::start();
+            delivery.backend = BackendSettings {
+                kind: BackendKind::Redis,
+                redis_url: cluster.url(),
+                key_prefix: "wxpush:".into(),
+                stream_partitions: wxpush_redis::Partitions::new(3).unwrap(),
+                ..Default::default()
+            };
+            Some(cluster)
+        }
+    };
     let mut opts = SuiteOptions::demo_on_free_ports();
     opts.delivery = delivery;
-    Harness::start_with(opts).await
+    Suite {
+        h: Harness::start_with(opts).await,
+        _cluster: cluster,
+    }
 }
+
+/// Each test on the memory queue and on a Redis Cluster.
+macro_rules! on_memory_and_cluster {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::On::Memory).await
+            })*
+        }
+        mod cluster {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::On::Cluster).await
+            })*
+        }
+    };
+}
+
+on_memory_and_cluster!(
+    send_async_is_queued_then_sent_once_in_the_callers_trace,
+    a_batch_reports_bad_recipients_and_delivers_the_rest,
+    a_permanent_failure_is_dead_lettered_and_delivered_after_replay,
+    busy_forever_ends_dead_after_the_attempt_budget,
+    a_scheduled_message_waits_for_send_at,
+    a_message_in_quiet_hours_waits_and_one_outside_goes_at_once,
+    an_outage_defers_messages_until_the_breaker_closes_and_dead_letters_none,
+);
 
 async fn received_by(h: &Harness, openid: &str) -> usize {
     h.admin
@@ -61,9 +137,8 @@ async fn received_by(h: &Harness, openid: &str) -> usize {
         .len()
 }
 
-#[tokio::test]
-async fn send_async_is_queued_then_sent_once_in_the_callers_trace() {
-    let h = harness(config()).await;
+async fn send_async_is_queued_then_sent_once_in_the_callers_trace(on: On) {
+    let h = harness(config(), on).await;
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
     let mut req = tonic::Request::new(SendAsyncRequest::from(shipped_to("o_demo_follower")));
     req.metadata_mut().insert(
@@ -87,12 +162,11 @@ async fn send_async_is_queued_then_sent_once_in_the_callers_trace() {
         })
         .await;
     assert_eq!(rec.message_id, accepted.message_id);
-    h.suite.shutdown().await;
+    h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_batch_reports_bad_recipients_and_delivers_the_rest() {
-    let h = harness(config()).await;
+async fn a_batch_reports_bad_recipients_and_delivers_the_rest(on: On) {
+    let h = harness(config(), on).await;
     let common = vars(&[("ship_time", "2026-11-23 10:00"), ("carrier", "顺丰速运")]);
     let recipient = |openid: &str, order: Option<&str>| BatchRecipient {
         openid: openid.into(),
@@ -158,12 +232,11 @@ async fn a_batch_reports_bad_recipients_and_delivers_the_rest() {
         wxpush_server::status::field_violations(&err)[0].field,
         "recipients"
     );
-    h.suite.shutdown().await;
+    h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
-    let h = harness(config()).await;
+async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay(on: On) {
+    let h = harness(config(), on).await;
     h.inject(send_fault(40037, None)).await;
     let accepted = h.send_async(shipped_to("o_demo_follower")).await;
     let r = h
@@ -226,12 +299,11 @@ async fn a_permanent_failure_is_dead_lettered_and_delivered_after_replay() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    h.suite.shutdown().await;
+    h.shutdown().await;
 }
 
-#[tokio::test]
-async fn busy_forever_ends_dead_after_the_attempt_budget() {
-    let h = harness(config()).await;
+async fn busy_forever_ends_dead_after_the_attempt_budget(on: On) {
+    let h = harness(config(), on).await;
     h.inject(send_fault(-1, None)).await;
     let accepted = h.send_async(shipped_to("o_demo_follower")).await;
     let r = h
@@ -248,12 +320,11 @@ async fn busy_forever_ends_dead_after_the_attempt_budget() {
         .await
         .unwrap();
     assert_eq!(dead.into_inner().dead_letters[0].attempts, 3);
-    h.suite.shutdown().await;
+    h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_scheduled_message_waits_for_send_at() {
-    let h = harness(config()).await;
+async fn a_scheduled_message_waits_for_send_at(on: On) {
+    let h = harness(config(), on).await;
     let at = std::time::SystemTime::now() + Duration::from_millis(1500);
     let accepted = h
         .delivery()
@@ -291,12 +362,11 @@ async fn a_scheduled_message_waits_for_send_at() {
         got[0].received_at_ms + 50 >= at_ms,
         "received before send_at"
     );
-    h.suite.shutdown().await;
+    h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
-    let h = harness(config()).await;
+async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once(on: On) {
+    let h = harness(config(), on).await;
     let mut templates = h.templates();
     let mut t = h.template("order_shipped").await;
     let hour = chrono::Utc::now()
@@ -352,14 +422,13 @@ async fn a_message_in_quiet_hours_waits_and_one_outside_goes_at_once() {
             assert_eq!(r.status, DeliveryStatus::Sent as i32);
         }
     }
-    h.suite.shutdown().await;
+    h.shutdown().await;
 }
 
-#[tokio::test]
-async fn an_outage_defers_messages_until_the_breaker_closes_and_dead_letters_none() {
+async fn an_outage_defers_messages_until_the_breaker_closes_and_dead_letters_none(on: On) {
     let mut c = config();
     c.breaker.failure_threshold = 3;
-    let h = harness(c).await;
+    let h = harness(c, on).await;
     h.inject(send_outage()).await;
     let recipients: Vec<BatchRecipient> = (0..40)
         .map(|i| BatchRecipient {
@@ -411,7 +480,7 @@ async fn an_outage_defers_messages_until_the_breaker_closes_and_dead_letters_non
         dead.into_inner().dead_letters.is_empty(),
         "nothing dead-lettered for the outage"
     );
-    h.suite.shutdown().await;
+    h.shutdown().await;
 }
 
 /// A batch item's `google.rpc.Status` as the `tonic::Status` it stands for.
