@@ -53,7 +53,8 @@ pub struct Request<'a> {
 /// Every caller's grants.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
-    callers: Vec<CallerGrant>,
+    /// Shared: every call of a caller carries its grant.
+    callers: Vec<std::sync::Arc<CallerGrant>>,
 }
 
 impl Grants {
@@ -85,11 +86,13 @@ impl Grants {
                 }
             }
         }
-        Ok(Self { callers })
+        Ok(Self {
+            callers: callers.into_iter().map(std::sync::Arc::new).collect(),
+        })
     }
 
     /// The caller a subject authenticates as.
-    pub fn caller(&self, subject: &str) -> Option<&CallerGrant> {
+    pub fn caller(&self, subject: &str) -> Option<&std::sync::Arc<CallerGrant>> {
         self.callers
             .iter()
             .find(|c| c.subjects.iter().any(|s| s == subject))

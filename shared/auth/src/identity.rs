@@ -126,7 +126,10 @@ impl Authenticator {
     }
 
     /// The caller of a call with these headers, and its grant.
-    pub fn identify(&self, headers: &HeaderMap) -> Result<(Identity, &CallerGrant), AuthError> {
+    pub fn identify(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Identity, &std::sync::Arc<CallerGrant>), AuthError> {
         let subject = if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             self.bearer_subject(value.as_bytes())?
         } else if let Some(value) = headers.get("x-forwarded-client-cert") {

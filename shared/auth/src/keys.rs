@@ -4,6 +4,7 @@
 //! (an HS256 token "signed" with an RSA public key) never verify.
 
 use crate::identity::{AuthError, DEFAULT_LEEWAY_SECS, JwtConfig, SetupError};
+use crate::privacy::{SecretFile, secret_file};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::path::{Path, PathBuf};
@@ -36,12 +37,14 @@ impl Verifier {
         }
         let keys = match (&c.hs256_secret_file, &c.public_key_file, &c.jwks_file) {
             (Some(path), None, None) => {
-                let secret = read(path)?;
-                let secret = secret.trim_ascii();
-                if secret.len() < 32 {
-                    return Err(SetupError::ShortSecret { path: path.clone() });
-                }
-                let key = DecodingKey::from_secret(secret).map_err(|_| SetupError::OneKey)?;
+                let secret = secret_file(path).map_err(|e| match e {
+                    SecretFile::Read(source) => SetupError::Read {
+                        path: path.clone(),
+                        source,
+                    },
+                    SecretFile::Short => SetupError::ShortSecret { path: path.clone() },
+                })?;
+                let key = DecodingKey::from_secret(&secret).map_err(|_| SetupError::OneKey)?;
                 vec![(None, key, Algorithm::HS256)]
             }
             (None, Some(path), None) => {

@@ -10,6 +10,24 @@ use std::path::Path;
 /// The shortest key taken from a file.
 pub const MIN_KEY_BYTES: usize = 32;
 
+/// Why a secret file is refused.
+pub(crate) enum SecretFile {
+    Read(std::io::Error),
+    /// Under [`MIN_KEY_BYTES`] once trimmed.
+    Short,
+}
+
+/// A secret (a key, an HS256 secret) from its file, surrounding whitespace
+/// trimmed, at least [`MIN_KEY_BYTES`] long.
+pub(crate) fn secret_file(path: &Path) -> Result<Vec<u8>, SecretFile> {
+    let bytes = std::fs::read(path).map_err(SecretFile::Read)?;
+    let secret = bytes.trim_ascii();
+    if secret.len() < MIN_KEY_BYTES {
+        return Err(SecretFile::Short);
+    }
+    Ok(secret.to_vec())
+}
+
 /// A keyed hash; the key never leaves it.
 #[derive(Clone)]
 pub struct KeyedHash {
@@ -38,15 +56,14 @@ impl KeyedHash {
         let Some(path) = path else {
             return Ok(Self::random());
         };
-        let key = std::fs::read(path).map_err(|e| format!("{setting} {}: {e}", path.display()))?;
-        let key = key.trim_ascii();
-        if key.len() < MIN_KEY_BYTES {
-            return Err(format!(
+        match secret_file(path) {
+            Ok(key) => Ok(Self::new(&key)),
+            Err(SecretFile::Read(e)) => Err(format!("{setting} {}: {e}", path.display())),
+            Err(SecretFile::Short) => Err(format!(
                 "{setting} {}: shorter than {MIN_KEY_BYTES} bytes",
                 path.display()
-            ));
+            )),
         }
-        Ok(Self::new(key))
     }
 
     /// The first `bytes` bytes of the HMAC of `value`, in hex.

@@ -34,10 +34,10 @@ impl Caller {
         Self { grant: None }
     }
 
-    /// A configured caller with its grant.
-    pub fn granted(grant: CallerGrant) -> Self {
+    /// A configured caller with its grant (shared, not copied per call).
+    pub fn granted(grant: impl Into<Arc<CallerGrant>>) -> Self {
         Self {
-            grant: Some(Arc::new(grant)),
+            grant: Some(grant.into()),
         }
     }
 

@@ -110,7 +110,7 @@ impl<S> Gate<S> {
                 failure: Box::new(denied(&grant.name, &format!("{op} (for any app)"))),
             });
         }
-        Ok(Caller::granted(grant.clone()))
+        Ok(Caller::granted(Arc::clone(grant)))
     }
 }
 
@@ -152,7 +152,9 @@ where
                 failure,
             }) => {
                 GateMetrics::global().count(&who, &name, outcome);
-                tracing::info!(caller = %who, method = %name.span_name(), reason = %failure.reason().as_str(), "call refused");
+                // Counted above; a debug line only, so a flood of bad
+                // credentials cannot fill the log.
+                tracing::debug!(caller = %who, method = %name.span_name(), reason = %failure.reason().as_str(), "call refused");
                 let status: tonic::Status = (*failure).into();
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }
