@@ -39,7 +39,7 @@ use wxpush_wechat::ClientSettings;
 pub const ENV_PREFIX: &str = "WXPUSH_DEV";
 
 /// What `wxpush dev --config` reads.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct DevConfig {
     pub sandbox: SandboxSettings,
@@ -51,8 +51,24 @@ pub struct DevConfig {
     pub logquery: LogQuerySettings,
     /// Who may call the suite (`auth.mode: off` unless set here; see the
     /// README's "Callers and grants").
-    #[serde(default = "wxpush_auth::AuthSettings::off")]
     pub auth: wxpush_auth::AuthSettings,
+}
+
+impl Default for DevConfig {
+    /// Every setting as `wxpush dev` runs without a config: callers not
+    /// checked.
+    fn default() -> Self {
+        Self {
+            sandbox: SandboxSettings::default(),
+            wechat: ClientSettings::default(),
+            apps: Vec::new(),
+            templates_file: None,
+            token: TokenSettings::default(),
+            delivery: DeliverySettings::default(),
+            logquery: LogQuerySettings::default(),
+            auth: wxpush_auth::AuthSettings::off(),
+        }
+    }
 }
 
 /// The embedded sandbox.
@@ -181,5 +197,24 @@ impl DevConfig {
         opts.max_log_records = self.logquery.max_records;
         opts.log_retention_secs = self.logquery.retention_secs;
         Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wxpush_auth::AuthMode;
+
+    fn parse(yaml: &str) -> DevConfig {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn callers_are_checked_only_where_the_config_says_so() {
+        assert_eq!(DevConfig::default().auth.mode, AuthMode::Off);
+        assert_eq!(parse("apps: []\n").auth.mode, AuthMode::Off);
+        let on = parse("auth:\n  trust_mesh: true\n");
+        assert_eq!(on.auth.mode, AuthMode::On, "an auth section checks callers");
+        assert!(on.auth.trust_mesh);
     }
 }
