@@ -121,7 +121,7 @@ async fn receive_in_span(ep: Arc<Endpoint>, app_id: String, q: Signed, body: Bod
         return refuse(&app_id, Outcome::Unreadable);
     };
     tracing::Span::current().record("wxpush.app_id", app_id.as_str());
-    let mut record = HandedOn::new(&app_id, &message, push, now_ms());
+    let mut record = HandedOn::new(&app_id, &message, push, wxpush_events::callbacks::now_ms());
     record.carrier = wxpush_server::rpc::propagation::current_carrier();
     match tokio::time::timeout(ANSWER_WITHIN, ep.sink.hand_on(&record)).await {
         Ok(Ok(first)) => {
@@ -187,12 +187,6 @@ fn refuse(app_id: &str, outcome: Outcome) -> Response {
     };
     CallbackMetrics::global().count(label, outcome);
     (outcome.status(), outcome.reason()).into_response()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Outcome {

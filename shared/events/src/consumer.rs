@@ -28,7 +28,7 @@ const REJECTED_MAX_LEN: u64 = 10_000;
 /// Entries released this long ago are read again even while new ones keep
 /// coming (otherwise only when the reader is idle: a busy stream would
 /// starve them).
-const REREAD_RELEASED_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const REREAD_RELEASED_AFTER: Duration = Duration::from_secs(1);
 
 /// One consumer of one stream's group.
 #[derive(Debug, Clone)]
@@ -298,8 +298,10 @@ impl StreamConsumer {
         if entries.is_empty() {
             // Idle: look at our own pending entries again. A read in flight
             // when a previous incarnation of this consumer died may have
-            // been delivered to it after we re-read them at start.
+            // been delivered to it after we re-read them at start. That
+            // re-read takes the released entries too.
             state.backlog_after = Some("0".into());
+            *self.released_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         Ok(entries)
     }

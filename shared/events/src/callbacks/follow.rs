@@ -59,7 +59,7 @@ pub async fn follow<F, Fut>(
             match handle(read.record).instrument(span).await {
                 Handled::Done => done.push(read.entry),
                 Handled::Waiting if waited => {
-                    tracing::warn!(reader, app_id = %app_id, "a push named no message of wxpush's within 10 minutes; dropped");
+                    tracing::warn!(reader, app_id = %app_id, waited = ?WAIT_AT_MOST, "a push named no message of wxpush's within the wait; dropped");
                     done.push(read.entry);
                 }
                 Handled::Waiting => again.push(read.entry),
@@ -82,8 +82,5 @@ pub async fn follow<F, Fut>(
 }
 
 fn waited_too_long(pushed: &HandedOn) -> bool {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    now_ms - pushed.received_at_ms > WAIT_AT_MOST.as_millis() as i64
+    super::now_ms() - pushed.received_at_ms > WAIT_AT_MOST.as_millis() as i64
 }

@@ -1,13 +1,15 @@
 //! The callback stream in one process (`wxpush dev`, tests): the newest
 //! pushes, each kept once, and a reader per consumer group with the same
 //! contract as the Redis stream's ([`super::PushSource`]): a released push
-//! is handed out again when the reader is next idle.
+//! is handed out again when the reader is next idle, or a second after its
+//! release while new pushes keep coming.
 
 use super::{HandedOn, PushSource, ReadPush};
 use crate::EventError;
+use crate::consumer::REREAD_RELEASED_AFTER;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// How long a read waits for a push.
@@ -120,6 +122,8 @@ pub struct MemoryPushReader {
 struct ReaderState {
     next: u64,
     released: BTreeSet<u64>,
+    /// The first release not yet handed out again.
+    released_at: Option<Instant>,
 }
 
 impl MemoryPushReader {
@@ -127,14 +131,22 @@ impl MemoryPushReader {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// New pushes, else the released ones (idle).
+    /// New pushes, else the released ones (idle); the released ones first
+    /// once they waited [`REREAD_RELEASED_AFTER`] (a busy stream would
+    /// starve them).
     fn take(&self, max: usize) -> Vec<ReadPush> {
         let mut state = self.state();
-        let (read, next) = self.pushes.after(state.next, max);
-        state.next = next;
-        if !read.is_empty() {
-            return read;
+        let due = state
+            .released_at
+            .is_some_and(|t| t.elapsed() >= REREAD_RELEASED_AFTER);
+        if !due {
+            let (read, next) = self.pushes.after(state.next, max);
+            state.next = next;
+            if !read.is_empty() {
+                return read;
+            }
         }
+        state.released_at = None;
         let released = std::mem::take(&mut state.released);
         self.pushes.these(&released)
     }
@@ -164,6 +176,9 @@ impl PushSource for MemoryPushReader {
         state
             .released
             .extend(entries.iter().filter_map(|e| e.parse::<u64>().ok()));
+        if !state.released.is_empty() {
+            state.released_at.get_or_insert_with(Instant::now);
+        }
     }
 }
 
@@ -206,6 +221,35 @@ mod tests {
         let woken = waiting.await.unwrap();
         assert_eq!(woken.len(), 1);
         assert_eq!(woken[0].record, push(3));
+    }
+
+    #[tokio::test]
+    async fn a_released_push_comes_back_within_a_second_while_new_ones_keep_coming() {
+        let pushes = MemoryPushes::new(100);
+        let log = pushes.reader();
+        assert!(pushes.hand_on(&push(1)));
+        let first = log.next_batch(10).await.unwrap();
+        log.release(&[first[0].entry.clone()]);
+        let started = std::time::Instant::now();
+        let mut n = 2;
+        // A new push before every read: the reader is never idle.
+        let back = loop {
+            assert!(pushes.hand_on(&push(n)));
+            n += 1;
+            let read = log.next_batch(10).await.unwrap();
+            if read.iter().any(|r| r.record == push(1)) {
+                break started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "starved");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            back >= REREAD_RELEASED_AFTER,
+            "{back:?}: not before its time"
+        );
+        // The new pushes meanwhile are all read, none lost.
+        let rest = log.next_batch(100).await.unwrap();
+        assert!(rest.iter().any(|r| r.record == push(n - 1)));
     }
 
     #[test]

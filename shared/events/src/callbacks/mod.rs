@@ -124,8 +124,17 @@ pub trait PushSource: Send + Sync {
     async fn ack(&self, entries: &[String]) -> Result<(), EventError>;
 
     /// Not done with these yet (e.g. a receipt waiting for its record):
-    /// handed out again when the reader is next idle.
+    /// handed out again when the reader is next idle, or about a second
+    /// later while new pushes keep coming.
     fn release(&self, entries: &[String]);
+}
+
+/// Milliseconds since the epoch: the clock a push's `received_at_ms` is
+/// read from and compared with.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One consumer group's reader of the callback stream on Redis.
