@@ -5,7 +5,7 @@
 mod common;
 mod topology;
 
-use common::{Harness, logged_as, shipped_to};
+use common::{Harness, logged_as, sent_via, shipped_to};
 use std::time::{Duration, Instant};
 use topology::Topology;
 use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
@@ -217,18 +217,7 @@ async fn on_the_production_backends_a_receipt_before_its_sent_is_applied() {
     a_receipt_before_its_sent_is_applied(
         base,
         apps,
-        async || {
-            let r = delivery
-                .clone()
-                .send(shipped_to("o_demo_follower"))
-                .await
-                .unwrap()
-                .into_inner()
-                .result
-                .unwrap();
-            assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
-            r.message_id
-        },
+        async || sent_via(&mut delivery.clone(), shipped_to("o_demo_follower")).await,
         &mut logs,
     )
     .await;

@@ -7,7 +7,7 @@
 mod common;
 mod topology;
 
-use common::{Harness, logged_as, shipped_to, status_to};
+use common::{Harness, logged_as, sent_via, shipped_to, status_to};
 use std::time::{Duration, Instant};
 use topology::Topology;
 use wechat_sandbox::AdminClient;
@@ -180,17 +180,7 @@ async fn on_the_production_backends_receipts_give_the_final_status() {
     let mut t = Topology::start_with_callbacks().await;
     let mut delivery = DeliveryServiceClient::new(t.channel("delivery").await);
     let mut delivery_client = delivery.clone();
-    let mut send = async |req: SendRequest| {
-        let r = delivery
-            .send(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-            .unwrap();
-        assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
-        r.message_id
-    };
+    let mut send = async |req: SendRequest| sent_via(&mut delivery, req).await;
     let delivered = send(shipped_to("o_demo_follower")).await;
     let blocked = send(shipped_to("o_demo_blocker")).await;
     let undelivered = send(shipped_to("o_demo_unreachable")).await;

@@ -112,9 +112,7 @@ impl Harness {
 
     /// A sync `Send` that must end SENT: its message id.
     pub async fn sent(&self, req: SendRequest) -> String {
-        let r = self.send(req).await;
-        assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
-        r.message_id
+        sent_via(&mut self.delivery(), req).await
     }
 
     /// A `SendAsync` that must be accepted.
@@ -319,4 +317,18 @@ pub async fn serve_delivery(
     DeliveryServiceClient::connect(format!("http://{}", running.grpc_addr))
         .await
         .unwrap()
+}
+
+/// A sync `Send` through `delivery` (any deployment) that must end SENT:
+/// its message id.
+pub async fn sent_via(delivery: &mut DeliveryServiceClient<Channel>, req: SendRequest) -> String {
+    let r = delivery
+        .send(req)
+        .await
+        .expect("Send")
+        .into_inner()
+        .result
+        .expect("a Send answer carries its result");
+    assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+    r.message_id
 }
