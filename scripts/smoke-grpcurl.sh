@@ -11,7 +11,9 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 fi
 
-cargo build --quiet --locked -p wxpush --bin wxpush
+# Every binary whose --version is checked below, built from this tree.
+cargo build --quiet --locked -p wxpush -p wxpush-token -p wxpush-template -p wxpush-delivery \
+  -p wxpush-logquery -p wxpush-callback -p wechat-sandbox --bins
 work=$(mktemp -d)
 pid=""
 cleanup() {
