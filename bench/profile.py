@@ -9,6 +9,7 @@ symbols of each by self time (`perf report --no-children`). Needs linux-perf
 """
 
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,30 @@ def perf_report(data, *args):
         ["perf", "report", "--no-children", "--stdio", "-g", "none", *args, "-i", data],
         capture_output=True, text=True).stdout
     return [l for l in out.splitlines() if l.strip() and not l.startswith("#")]
+
+
+GENERIC = {"core", "alloc", "std", "__rust_alloc", "hashbrown"}
+
+
+def by_crate(lines):
+    """Self time summed by the crate a symbol belongs to: the first crate its
+    demangled name mentions other than core/alloc/std (`drop_in_place<h2::..>`
+    counts for h2), else the object (`[kernel]`, `libc`, `mimalloc`)."""
+    totals = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 5 or not parts[0].endswith("%"):
+            continue
+        share, dso, sym = float(parts[0][:-1]), parts[2], " ".join(parts[4:])
+        crates = [c for c in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)::", sym) if c not in GENERIC]
+        if crates:
+            key = crates[0]
+        elif sym.startswith(("mi_", "_mi_")):
+            key = "mimalloc"
+        else:
+            key = dso.strip("[]")
+        totals[key] = totals.get(key, 0.0) + share
+    return sorted(totals.items(), key=lambda kv: -kv[1])
 
 
 def main():
@@ -52,6 +77,9 @@ def main():
             print("\n".join(perf_report(data, "--sort", "dso")[:6]))
             print(f"\n## {name}: top symbols by self time\n")
             print("\n".join(perf_report(data, "--percent-limit", "1.5")[:25]))
+            print(f"\n## {name}: self time by crate\n")
+            for crate, share in by_crate(perf_report(data))[:20]:
+                print(f"    {share:6.2f}%  {crate}")
     finally:
         topology.stop()
 

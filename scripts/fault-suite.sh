@@ -20,7 +20,7 @@ if grep -q "test result: FAILED\|^error" "$out"; then
   exit 1
 fi
 passed=$(grep -c '^test faultsuite_' "$out" || true)
-[ "$passed" -ge 11 ] || { echo "fault suite: $passed fault tests ran, 11 expected" >&2; exit 1; }
+[ "$passed" -ge 12 ] || { echo "fault suite: $passed fault tests ran, 12 expected" >&2; exit 1; }
 echo
 echo "| fault | figures |"
 echo "|---|---|"

@@ -25,14 +25,20 @@ pub struct Backends {
 impl Backends {
     /// The Redis queue; on the postgres backend with its dead letters in
     /// PostgreSQL.
-    async fn queue(config: &DeliveryConfig) -> anyhow::Result<Arc<dyn Queue>> {
+    async fn queue(
+        config: &DeliveryConfig,
+        conn: wxpush_redis::Connection,
+    ) -> anyhow::Result<Arc<dyn Queue>> {
         let b = &config.backend;
-        let redis: Arc<dyn Queue> = Arc::new(RedisQueue::open(
-            &b.redis_url,
-            &b.key_prefix,
-            b.stream_partitions,
-            &config.queue,
-        )?);
+        let redis: Arc<dyn Queue> = Arc::new(
+            RedisQueue::open(
+                &b.redis_url,
+                &b.key_prefix,
+                b.stream_partitions,
+                &config.queue,
+            )?
+            .sharing(conn),
+        );
         if b.kind != BackendKind::Postgres {
             return Ok(redis);
         }
@@ -61,18 +67,22 @@ impl Backends {
                 }),
             },
             BackendKind::Redis | BackendKind::Postgres => {
+                // One connection for every hot-path command (the blocking
+                // queue reads have their own): a message's rate check,
+                // event and status, and those of other messages at the same
+                // moment, share its writes and reads.
                 let conn = wxpush_redis::connect(&b.redis_url, wxpush_redis::Timeouts::Commands)?;
                 let events = match events {
                     Some(e) => e,
-                    None => Arc::new(
-                        RedisStreamSink::connect(&StreamSettings {
+                    None => Arc::new(RedisStreamSink::on(
+                        conn.clone(),
+                        &StreamSettings {
                             redis_url: b.redis_url.clone(),
                             key_prefix: b.key_prefix.clone(),
                             partitions: b.stream_partitions,
                             ..Default::default()
-                        })
-                        .await?,
-                    ),
+                        },
+                    )),
                 };
                 Self {
                     idempotency: Arc::new(RedisIdempotency::new(conn.clone(), &b.key_prefix)),
@@ -81,7 +91,7 @@ impl Backends {
                         conn.clone(),
                         &b.key_prefix,
                     )),
-                    queue: Self::queue(config).await?,
+                    queue: Self::queue(config, conn.clone()).await?,
                     consent: Arc::new(RedisConsent::new(conn.clone(), &b.key_prefix)),
                     events,
                 }

@@ -12,7 +12,7 @@ use crate::message::{MessageCtx, Step};
 use crate::queue::{DeadRecord, Queue, QueueError, QueueMetrics, QueuedMessage, now_ms};
 use std::sync::Arc;
 use wxpush_events::EventSink;
-use wxpush_proto::v1::{DeliveryResult, DeliveryStatus};
+use wxpush_proto::v1::DeliveryResult;
 
 /// A delivery event's publish tries, each with the pause after it fails:
 /// one more try covers a dropped connection being redialled, and no more,
@@ -69,15 +69,26 @@ impl Ledger {
     /// a live one: see [`Queue::set_status`]); a SENT one is found again by
     /// its WeChat msgid when WeChat's receipt comes.
     pub async fn settle(&self, result: &DeliveryResult) -> Result<(), QueueError> {
-        self.queue.set_status(result).await?;
-        // After the status: a receipt that finds the message finds it SENT
-        // (WeChat may push it before this runs; it waits for the note).
-        if result.status == DeliveryStatus::Sent as i32 && !result.wechat_msgid.is_empty() {
-            self.queue
-                .note_msgid(&result.app_id, &result.wechat_msgid, &result.message_id)
-                .await?;
-        }
-        Ok(())
+        self.queue.set_status(result).await.map(|_| ())
+    }
+
+    /// A step that ends in a status: its event (when `logged`) and the
+    /// status are written together, neither waiting for the other (on
+    /// Redis both go out on the connection they share, in one write).
+    pub async fn finish(
+        &self,
+        ctx: &MessageCtx,
+        step: &Step,
+        logged: bool,
+        result: &DeliveryResult,
+    ) -> Result<(), QueueError> {
+        let event = async {
+            if logged {
+                self.emit(ctx, step).await;
+            }
+        };
+        let ((), settled) = tokio::join!(event, self.settle(result));
+        settled
     }
 
     /// Puts the message (back) in the queue, due at `due_ms`, with the

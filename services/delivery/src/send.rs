@@ -90,13 +90,14 @@ impl Intake {
             let d = decide(outcome, tally, path, open, self.retry.max_attempts);
             tally = d.tally;
             step.status = d.status;
-            if d.logged {
+            let finished = matches!(d.next, Next::Finish { .. });
+            if d.logged && !finished {
                 self.ledger.emit(ctx, &step).await;
             }
             match d.next {
                 Next::Finish { .. } => {
                     let result = ctx.result(&step, tally.attempts);
-                    if let Err(e) = self.ledger.settle(&result).await {
+                    if let Err(e) = self.ledger.finish(ctx, &step, d.logged, &result).await {
                         tracing::warn!(message_id = %ctx.message_id, error = %e, "status not stored");
                     }
                     return Ok(result);

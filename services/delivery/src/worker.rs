@@ -295,24 +295,28 @@ impl Worker {
     ) -> Result<(), QueueError> {
         m.last_errcode = step.errcode;
         m.last_errmsg = step.errmsg.clone();
-        self.ledger.emit(ctx, &step).await;
-        match next {
-            Next::Finish { dead_letter } => {
-                if dead_letter {
-                    self.ledger.bury(ctx, &m).await?;
+        // The event is written beside the status and the queue, not before.
+        let stored = async {
+            match next {
+                Next::Finish { dead_letter } => {
+                    if dead_letter {
+                        self.ledger.bury(ctx, &m).await?;
+                    }
+                    self.ledger.settle(&ctx.result(&step, m.attempts)).await
                 }
-                self.ledger.settle(&ctx.result(&step, m.attempts)).await
-            }
-            Next::RefreshToken | Next::Backoff | Next::Wait(_) | Next::Refuse(_) => {
-                match next {
-                    Next::Backoff => self.ledger.metrics().retry(),
-                    Next::Wait(Hold::Breaker) => self.ledger.metrics().deferred("breaker"),
-                    Next::Wait(Hold::Quota) => self.ledger.metrics().deferred("quota"),
-                    Next::Wait(Hold::Rate(_)) => self.ledger.metrics().deferred("rate_limit"),
-                    _ => {}
+                Next::RefreshToken | Next::Backoff | Next::Wait(_) | Next::Refuse(_) => {
+                    match next {
+                        Next::Backoff => self.ledger.metrics().retry(),
+                        Next::Wait(Hold::Breaker) => self.ledger.metrics().deferred("breaker"),
+                        Next::Wait(Hold::Quota) => self.ledger.metrics().deferred("quota"),
+                        Next::Wait(Hold::Rate(_)) => self.ledger.metrics().deferred("rate_limit"),
+                        _ => {}
+                    }
+                    self.ledger.hold(ctx, &m, &step, due).await.map(|_| ())
                 }
-                self.ledger.hold(ctx, &m, &step, due).await.map(|_| ())
             }
-        }
+        };
+        let ((), stored) = tokio::join!(self.ledger.emit(ctx, &step), stored);
+        stored
     }
 }

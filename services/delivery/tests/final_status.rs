@@ -58,13 +58,29 @@ async fn a_final_status_stays(queue: Arc<dyn Queue>) {
     }
     let kept = queue.status("m1").await.unwrap().unwrap();
     assert_eq!(kept.status, DeliveryStatus::Blocked as i32);
-    // Its message is found by the msgid WeChat's receipt names, per app.
-    queue.note_msgid("wx1", "2000001", "m1").await.unwrap();
+    // A SENT message is found by the msgid WeChat's receipt names, per
+    // app; a live or failed one is noted under no msgid.
+    for (id, status, msgid) in [
+        ("m2", DeliveryStatus::Sent, "2000001"),
+        ("m3", DeliveryStatus::Sending, "2000003"),
+        ("m4", DeliveryStatus::Failed, "2000004"),
+    ] {
+        let r = DeliveryResult {
+            message_id: id.into(),
+            app_id: "wx1".into(),
+            wechat_msgid: msgid.into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        assert!(queue.set_status(&r).await.unwrap());
+    }
     assert_eq!(
         queue.by_msgid("wx1", "2000001").await.unwrap().as_deref(),
-        Some("m1")
+        Some("m2")
     );
     assert_eq!(queue.by_msgid("wx2", "2000001").await.unwrap(), None);
+    assert_eq!(queue.by_msgid("wx1", "2000003").await.unwrap(), None);
+    assert_eq!(queue.by_msgid("wx1", "2000004").await.unwrap(), None);
 }
 
 #[tokio::test]

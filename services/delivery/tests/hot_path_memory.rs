@@ -1,8 +1,9 @@
 //! Redis memory of the hot path per message, on a real redis-server: what a
 //! message costs while in flight (its queue entry, its live status, its
 //! idempotency reservation and, for a subscribe message, the note of its
-//! attempt) and what stays once it is final (its status until the status
-//! TTL, and the caller's idempotency record for its window — nothing else).
+//! attempt) and what stays once it is final (its status and the note that
+//! finds it by WeChat's msgid until the status TTL, and the caller's
+//! idempotency record for its window — nothing else).
 //!
 //! `cargo test -p wxpush-delivery --test hot_path_memory -- --nocapture`
 //! prints the bytes (README, sizing); the test asserts what stays.
@@ -42,10 +43,12 @@ fn message(i: usize) -> QueuedMessage {
 fn result(m: &QueuedMessage, status: DeliveryStatus) -> DeliveryResult {
     DeliveryResult {
         message_id: m.message_id.clone(),
+        app_id: m.app_id.clone(),
         status: status.into(),
         attempts: 1,
+        // WeChat's msgids are 19-digit numbers.
         wechat_msgid: if status == DeliveryStatus::Sent {
-            "3141592653".into()
+            format!("31415926535{}", &m.message_id[24..])
         } else {
             String::new()
         },
@@ -145,7 +148,7 @@ async fn a_final_message_leaves_only_its_status_and_the_callers_idempotency_reco
 
     let per = |a: i64, b: i64| (b - a) as f64 / N as f64;
     eprintln!(
-        "hot path, {N} messages in flight: {:.0} bytes/message = queue entry {:.0} + live status {:.0} + idempotency reservation {:.0} + attempt note (subscribe) {:.0}; once final: {:.0} bytes/message (status {:.0} until its TTL, the rest the caller's idempotency record for its window)",
+        "hot path, {N} messages in flight: {:.0} bytes/message = queue entry {:.0} + live status {:.0} + idempotency reservation {:.0} + attempt note (subscribe) {:.0}; once final: {:.0} bytes/message (status {:.0} and msgid note until the status TTL, the rest the caller's idempotency record for its window)",
         per(empty, in_flight),
         per(empty, queued),
         per(queued, with_status),
@@ -161,9 +164,14 @@ async fn a_final_message_leaves_only_its_status_and_the_callers_idempotency_reco
         "attempt notes gone"
     );
     assert_eq!(
-        keys(&conn, "wxpush:msg:*").await.len(),
+        keys(&conn, "wxpush:msg:{*").await.len(),
         N,
         "one status each"
+    );
+    assert_eq!(
+        keys(&conn, "wxpush:msg:wx:*").await.len(),
+        N,
+        "one msgid note each"
     );
     assert_eq!(
         keys(&conn, "wxpush:idem:*").await.len(),

@@ -1,6 +1,6 @@
 //! Delivery's errcode policy, retries, circuit breaker, idempotency and rate
-//! limit, against the sandbox's fault injection over real gRPC (and real
-//! Redis for what replicas share).
+//! limit, against the sandbox's fault injection over real gRPC (and, for
+//! what replicas share, a real Redis and a real three-master Redis Cluster).
 
 mod common;
 
@@ -16,7 +16,7 @@ use wxpush_delivery::config::{BreakerSettings, RateLimitSettings, RetrySettings,
 use wxpush_proto::v1::delivery_service_client::DeliveryServiceClient;
 use wxpush_proto::v1::*;
 use wxpush_server::config::{BackendKind, BackendSettings};
-use wxpush_testkit::RedisServer;
+use wxpush_testkit::{RedisCluster, RedisServer};
 
 fn quick_delivery() -> DeliveryConfig {
     DeliveryConfig {
@@ -298,19 +298,60 @@ async fn a_caller_that_gives_up_stops_further_attempts() {
     h.suite.shutdown().await;
 }
 
+/// What the replicas share: one Redis, or a three-master Redis Cluster
+/// (issue 15: the delivery suites run on both).
+enum Shared {
+    Node(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Shared {
+    fn backend(&self) -> BackendSettings {
+        let (redis_url, partitions) = match self {
+            Shared::Node(r) => (r.url(), 1),
+            Shared::Cluster(c) => (c.url(), 3),
+        };
+        BackendSettings {
+            kind: BackendKind::Redis,
+            redis_url,
+            key_prefix: "wxpush:".into(),
+            stream_partitions: wxpush_redis::Partitions::new(partitions).unwrap(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Each test on one Redis and on a Redis Cluster.
+macro_rules! on_redis_and_cluster {
+    ($($test:ident),* $(,)?) => {
+        mod one_redis {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Shared::Node(super::RedisServer::start())).await
+            })*
+        }
+        mod cluster {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Shared::Cluster(super::RedisCluster::start())).await
+            })*
+        }
+    };
+}
+
+on_redis_and_cluster!(
+    fifty_concurrent_sends_with_one_key_on_two_replicas_send_once,
+    a_rate_limit_of_20_per_second_holds_across_two_replicas,
+);
+
 /// A second delivery process: its own gRPC server, sharing the suite's
 /// template and token services and a Redis for idempotency and rate limits.
 async fn extra_delivery(
     h: &Harness,
-    redis: &RedisServer,
+    shared: &Shared,
     mut config: DeliveryConfig,
 ) -> DeliveryServiceClient<Channel> {
-    config.backend = BackendSettings {
-        kind: BackendKind::Redis,
-        redis_url: redis.url(),
-        key_prefix: "wxpush:".into(),
-        ..Default::default()
-    };
+    config.backend = shared.backend();
     config.wechat.base_url = h.suite.sandbox.as_ref().unwrap().api_url();
     let suite = wxpush_server::config::GrpcEndpoint::parse(&h.suite.grpc_url()).unwrap();
     config.template_endpoint = suite.clone();
@@ -327,9 +368,7 @@ async fn extra_delivery(
     common::serve_delivery(component).await
 }
 
-#[tokio::test]
-async fn fifty_concurrent_sends_with_one_key_on_two_replicas_send_once() {
-    let redis = RedisServer::start();
+async fn fifty_concurrent_sends_with_one_key_on_two_replicas_send_once(redis: Shared) {
     let h = harness(quick_delivery()).await;
     let a = extra_delivery(&h, &redis, quick_delivery()).await;
     let b = extra_delivery(&h, &redis, quick_delivery()).await;
@@ -378,9 +417,7 @@ async fn fifty_concurrent_sends_with_one_key_on_two_replicas_send_once() {
     h.suite.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_rate_limit_of_20_per_second_holds_across_two_replicas() {
-    let redis = RedisServer::start();
+async fn a_rate_limit_of_20_per_second_holds_across_two_replicas(redis: Shared) {
     let h = harness(quick_delivery()).await;
     let mut config = quick_delivery();
     // A small burst absorbs the moments no client happens to be calling

@@ -1,5 +1,6 @@
 //! The fault suite's service faults (issue 13) on the production topology (four `wxpush
-//! serve` processes on a private Redis, the sandbox as WeChat):
+//! serve` processes on a private Redis, or for one of them a private Redis
+//! Cluster, the sandbox as WeChat):
 //! WeChat busy, slow and down; logquery and delivery killed (template and
 //! subscribe messages). The suite heals by itself, with no restart
 //! of any wxpush process, and each test counts what was accepted,
@@ -51,13 +52,27 @@ async fn faultsuite_logquery_down_while_sending_loses_no_log_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faultsuite_delivery_killed_three_times_during_a_batch_delivers_each_template_message_once()
 {
+    let t = Topology::start_with(wxpush_testkit::RedisServer::start(), &[QUICK_CLAIM]).await;
+    delivery_killed_during_template_batches(t, "").await
+}
+
+/// Fault 8 (template messages) with the hot path on a three-master Redis
+/// Cluster (issue 15): the queue in six partitions over the masters, each
+/// claimed by the surviving worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faultsuite_on_a_cluster_delivery_killed_three_times_during_a_batch_delivers_each_template_message_once()
+ {
+    let cluster = wxpush_testkit::RedisCluster::start();
+    let t = Topology::start_on_cluster_with(cluster, &[QUICK_CLAIM]).await;
+    delivery_killed_during_template_batches(t, " (Redis Cluster)").await
+}
+
+/// Entries a dead worker held are claimed after 2 s.
+const QUICK_CLAIM: (&str, &str) = ("WXPUSH_DELIVERY__QUEUE__CLAIM_IDLE_MS", "2000");
+
+async fn delivery_killed_during_template_batches(mut t: Topology, on: &str) {
     const OPENID: &str = "o_demo_follower2";
     let per_batch = (200 * soak()).min(1000);
-    let mut t = Topology::start_with(
-        wxpush_testkit::RedisServer::start(),
-        &[("WXPUSH_DELIVERY__QUEUE__CLAIM_IDLE_MS", "2000")],
-    )
-    .await;
     inject(&t, &[slow(TEMPLATE_SEND, 50)]).await;
     let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
     let common = [("ship_time", "2026-11-23 10:00"), ("carrier", "顺丰速运")];
@@ -67,7 +82,7 @@ async fn faultsuite_delivery_killed_three_times_during_a_batch_delivers_each_tem
     let lost = accepted.iter().filter(|id| !got.contains_key(*id)).count();
     let duplicated = got.values().filter(|n| **n > 1).count();
     println!(
-        "fault table | delivery kill -9 x3 during 3 batches of {per_batch} template messages | accepted {} | delivered {} | resends absorbed by client_msg_id {} | duplicated {duplicated} | lost {lost}",
+        "fault table | delivery kill -9 x3 during 3 batches of {per_batch} template messages{on} | accepted {} | delivered {} | resends absorbed by client_msg_id {} | duplicated {duplicated} | lost {lost}",
         accepted.len(),
         accepted.len() - lost,
         resends_absorbed(&t).await,
@@ -86,11 +101,7 @@ async fn faultsuite_delivery_killed_three_times_during_a_batch_delivers_each_tem
 async fn faultsuite_delivery_killed_during_subscribe_batches_sends_none_twice_and_reports_the_unsure()
  {
     const OPENID: &str = "o_demo_subscriber";
-    let mut t = Topology::start_with(
-        wxpush_testkit::RedisServer::start(),
-        &[("WXPUSH_DELIVERY__QUEUE__CLAIM_IDLE_MS", "2000")],
-    )
-    .await;
+    let mut t = Topology::start_with(wxpush_testkit::RedisServer::start(), &[QUICK_CLAIM]).await;
     inject(&t, &[slow(SUBSCRIBE_SEND, 50)]).await;
     let mut d = DeliveryServiceClient::new(t.channel("delivery").await);
     let common = [("status", "已发货"), ("amount", "10.00")];

@@ -81,12 +81,20 @@ pub struct RedisStreamSink {
 impl RedisStreamSink {
     /// A sink on the settings' stream (connects on first publish).
     pub async fn connect(settings: &StreamSettings) -> Result<Self, EventError> {
-        Ok(Self {
-            conn: wxpush_redis::connect(&settings.redis_url, Timeouts::Commands)?,
+        let conn = wxpush_redis::connect(&settings.redis_url, Timeouts::Commands)?;
+        Ok(Self::on(conn, settings))
+    }
+
+    /// A sink on the settings' stream over `conn`, a connection to the
+    /// settings' Redis that the process also uses for other commands: an
+    /// event published together with them leaves in the same write.
+    pub fn on(conn: Connection, settings: &StreamSettings) -> Self {
+        Self {
+            conn,
             keys: stream_keys(&settings.key_prefix, settings.partitions),
             partitions: settings.partitions,
             max_len: (settings.max_len / u64::from(settings.partitions.count())).max(1),
-        })
+        }
     }
 }
 

@@ -160,6 +160,11 @@ impl Queue for MemoryQueue {
 
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
         Ok(self.with(|s| {
+            if let Some(msgid) = noted_msgid(result) {
+                let key = format!("{}\0{msgid}", result.app_id);
+                s.msgids
+                    .insert(key, result.message_id.clone(), self.status_ttl);
+            }
             let kept = s.status.get(&result.message_id);
             if kept.is_some_and(|k| rank(k.status) > rank(result.status)) {
                 return false;
@@ -169,20 +174,6 @@ impl Queue for MemoryQueue {
                 .insert(result.message_id.clone(), result.clone(), keep);
             true
         }))
-    }
-
-    async fn note_msgid(
-        &self,
-        app_id: &str,
-        wechat_msgid: &str,
-        message_id: &str,
-    ) -> Result<(), QueueError> {
-        let key = format!("{app_id}\0{wechat_msgid}");
-        self.with(|s| {
-            s.msgids
-                .insert(key, message_id.to_string(), self.status_ttl)
-        });
-        Ok(())
     }
 
     async fn by_msgid(

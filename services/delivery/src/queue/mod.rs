@@ -23,7 +23,7 @@ pub use redis::RedisQueue;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
-use wxpush_proto::v1::{DeadLetter, DeadLetterFilter, DeliveryResult};
+use wxpush_proto::v1::{DeadLetter, DeadLetterFilter, DeliveryResult, DeliveryStatus};
 
 /// A message waiting to be delivered: the request as it was accepted, plus
 /// what its attempts so far left behind.
@@ -243,16 +243,12 @@ pub trait Queue: Send + Sync {
     /// ([`rank`]): a worker holding a stale copy of a message never moves it
     /// backwards, and a late SENT never undoes WeChat's receipt. `false`
     /// when refused.
+    ///
+    /// A SENT status with WeChat's msgid also notes the message under that
+    /// msgid for its app, as long as the status is kept ([`Self::by_msgid`]:
+    /// WeChat's receipt names the msgid only), never before the status is
+    /// stored, so a receipt that finds the message finds it SENT.
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError>;
-    /// Remembers that WeChat accepted `message_id` as `wechat_msgid` for
-    /// `app_id` (as long as its status), so WeChat's receipt, which names
-    /// the msgid only, finds the message.
-    async fn note_msgid(
-        &self,
-        app_id: &str,
-        wechat_msgid: &str,
-        message_id: &str,
-    ) -> Result<(), QueueError>;
     /// The message WeChat accepted as `wechat_msgid` for `app_id`.
     async fn by_msgid(
         &self,
@@ -281,6 +277,13 @@ pub trait Queue: Send + Sync {
     ) -> Result<DeadPage, QueueError>;
     /// Removes and returns the named dead letters (unknown ids are skipped).
     async fn exhume(&self, message_ids: &[String]) -> Result<Vec<DeadRecord>, QueueError>;
+}
+
+/// The msgid a status is noted under ([`Queue::set_status`]): WeChat's,
+/// once the message is SENT.
+pub(crate) fn noted_msgid(result: &DeliveryResult) -> Option<&str> {
+    (result.status == DeliveryStatus::Sent as i32 && !result.wechat_msgid.is_empty())
+        .then_some(result.wechat_msgid.as_str())
 }
 
 /// How many dead letters to keep and for how long (both backends): past

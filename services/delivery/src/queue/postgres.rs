@@ -107,16 +107,6 @@ impl Queue for DeadLettersOnPostgres {
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
         self.inner.set_status(result).await
     }
-    async fn note_msgid(
-        &self,
-        app_id: &str,
-        wechat_msgid: &str,
-        message_id: &str,
-    ) -> Result<(), QueueError> {
-        self.inner
-            .note_msgid(app_id, wechat_msgid, message_id)
-            .await
-    }
     async fn by_msgid(
         &self,
         app_id: &str,

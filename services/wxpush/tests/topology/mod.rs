@@ -110,8 +110,14 @@ impl Topology {
     /// [`Self::start_on_postgres`], the hot path on `cluster` with the
     /// queue and the event stream in [`CLUSTER_PARTITIONS`] partitions.
     pub async fn start_on_cluster(cluster: RedisCluster) -> Self {
+        Self::start_on_cluster_with(cluster, &[]).await
+    }
+
+    /// [`Self::start_on_cluster`] with extra settings, as
+    /// [`Self::start_with`].
+    pub async fn start_on_cluster_with(cluster: RedisCluster, more: &[(&str, &str)]) -> Self {
         let partitions = CLUSTER_PARTITIONS.to_string();
-        let extra = [
+        let mut extra = vec![
             (
                 "WXPUSH_DELIVERY__BACKEND__STREAM_PARTITIONS",
                 partitions.as_str(),
@@ -121,6 +127,7 @@ impl Topology {
                 partitions.as_str(),
             ),
         ];
+        extra.extend_from_slice(more);
         let postgres = Some(PostgresServer::start());
         Self::start_full(RedisServer::start(), &extra, postgres, Some(cluster), false).await
     }

@@ -44,12 +44,17 @@ end
 return #items
 "#;
 
-/// Stores a status (KEYS: status, attempt; ARGV: protobuf, mark L live /
-/// F final / R receipt, TTL s) as the mark followed by the protobuf, unless
+/// Stores a status (KEYS: status, attempt, and on one Redis the msgid note;
+/// ARGV: protobuf, mark L live / F final / R receipt, TTL s, and with the
+/// note's key the message id) as the mark followed by the protobuf, unless
 /// the stored one's mark ranks above this one's ([`super::rank`]); a final
-/// status drops the attempt note. Returns 1 when stored.
+/// status drops the attempt note. Returns 1 when stored. The msgid note is
+/// written in the same step (a script is atomic: no receipt sees it before
+/// the status); on a cluster its key lives in another slot, so it follows
+/// as a command of its own.
 const SET_STATUS_LUA: &str = r#"
 local rank = {L = 0, F = 1, R = 2}
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3]) end
 local kept = redis.call('GET', KEYS[1])
 if kept and (rank[string.sub(kept, 1, 1)] or 0) > rank[ARGV[2]] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2] .. ARGV[1], 'EX', ARGV[3])
@@ -128,6 +133,15 @@ impl RedisQueue {
             dead_bounds: DeadLetterBounds::of(settings),
             status_ttl_secs: settings.status_ttl_secs,
         })
+    }
+
+    /// Sends this queue's commands over `conn`, a connection other parts of
+    /// the process also use (delivery's rate limits, events and statuses):
+    /// commands issued at the same moment then leave in one write and are
+    /// answered in one read, which is most of what a command costs.
+    pub fn sharing(mut self, conn: Connection) -> Self {
+        self.conn = conn;
+        self
     }
 
     fn status_key(&self, id: &str) -> String {
@@ -285,32 +299,28 @@ impl Queue for RedisQueue {
 
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
         let mark = ["L", "F", "R"][usize::from(rank(result.status))];
-        let stored: u8 = self
-            .set_status
-            .key(self.status_key(&result.message_id))
+        let note = noted_msgid(result).map(|msgid| self.msgid_key(&result.app_id, msgid));
+        let in_script = !self.conn.is_cluster();
+        let mut call = self.set_status.prepare_invoke();
+        call.key(self.status_key(&result.message_id))
             .key(self.attempt_key(&result.message_id))
             .arg(result.encode_to_vec())
             .arg(mark)
-            .arg(self.status_keep(result.status))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(self.status_keep(result.status));
+        if let Some(key) = note.as_ref().filter(|_| in_script) {
+            call.key(key).arg(&result.message_id);
+        }
+        let stored: u8 = call.invoke_async(&mut self.conn.clone()).await?;
+        if let Some(key) = note.filter(|_| !in_script) {
+            ::redis::cmd("SET")
+                .arg(key)
+                .arg(&result.message_id)
+                .arg("EX")
+                .arg(self.status_keep(result.status))
+                .exec_async(&mut self.conn.clone())
+                .await?;
+        }
         Ok(stored == 1)
-    }
-
-    async fn note_msgid(
-        &self,
-        app_id: &str,
-        wechat_msgid: &str,
-        message_id: &str,
-    ) -> Result<(), QueueError> {
-        ::redis::cmd("SET")
-            .arg(self.msgid_key(app_id, wechat_msgid))
-            .arg(message_id)
-            .arg("EX")
-            .arg(self.status_ttl_secs)
-            .exec_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
     }
 
     async fn by_msgid(
