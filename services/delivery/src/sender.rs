@@ -345,8 +345,10 @@ impl Sender {
         let mut step = Step::attempt(attempt);
         step.latency_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
         let action = Action::after(&outcome);
+        // Only a subscribe message spends a consent: a template message
+        // (Official Account) has none to spend and asks the ledger nothing.
         let spent = match (&outcome, enforce) {
-            (Ok(_), false) => self.consent.take(rendered.subject()).await.map(|_| ()),
+            (Ok(_), false) if subscribe => self.consent.take(rendered.subject()).await.map(|_| ()),
             (Err(_), true) => self.consent.give_back(rendered.subject()).await,
             _ => Ok(()),
         };

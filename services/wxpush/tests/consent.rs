@@ -169,3 +169,45 @@ async fn observe_records_consent_and_lets_wechat_decide() {
     assert_eq!(ConsentMetrics::global().refusals(APP, "order_status"), 0);
     h.suite.shutdown().await;
 }
+
+/// Only a subscribe message touches the consent ledger. Every SENT
+/// template message used to spend a Redis round trip after WeChat's answer
+/// on a "take" that could only find nothing (issue 12's Redis commands per
+/// message). On a fresh Redis the take script is known to Redis only once
+/// a send ran it.
+#[tokio::test]
+async fn only_subscribe_messages_spend_from_the_consent_ledger() {
+    use wxpush_server::config::{BackendKind, BackendSettings};
+    let redis = wxpush_testkit::RedisServer::start();
+    let mut opts = wxpush::SuiteOptions::demo_on_free_ports();
+    opts.delivery.backend = BackendSettings {
+        kind: BackendKind::Redis,
+        redis_url: redis.url(),
+        key_prefix: "wxpush:".into(),
+        ..Default::default()
+    };
+    let h = Harness::start_with(opts).await;
+    let conn = wxpush_redis::connect(&redis.url(), wxpush_redis::Timeouts::Commands).unwrap();
+    let take = wxpush_delivery::consent::redis::take_script_sha();
+    let take_ran = || {
+        let (mut conn, take) = (conn.clone(), take.clone());
+        async move {
+            let known: Vec<bool> = ::redis::cmd("SCRIPT")
+                .arg("EXISTS")
+                .arg(&take)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            known[0]
+        }
+    };
+    for _ in 0..3 {
+        let r = h.send(common::shipped_to("o_demo_follower")).await;
+        assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+    }
+    assert!(!take_ran().await, "a template message spent a consent");
+    let r = h.send(status_to("o_demo_subscriber")).await;
+    assert_eq!(r.status, DeliveryStatus::Sent as i32, "{r:?}");
+    assert!(take_ran().await, "a subscribe message spends one");
+    h.suite.shutdown().await;
+}

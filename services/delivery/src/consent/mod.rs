@@ -10,7 +10,7 @@
 //! Long-term subscriptions are counted like one-time ones: WeChat's pushes
 //! do not say which kind a template is.
 
-mod redis;
+pub mod redis;
 
 pub use redis::RedisConsent;
 

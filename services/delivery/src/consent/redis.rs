@@ -39,6 +39,12 @@ end
 return 0
 "#;
 
+/// The SHA1 of the script that spends a consent: Redis knows it once a
+/// send has spent one (tests check that template messages never do).
+pub fn take_script_sha() -> String {
+    redis::Script::new(TAKE).get_hash().to_string()
+}
+
 /// The ledger on Redis.
 pub struct RedisConsent {
     conn: Connection,
