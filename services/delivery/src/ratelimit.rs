@@ -171,7 +171,9 @@ impl RedisRateLimiter {
     fn keep(&self, app_id: &str, extra: u32) {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         let until = Instant::now() + LEASE_WINDOW;
-        let lease = leases.entry(app_id.to_string()).or_insert(Lease { left: 0, until });
+        let lease = leases
+            .entry(app_id.to_string())
+            .or_insert(Lease { left: 0, until });
         if lease.until <= Instant::now() {
             lease.left = 0;
         }

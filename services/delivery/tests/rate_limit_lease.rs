@@ -28,7 +28,14 @@ async fn script_calls(redis: &RedisServer) -> u64 {
         .unwrap();
     info.lines()
         .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum()
 }
 
@@ -101,8 +108,5 @@ async fn over_the_limit_replicas_stay_within_the_rate_and_one_lease_window() {
         "{admitted} sends in {secs:.2} s: more than {most}"
     );
     // Liveness only (the test shares two cores): the limit is not a wall.
-    assert!(
-        admitted >= 500.0 * secs,
-        "{admitted} sends in {secs:.2} s"
-    );
+    assert!(admitted >= 500.0 * secs, "{admitted} sends in {secs:.2} s");
 }

@@ -11,6 +11,13 @@ use wxpush_events::EventSource;
 /// Events read and applied at once (one store round trip for all).
 pub const BATCH: usize = 256;
 
+/// After a batch smaller than [`BATCH`], the next read waits this long, so
+/// that events arriving one by one are applied some at a time: a store's
+/// cost is mostly per batch (a transaction on PostgreSQL, a round trip and
+/// a wake-up on Redis), and the log is read seconds later, not within 5 ms.
+/// A full batch is followed by the next read at once.
+pub const LINGER: Duration = Duration::from_millis(5);
+
 /// Reads the stream into the store until it ends. Events are acknowledged
 /// only after the store applied them, so a crash in between re-reads them
 /// (and the store ignores what it already has). A failing store is retried
@@ -33,7 +40,15 @@ pub async fn run(
 ) {
     tokio::pin!(stop);
     {
+        let mut linger = false;
         loop {
+            if linger {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(LINGER) => {}
+                }
+            }
             let next = tokio::select! {
                 biased;
                 _ = &mut stop => break,
@@ -48,6 +63,7 @@ pub async fn run(
                     continue;
                 }
             };
+            linger = batch.len() < BATCH;
             let (events, receipts): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|r| (r.event, r.receipt)).unzip();
             tracing::debug!(events = events.len(), "delivery events read");
