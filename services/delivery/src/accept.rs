@@ -245,7 +245,12 @@ impl Intake {
             self.ledger.finish(&ctx, &step, true, &result).await?;
             Ok::<_, QueueError>(result)
         });
-        let out = futures_util::future::try_join_all(recorded).await?;
+        // Every item is written to the end (none is cut off half-written
+        // when another fails); any failure fails the call, nothing queued.
+        let out = futures_util::future::join_all(recorded)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let messages: Vec<QueuedMessage> = items.iter().map(|(m, _)| m.clone()).collect();
         self.ledger.queue.push(&messages, not_before).await?;
         Ok(out)

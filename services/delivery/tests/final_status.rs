@@ -81,6 +81,14 @@ async fn a_final_status_stays(queue: Arc<dyn Queue>) {
     assert_eq!(queue.by_msgid("wx2", "2000001").await.unwrap(), None);
     assert_eq!(queue.by_msgid("wx1", "2000003").await.unwrap(), None);
     assert_eq!(queue.by_msgid("wx1", "2000004").await.unwrap(), None);
+    // A late SENT refused under the receipt of m1 notes nothing either.
+    let late = DeliveryResult {
+        app_id: "wx1".into(),
+        wechat_msgid: "2000009".into(),
+        ..with(DeliveryStatus::Sent)
+    };
+    assert!(!queue.set_status(&late).await.unwrap());
+    assert_eq!(queue.by_msgid("wx1", "2000009").await.unwrap(), None);
 }
 
 #[tokio::test]

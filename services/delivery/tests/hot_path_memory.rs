@@ -148,7 +148,7 @@ async fn a_final_message_leaves_only_its_status_and_the_callers_idempotency_reco
 
     let per = |a: i64, b: i64| (b - a) as f64 / N as f64;
     eprintln!(
-        "hot path, {N} messages in flight: {:.0} bytes/message = queue entry {:.0} + live status {:.0} + idempotency reservation {:.0} + attempt note (subscribe) {:.0}; once final: {:.0} bytes/message (status {:.0} and msgid note until the status TTL, the rest the caller's idempotency record for its window)",
+        "hot path, {N} messages in flight: {:.0} bytes/message = queue entry {:.0} + live status {:.0} + idempotency reservation {:.0} + attempt note (subscribe) {:.0}; once final: {:.0} bytes/message (status {:.0} and its msgid note until the status TTL, and the caller's idempotency record for its window)",
         per(empty, in_flight),
         per(empty, queued),
         per(queued, with_status),

@@ -11,11 +11,13 @@ use wxpush_events::EventSource;
 /// Events read and applied at once (one store round trip for all).
 pub const BATCH: usize = 256;
 
-/// After a batch smaller than [`BATCH`], the next read waits this long, so
+/// After a batch of less than a quarter of [`BATCH`] (a stream in
+/// partitions is read a share of [`BATCH`] from each, so a backlog's batch
+/// may fall a little short of it), the next read waits this long, so
 /// that events arriving one by one are applied some at a time: a store's
 /// cost is mostly per batch (a transaction on PostgreSQL, a round trip and
 /// a wake-up on Redis), and the log is read seconds later, not within 5 ms.
-/// A full batch is followed by the next read at once.
+/// A larger batch is followed by the next read at once.
 pub const LINGER: Duration = Duration::from_millis(5);
 
 /// Reads the stream into the store until it ends. Events are acknowledged
@@ -63,7 +65,7 @@ pub async fn run(
                     continue;
                 }
             };
-            linger = batch.len() < BATCH;
+            linger = batch.len() < BATCH / 4;
             let (events, receipts): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|r| (r.event, r.receipt)).unzip();
             tracing::debug!(events = events.len(), "delivery events read");

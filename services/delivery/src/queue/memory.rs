@@ -160,14 +160,14 @@ impl Queue for MemoryQueue {
 
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError> {
         Ok(self.with(|s| {
+            let kept = s.status.get(&result.message_id);
+            if kept.is_some_and(|k| rank(k.status) > rank(result.status)) {
+                return false;
+            }
             if let Some(msgid) = noted_msgid(result) {
                 let key = format!("{}\0{msgid}", result.app_id);
                 s.msgids
                     .insert(key, result.message_id.clone(), self.status_ttl);
-            }
-            let kept = s.status.get(&result.message_id);
-            if kept.is_some_and(|k| rank(k.status) > rank(result.status)) {
-                return false;
             }
             let keep = status_keep(result.status, self.status_ttl);
             s.status

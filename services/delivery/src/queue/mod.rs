@@ -244,10 +244,10 @@ pub trait Queue: Send + Sync {
     /// backwards, and a late SENT never undoes WeChat's receipt. `false`
     /// when refused.
     ///
-    /// A SENT status with WeChat's msgid also notes the message under that
-    /// msgid for its app, as long as the status is kept ([`Self::by_msgid`]:
-    /// WeChat's receipt names the msgid only), never before the status is
-    /// stored, so a receipt that finds the message finds it SENT.
+    /// A SENT status with WeChat's msgid, when stored, also notes the
+    /// message under that msgid for its app, as long as the status is kept
+    /// ([`Self::by_msgid`]: WeChat's receipt names the msgid only), never
+    /// before the status, so a receipt that finds the message finds it SENT.
     async fn set_status(&self, result: &DeliveryResult) -> Result<bool, QueueError>;
     /// The message WeChat accepted as `wechat_msgid` for `app_id`.
     async fn by_msgid(

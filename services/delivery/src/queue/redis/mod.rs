@@ -54,10 +54,10 @@ return #items
 /// as a command of its own.
 const SET_STATUS_LUA: &str = r#"
 local rank = {L = 0, F = 1, R = 2}
-if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3]) end
 local kept = redis.call('GET', KEYS[1])
 if kept and (rank[string.sub(kept, 1, 1)] or 0) > rank[ARGV[2]] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2] .. ARGV[1], 'EX', ARGV[3])
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3]) end
 if ARGV[2] ~= 'L' then redis.call('DEL', KEYS[2]) end
 return 1
 "#;
@@ -311,7 +311,7 @@ impl Queue for RedisQueue {
             call.key(key).arg(&result.message_id);
         }
         let stored: u8 = call.invoke_async(&mut self.conn.clone()).await?;
-        if let Some(key) = note.filter(|_| !in_script) {
+        if let Some(key) = note.filter(|_| !in_script && stored == 1) {
             ::redis::cmd("SET")
                 .arg(key)
                 .arg(&result.message_id)
