@@ -4,7 +4,8 @@
 Starts the benchmark topology (bench/bench.py), drives 32 callers of sync `Send`
 with k6 for 12 s, and records each named service process (default: delivery,
 template, token, logquery) with `perf record -g` meanwhile; prints the top
-symbols of each by self time (`perf report --no-children`). Needs linux-perf
+symbols of each by self time (`perf report --no-children`) and the same self time
+summed by crate. Needs linux-perf
 (Debian `linux-perf`).
 """
 
