@@ -25,6 +25,16 @@ use std::time::{Duration, Instant};
 /// never hands out the same port twice (two topologies starting together
 /// once got the same port: "Address already in use").
 pub fn free_port() -> u16 {
+    free_port_and(0)
+}
+
+/// How far above a Redis Cluster node's port its cluster bus listens.
+const CLUSTER_BUS_OFFSET: u16 = 10_000;
+
+/// A free port whose port + `offset` (a cluster node's bus port, when
+/// not 0) is free too, both below the ephemeral range and neither handed
+/// out before; both are handed out now.
+fn free_port_and(offset: u16) -> u16 {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static HANDED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
@@ -34,25 +44,37 @@ pub fn free_port() -> u16 {
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     const LOWEST: u16 = 10_000;
-    if ephemeral_from > LOWEST + 1000 {
-        let span = u32::from(ephemeral_from - LOWEST);
+    let free = |handed: &HashSet<u16>, port: u16| {
+        !handed.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok()
+    };
+    if ephemeral_from > LOWEST + offset + 1000 {
+        let span = u32::from(ephemeral_from - LOWEST - offset);
         // Processes running at once start at different places.
         let start = (std::process::id().wrapping_mul(7919)) % span;
         let mut handed = handed.lock().expect("port set");
         for i in 0..span {
             let port = LOWEST + ((start + i * 13) % span) as u16;
-            if !handed.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            if free(&handed, port) && (offset == 0 || free(&handed, port + offset)) {
                 handed.insert(port);
+                handed.insert(port + offset);
                 return port;
             }
         }
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port");
-    handed.lock().expect("port set").insert(port);
-    port
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        let mut handed = handed.lock().expect("port set");
+        let bus = port.checked_add(offset);
+        if offset == 0 || bus.is_some_and(|b| free(&handed, b)) {
+            handed.insert(port);
+            handed.extend(bus);
+            return port;
+        }
+    }
+    panic!("no free loopback port with a free port {offset} above it")
 }
 
 /// A private `redis-server` for one test: no persistence, or (durable) an
@@ -98,7 +120,8 @@ impl RedisServer {
     }
 
     fn start_with(fsync: Option<&'static str>, cluster_node: bool) -> Self {
-        let port = free_port();
+        // A cluster node also listens on its bus port, 10 000 above.
+        let port = free_port_and(if cluster_node { CLUSTER_BUS_OFFSET } else { 0 });
         let dir = std::env::temp_dir().join(format!("wxpush-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir for redis");
         let mut server = Self {
