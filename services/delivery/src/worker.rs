@@ -295,6 +295,13 @@ impl Worker {
     ) -> Result<(), QueueError> {
         m.last_errcode = step.errcode;
         m.last_errmsg = step.errmsg.clone();
+        match next {
+            Next::Backoff => self.ledger.metrics().retry(),
+            Next::Wait(Hold::Breaker) => self.ledger.metrics().deferred("breaker"),
+            Next::Wait(Hold::Quota) => self.ledger.metrics().deferred("quota"),
+            Next::Wait(Hold::Rate(_)) => self.ledger.metrics().deferred("rate_limit"),
+            Next::Finish { .. } | Next::RefreshToken | Next::Refuse(_) => {}
+        }
         // The event is written beside the status and the queue, not before.
         let stored = async {
             match next {
@@ -305,13 +312,6 @@ impl Worker {
                     self.ledger.settle(&ctx.result(&step, m.attempts)).await
                 }
                 Next::RefreshToken | Next::Backoff | Next::Wait(_) | Next::Refuse(_) => {
-                    match next {
-                        Next::Backoff => self.ledger.metrics().retry(),
-                        Next::Wait(Hold::Breaker) => self.ledger.metrics().deferred("breaker"),
-                        Next::Wait(Hold::Quota) => self.ledger.metrics().deferred("quota"),
-                        Next::Wait(Hold::Rate(_)) => self.ledger.metrics().deferred("rate_limit"),
-                        _ => {}
-                    }
                     self.ledger.hold(ctx, &m, &step, due).await.map(|_| ())
                 }
             }
